@@ -1,0 +1,5 @@
+import sys
+
+from agegender.cli import main
+
+sys.exit(main())

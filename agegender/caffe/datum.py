@@ -1,0 +1,94 @@
+"""LMDB of Caffe Datum records, as written by ``convert_imageset``: uint8 CHW BGR + label, or encoded JPEG/PNG."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import lmdb
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from agegender.caffe import caffe_pb2
+from agegender.errors import AgegenderError
+from agegender.fileio import atomic_directory
+
+_COMMIT_EVERY = 1000  # convert_imageset commits in batches of 1000 too
+_MAP_SIZE = 1 << 40 if sys.maxsize > 2**32 else 1 << 30
+
+
+def array_to_datum(image: np.ndarray, label: int) -> caffe_pb2.Datum:
+    """A raw Datum from a uint8 (C, H, W) array."""
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    if image.ndim != 3:
+        raise ValueError(f"Datum image must be CxHxW, got shape {image.shape}")
+    c, h, w = image.shape
+    return caffe_pb2.Datum(channels=c, height=h, width=w, data=image.tobytes(), label=int(label))
+
+
+def datum_to_array(datum: caffe_pb2.Datum) -> np.ndarray:
+    """The Datum's image as uint8 (C, H, W) BGR; encoded JPEG/PNG Datums are decoded; float_data as float32."""
+    if datum.encoded:
+        import cv2
+
+        image = cv2.imdecode(np.frombuffer(datum.data, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError("encoded Datum does not decode as an image")
+        return image.transpose(2, 0, 1)
+    shape = (datum.channels, datum.height, datum.width)
+    if datum.data:
+        values = np.frombuffer(datum.data, dtype=np.uint8)
+    else:
+        values = np.asarray(datum.float_data, dtype=np.float32)
+    if values.size != shape[0] * shape[1] * shape[2]:
+        raise ValueError(f"Datum holds {values.size} values but declares {shape}")
+    return values.reshape(shape)
+
+
+def _open(path: str | os.PathLike) -> lmdb.Environment:
+    path = Path(path)
+    if not (path / "data.mdb").is_file():
+        raise AgegenderError(f"LMDB not found: {path} (no data.mdb); build it with create_lmdb.sh")
+    try:
+        return lmdb.open(str(path), readonly=True, lock=False, readahead=False, max_readers=256)
+    except lmdb.Error as exc:
+        raise AgegenderError(f"cannot open LMDB {path}: {exc}") from None
+
+
+def lmdb_size(path: str | os.PathLike) -> int:
+    """Number of records."""
+    with _open(path) as env:
+        return env.stat()["entries"]
+
+
+def read_lmdb(path: str | os.PathLike) -> Iterator[tuple[bytes, caffe_pb2.Datum]]:
+    """(key, Datum) in key order, as Caffe's Data layer reads them."""
+    with _open(path) as env, env.begin() as txn:
+        for key, value in txn.cursor():
+            datum = caffe_pb2.Datum()
+            try:
+                datum.ParseFromString(value)
+            except DecodeError:
+                raise AgegenderError(f"LMDB {path}: record {key.decode(errors='replace')} is not a Datum") from None
+            yield bytes(key), datum
+
+
+def write_lmdb(path: str | os.PathLike, records: Iterable[tuple[bytes, caffe_pb2.Datum]]) -> int:
+    """Write (key, Datum) records to a new LMDB at ``path``, replacing it atomically; returns the count."""
+    count = 0
+    with atomic_directory(path) as tmp:
+        # Like convert_imageset: reserve a large map; the file only grows as records are written.
+        env = lmdb.open(str(tmp), map_size=_MAP_SIZE, subdir=True, lock=False)
+        try:
+            txn = env.begin(write=True)
+            for key, datum in records:
+                txn.put(key, datum.SerializeToString())
+                count += 1
+                if count % _COMMIT_EVERY == 0:
+                    txn.commit()
+                    txn = env.begin(write=True)
+            txn.commit()
+        finally:
+            env.close()
+    return count

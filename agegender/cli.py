@@ -1,0 +1,47 @@
+"""``python -m agegender <command>``: one entry point, a subcommand per stage.
+
+Each command lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
+modules import their heavy dependencies (torch, openvino) inside ``run`` so ``--help`` stays fast
+and the edge runtime never pulls in torch.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from agegender.errors import AgegenderError
+
+COMMANDS = {
+    "inspect": ("agegender.inspect", "layer table of a prototxt: shapes, parameters, MACs; checks a caffemodel"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agegender", description=(
+        "Age and gender CNNs from Caffe prototxts to OpenVINO edge devices: dataset, train, test, compile, infer."))
+    sub = parser.add_subparsers(dest="command", metavar="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        command = importlib.import_module(module)
+        command.add_arguments(sub.add_parser(name, help=help_text, description=command.__doc__))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return command.run(args) or 0
+    except AgegenderError as exc:
+        print(f"agegender {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"agegender {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: one line unless the user asks for the traceback
+        if os.environ.get("AGEGENDER_DEBUG"):
+            raise
+        print(f"agegender {args.command}: internal error: {type(exc).__name__}: {exc} "
+              f"(set AGEGENDER_DEBUG=1 for the traceback and report it)", file=sys.stderr)
+        return 1
