@@ -1,0 +1,1 @@
+"""Deployment: compile Caffe nets to OpenVINO IR, quantize, and run them on OpenVINO devices (no torch)."""

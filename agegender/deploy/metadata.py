@@ -1,0 +1,68 @@
+"""The sidecar beside every compiled IR (``graph/AgeNet.xml`` -> ``graph/AgeNet.json``).
+
+It carries everything inference needs besides the IR itself: class names, input size and colour order,
+the mean image file (with its hash, so a mismatched mean is caught), and where the model came from.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from agegender.errors import AgegenderError
+from agegender.fileio import write_text_atomic
+
+FORMAT = "agegender-ir/1"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class IRMetadata:
+    task: str                      # "age", "gender", or "" for another classifier
+    classes: list[str]             # class names in output order
+    input_name: str                # Caffe blob name of the input, e.g. "data"
+    output_name: str               # Caffe blob name of the probabilities, e.g. "prob"
+    input_shape: list[int]         # N, C, H, W of the IR input
+    resize: list[int]              # H, W every image is resized to before cropping (the LMDB size)
+    crop: int                      # centre crop fed to the net
+    color_order: str = "BGR"
+    scale: float = 1.0
+    mean_file: str = ""            # relative to the IR's folder, e.g. "age_gender_mean.npy"; "" = no mean
+    mean_sha256: str = ""
+    mean_bgr: list[float] = field(default_factory=list)  # per-channel means, for display
+    precision: str = "FP16"
+    target: str = "cpu"
+    source: dict = field(default_factory=dict)        # prototxt, prototxt_sha256, caffemodel, caffemodel_sha256
+    verification: dict = field(default_factory=dict)  # reference, inputs, max_abs_diff, top1_agreement
+    format: str = FORMAT
+
+
+def metadata_path(xml: str | os.PathLike) -> Path:
+    return Path(xml).with_suffix(".json")
+
+
+def write_metadata(xml: str | os.PathLike, meta: IRMetadata) -> Path:
+    return write_text_atomic(metadata_path(xml), json.dumps(asdict(meta), indent=2) + "\n")
+
+
+def read_metadata(xml: str | os.PathLike) -> IRMetadata:
+    path = metadata_path(xml)
+    if not path.is_file():
+        raise AgegenderError(f"IR metadata not found: {path} (written by `agegender compile` beside {Path(xml).name}); "
+                             f"recompile with compile2Movidius.sh")
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != FORMAT:
+            raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
+        return IRMetadata(**data)
+    except (ValueError, TypeError) as exc:
+        raise AgegenderError(f"IR metadata {path} is not valid ({exc}); recompile with compile2Movidius.sh") from None
