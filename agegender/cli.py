@@ -15,6 +15,7 @@ from agegender.errors import AgegenderError
 
 COMMANDS = {
     "inspect": ("agegender.inspect", "layer table of a prototxt: shapes, parameters, MACs; checks a caffemodel"),
+    "test": ("agegender.evaluate", "accuracy, confusion matrix and per-class scores of a caffemodel or IR on a test LMDB"),
 }
 
 
