@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import lmdb
 import numpy as np
 from google.protobuf.message import DecodeError
 
@@ -46,7 +45,14 @@ def datum_to_array(datum: caffe_pb2.Datum) -> np.ndarray:
     return values.reshape(shape)
 
 
-def _open(path: str | os.PathLike) -> lmdb.Environment:
+def _lmdb():
+    """lmdb is imported on use: the edge runtime imports this package (mean files) without lmdb installed."""
+    import lmdb
+    return lmdb
+
+
+def _open(path: str | os.PathLike):
+    lmdb = _lmdb()
     path = Path(path)
     if not (path / "data.mdb").is_file():
         raise AgegenderError(f"LMDB not found: {path} (no data.mdb); build it with create_lmdb.sh")
@@ -79,7 +85,7 @@ def write_lmdb(path: str | os.PathLike, records: Iterable[tuple[bytes, caffe_pb2
     count = 0
     with atomic_directory(path) as tmp:
         # Like convert_imageset: reserve a large map; the file only grows as records are written.
-        env = lmdb.open(str(tmp), map_size=_MAP_SIZE, subdir=True, lock=False)
+        env = _lmdb().open(str(tmp), map_size=_MAP_SIZE, subdir=True, lock=False)
         try:
             txn = env.begin(write=True)
             for key, datum in records:
