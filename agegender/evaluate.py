@@ -16,6 +16,7 @@ import numpy as np
 
 from agegender.caffe import datum_to_array, lmdb_size, read_lmdb, read_mean
 from agegender.errors import AgegenderError
+from agegender.fileio import newest_snapshot
 from agegender.labels import CLASSES
 from agegender.preprocess import oversample, transform
 from agegender.progress import Progress
@@ -183,7 +184,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="deploy prototxt (with --weights), run by the PyTorch engine")
     source.add_argument("--ir", help="compiled OpenVINO IR (graph/AgeNet.xml), run by OpenVINO")
-    parser.add_argument("--weights", help="caffemodel for --model")
+    parser.add_argument("--weights", help="caffemodel for --model, or a folder: its newest *_iter_N.caffemodel")
     parser.add_argument("--lmdb", required=True, help="test LMDB, e.g. data/lmdb/age_test_lmdb")
     parser.add_argument("--mean", help="mean.binaryproto or .npy (needed for --model; for --ir checked against its sidecar)")
     parser.add_argument("--labels", choices=sorted(CLASSES), help="class names (default: from the IR, or 9 -> age, 2 -> gender)")
@@ -204,19 +205,21 @@ def run(args: argparse.Namespace) -> int:
     if args.model:
         if not args.weights or not args.mean:
             raise AgegenderError("--model needs --weights W.caffemodel and --mean mean.binaryproto")
-        predict, crop, _ = caffemodel_predictor(args.model, args.weights)
-        mean, task = read_mean(args.mean), args.labels
+        weights = newest_snapshot(args.weights)
+        print(f"testing {weights}", file=sys.stderr)
+        predict, crop, _ = caffemodel_predictor(args.model, str(weights))
+        mean, task, model_name = read_mean(args.mean), args.labels, str(weights)
     else:
         if args.weights:
             raise AgegenderError("--weights goes with --model, not --ir (the IR holds its weights)")
         predict, crop, mean, task = _ir_predictor(args)
-        task = args.labels or task
+        task, model_name = args.labels or task, args.ir
     n_classes = predict(np.zeros((1, 3, crop, crop), np.float32)).shape[-1]
     task = task or {9: "age", 2: "gender"}.get(n_classes)
     if task is None:
         raise AgegenderError(f"the model has {n_classes} classes; give --labels age|gender")
     scores = evaluate(predict, args.lmdb, mean, crop, CLASSES[task], args.oversample)
-    report = scores.to_dict(task) | {"model": args.ir or args.weights, "lmdb": args.lmdb, "oversample": args.oversample}
+    report = scores.to_dict(task) | {"model": model_name, "lmdb": args.lmdb, "oversample": args.oversample}
     if args.json == "-":
         json.dump(report, sys.stdout, indent=2)
         print()

@@ -67,3 +67,20 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def newest_snapshot(path: str | os.PathLike, suffix: str = ".caffemodel") -> Path:
+    """``path`` itself if it is a file, else the ``*_iter_N<suffix>`` in that folder with the largest N."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise AgegenderError(f"no such snapshot or folder: {path}")
+    snapshots = []
+    for candidate in path.glob(f"*_iter_*{suffix}"):
+        iteration = candidate.name[: -len(suffix)].rsplit("_iter_", 1)[-1]
+        if iteration.isdigit():
+            snapshots.append((int(iteration), candidate))
+    if not snapshots:
+        raise AgegenderError(f"no *_iter_N{suffix} snapshot in {path}; train first (train_AgeNet.sh / train_GenderNet.sh)")
+    return max(snapshots)[1]

@@ -1,0 +1,87 @@
+"""The whole pipeline through its stage doors, timed: ``./run_pipeline.sh [--quick] [SOURCE]``.
+
+Each stage is the shell script a user would run by hand, so the pipeline proves those doors work and any
+stage can be re-run alone (``--from STAGE`` resumes from there).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORTS = Path("data/reports")
+QUICK_ITERATIONS = 60
+
+
+@dataclass
+class Stage:
+    name: str
+    command: list[str]
+
+
+def stages(source: str, quick: bool) -> list[Stage]:
+    python = sys.executable
+    schedule = ["--max-iter", str(QUICK_ITERATIONS)] if quick else []
+    reports = []
+    for net, task in (("AgeNet", "age"), ("GenderNet", "gender")):
+        reports.append(Stage(f"test-{task}", [f"./test_{net}.sh", "--json", str(REPORTS / f"{task}_caffemodel.json"),
+                                              "--plot", str(REPORTS / f"{task}_caffemodel.png")]))
+    for net, task in (("AgeNet", "age"), ("GenderNet", "gender")):
+        reports.append(Stage(f"test-{task}-ir", [f"./test_{net}.sh", "--ir", f"graph/{net}.xml",
+                                                 "--json", str(REPORTS / f"{task}_ir.json")]))
+    return [
+        Stage("download", ["./download.sh", source]),
+        Stage("dataset", [python, "build_dataset.py"]),
+        Stage("lmdb", ["./create_lmdb.sh"]),
+        Stage("mean", ["./create_mean.sh"]),
+        Stage("train-gender", ["./train_GenderNet.sh", *schedule]),
+        Stage("train-age", ["./train_AgeNet.sh", *schedule]),
+        *reports[:2],
+        Stage("compile", ["./compile2Movidius.sh"]),
+        *reports[2:],
+        Stage("infer", [python, "run_inference.py", "--mean_file", "graph/age_gender_mean.npy",
+                        "--image_path", str(sorted(Path(source).glob("*.jpg"))[0]) if Path(source).is_dir() else source,
+                        "--faces", "none"]),
+    ]
+
+
+def run(source: str, quick: bool, start: str | None = None) -> dict[str, float]:
+    """Run the stages from ``start`` on; returns seconds per stage; stops at the first failing stage."""
+    plan = stages(source, quick)
+    names = [s.name for s in plan]
+    if start is not None and start not in names:
+        raise SystemExit(f"run_pipeline: unknown stage {start!r}; stages: {', '.join(names)}")
+    plan = plan[names.index(start):] if start else plan
+    (ROOT / REPORTS).mkdir(parents=True, exist_ok=True)
+    seconds = {}
+    for stage in plan:
+        print(f"\n=== {stage.name}: {' '.join(stage.command)}", flush=True)
+        began = time.perf_counter()
+        code = subprocess.call(stage.command, cwd=ROOT)
+        seconds[stage.name] = time.perf_counter() - began
+        if code:
+            raise SystemExit(f"run_pipeline: stage {stage.name} failed (exit {code}); fix it and resume with "
+                             f"--from {stage.name}")
+    (ROOT / REPORTS / "timings.json").write_text(json.dumps(seconds, indent=2) + "\n")
+    print("\n" + "\n".join(f"{name:>14}: {s:8.1f} s" for name, s in seconds.items()))
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="run_pipeline.sh", description=__doc__)
+    parser.add_argument("source", nargs="?", default="../shared/datasets/utkface-asian",
+                        help="UTKFace .tar.gz, folder or URL (default ../shared/datasets/utkface-asian)")
+    parser.add_argument("--quick", action="store_true", help=f"a first look: {QUICK_ITERATIONS} training iterations per net")
+    parser.add_argument("--from", dest="start", help="resume from this stage")
+    args = parser.parse_args(argv)
+    run(args.source, args.quick, args.start)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
