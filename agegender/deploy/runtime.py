@@ -1,0 +1,307 @@
+"""Run a compiled classifier (OpenVINO IR + sidecar) on the best OpenVINO device present. No torch.
+
+``Classifier(xml)`` picks the device (NPU, then GPU, then CPU; an absent device falls back to CPU with one
+notice), caches the compiled model so the next start is fast, loads and checks the mean image, and
+preprocesses images exactly as training did. ``predict`` runs a batch; ``pipeline`` keeps many requests
+in flight (OpenVINO's AsyncInferQueue) for folders and videos.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from agegender.caffe.mean import read_mean
+from agegender.deploy.metadata import IRMetadata, read_metadata, sha256_file
+from agegender.errors import AgegenderError
+from agegender.fileio import require_file
+from agegender.preprocess import resize_like_lmdb, to_bgr, transform
+
+try:
+    from openvino import AsyncInferQueue, Core
+except ImportError:  # OpenVINO <= 2022.3, the last runtime with the NCS2 (MYRIAD) plugin, or none at all
+    try:
+        from openvino.runtime import AsyncInferQueue, Core
+    except ImportError:
+        raise AgegenderError("OpenVINO is not installed: pip install -r requirements-edge.txt") from None
+
+# OpenVINO's AUTO never picks the NPU unless it is named, so the order is ours.
+DEVICE_PREFERENCE = ("NPU", "GPU", "CPU")
+DEVICE_CHOICES = ("AUTO", "CPU", "GPU", "NPU", "MYRIAD")
+LATENCY, THROUGHPUT = "LATENCY", "THROUGHPUT"
+
+_core: Core | None = None
+
+
+def core() -> Core:
+    """One OpenVINO Core per process (creating it loads the plugins list)."""
+    global _core
+    if _core is None:
+        _core = Core()
+    return _core
+
+
+def default_cache_dir() -> Path:
+    """``$AGEGENDER_CACHE_DIR``, else ``$XDG_CACHE_HOME/agegender/openvino`` (``~/.cache/...``)."""
+    if os.environ.get("AGEGENDER_CACHE_DIR"):
+        return Path(os.environ["AGEGENDER_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agegender" / "openvino"
+
+
+def notice(message: str) -> None:
+    print(f"notice: {message}", file=sys.stderr)
+
+
+def pick_device(requested: str | None, available: Sequence[str]) -> tuple[str, str | None]:
+    """(device to compile for, notice or None). ``None``/``AUTO``: the first of NPU, GPU, CPU present.
+    A named device that is absent falls back to CPU with a notice saying why."""
+    kinds = {name.split(".")[0]: name for name in reversed(available)}  # "GPU" -> "GPU.0"
+    if not requested or requested.upper() == "AUTO":
+        for kind in DEVICE_PREFERENCE:
+            if kind in kinds:
+                return kinds[kind], None
+        raise AgegenderError(f"OpenVINO finds none of {', '.join(DEVICE_PREFERENCE)} "
+                             f"(it lists: {', '.join(available) or 'nothing'}); check the openvino install")
+    requested = requested.upper()
+    if requested in available or requested in kinds:
+        return requested, None
+    if "CPU" not in kinds:
+        raise AgegenderError(f"device {requested} is not available and there is no CPU device either "
+                             f"(OpenVINO lists: {', '.join(available) or 'nothing'})")
+    why = (" (the Neural Compute Stick 2 needs OpenVINO 2022.3 LTS, the last runtime with the MYRIAD plugin)"
+           if requested == "MYRIAD" else "")
+    return "CPU", f"device {requested} is not available{why}; OpenVINO lists {', '.join(available)}; running on CPU"
+
+
+def device_name(device: str) -> str:
+    try:
+        return str(core().get_property(device, "FULL_DEVICE_NAME"))
+    except RuntimeError:
+        return device
+
+
+def load_mean(meta: IRMetadata, graph_dir: Path, mean_file: str | os.PathLike | None) -> np.ndarray | None:
+    """The (C, H, W) mean the graph was compiled with: ``mean_file`` when given (checked against the
+    sidecar: same sha256, or same values), else the sidecar's ``mean_file``. None when the net has no mean."""
+    recorded = graph_dir / meta.mean_file if meta.mean_file else None
+    if mean_file is None:
+        if recorded is None:
+            return None
+        if not recorded.is_file():
+            raise AgegenderError(f"mean file {recorded} named by the graph's sidecar is missing; "
+                                 f"pass --mean_file or recompile with compile2Movidius.sh")
+        mean_file = recorded
+    mean_file = require_file(mean_file, "mean file")
+    mean = read_mean(mean_file)
+    if meta.mean_sha256 and sha256_file(mean_file) != meta.mean_sha256:
+        _check_mean_values(mean, mean_file, meta, recorded)
+    expected = (meta.input_shape[1], *meta.resize)
+    if mean.shape[0] != meta.input_shape[1] or mean.shape[1:] not in ((1, 1), tuple(meta.resize)):
+        raise AgegenderError(f"mean file {mean_file} is {'x'.join(map(str, mean.shape))} but the graph expects "
+                             f"{'x'.join(map(str, expected))} (images are resized to {meta.resize[0]}x{meta.resize[1]})")
+    return mean
+
+
+def _check_mean_values(mean: np.ndarray, path: Path, meta: IRMetadata, recorded: Path | None) -> None:
+    """A mean file other than the recorded one is accepted when its values are the same (e.g. the
+    .binaryproto the .npy was converted from); otherwise the predictions would silently be wrong."""
+    same_file_as_recorded = recorded is not None and recorded.is_file() and sha256_file(recorded) == meta.mean_sha256
+    if same_file_as_recorded:
+        reference = read_mean(recorded)
+        if reference.shape == mean.shape and np.allclose(reference, mean, atol=1e-3):
+            return
+    elif meta.mean_bgr and len(meta.mean_bgr) == mean.shape[0]:
+        if np.allclose(mean.reshape(mean.shape[0], -1).mean(1), meta.mean_bgr, atol=1e-2):
+            return
+    raise AgegenderError(f"mean file {path} does not match the mean the graph was compiled with "
+                         f"(per-channel {np.round(mean.reshape(mean.shape[0], -1).mean(1), 2).tolist()}, "
+                         f"expected {np.round(meta.mean_bgr, 2).tolist()}); use {meta.mean_file or 'the training mean'}")
+
+
+class Classifier:
+    """One compiled IR on one device. ``predict(batch)`` -> N x classes probabilities."""
+
+    def __init__(self, xml_path: str | os.PathLike, device: str | None = None,
+                 cache_dir: str | os.PathLike | None = None, mean_file: str | os.PathLike | None = None,
+                 hint: str = LATENCY, on_notice: Callable[[str], None] = notice):
+        """``device`` None or "AUTO" picks the best present; ``cache_dir`` None uses default_cache_dir(),
+        "" turns the model cache off; ``hint`` LATENCY (one image at a time) or THROUGHPUT (pipelines)."""
+        self.xml = require_file(xml_path, "graph")
+        require_file(self.xml.with_suffix(".bin"), "graph weights")
+        self.meta = read_metadata(self.xml)
+        if self.meta.color_order not in ("BGR", "RGB"):
+            raise AgegenderError(f"{self.xml}: sidecar colour order {self.meta.color_order!r} is neither BGR nor RGB")
+        self.mean = load_mean(self.meta, self.xml.parent, mean_file)
+        model = self._read_model()
+        self.cache_dir = _usable_cache_dir(default_cache_dir() if cache_dir is None else cache_dir)
+        requested, message = pick_device(device, core().available_devices)
+        if message:
+            on_notice(message)
+        self._compiled, self.device = self._compile(model, requested, hint, on_notice)
+        self.device_name = device_name(self.device)
+        self._output = self._output_index()
+        self._request = self._compiled.create_infer_request()
+
+    @property
+    def classes(self) -> list[str]:
+        return self.meta.classes
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """C, H, W of one input."""
+        return tuple(self.meta.input_shape[1:])
+
+    def _read_model(self):
+        try:
+            model = core().read_model(str(self.xml))
+        except RuntimeError as exc:
+            raise AgegenderError(f"graph {self.xml} is not a readable OpenVINO IR ({_first_line(exc)}); "
+                                 f"recompile with compile2Movidius.sh") from None
+        if len(model.inputs) != 1:
+            raise AgegenderError(f"graph {self.xml} has {len(model.inputs)} inputs; a classifier has one image input")
+        shape = model.input(0).get_partial_shape()
+        dims = [d.get_length() if d.is_static else -1 for d in shape]
+        if len(dims) != 4 or dims[1:] != list(self.input_shape):
+            raise AgegenderError(f"graph {self.xml} takes input {'x'.join(map(str, dims))} but its sidecar says "
+                                 f"{'x'.join(map(str, self.meta.input_shape))}; the .xml and .json do not belong together")
+        if dims[0] != 1:  # one image per request; batches are pipelined, which every device supports
+            model.reshape({model.input(0).get_any_name(): [1, *self.input_shape]})
+        classes = _output_size(model, self.meta.output_name)
+        if classes != len(self.meta.classes):
+            raise AgegenderError(f"graph {self.xml} outputs {classes} classes but its sidecar names "
+                                 f"{len(self.meta.classes)} ({', '.join(self.meta.classes)}); recompile")
+        return model
+
+    def _compile(self, model, device: str, hint: str, on_notice: Callable[[str], None]):
+        config = {"PERFORMANCE_HINT": hint}
+        if self.cache_dir:
+            config["CACHE_DIR"] = str(self.cache_dir)
+        try:
+            compiled = core().compile_model(model, device, config)
+        except RuntimeError as exc:
+            if device == "CPU":
+                raise AgegenderError(f"OpenVINO cannot compile {self.xml} for CPU: {_first_line(exc)}") from None
+            on_notice(f"compiling {self.xml.name} for {device} failed ({_first_line(exc)}); running on CPU")
+            return self._compile(model, "CPU", hint, on_notice)
+        try:
+            ran_on = ",".join(compiled.get_property("EXECUTION_DEVICES"))
+        except RuntimeError:
+            ran_on = device
+        return compiled, ran_on or device
+
+    def _output_index(self) -> int:
+        for index, output in enumerate(self._compiled.outputs):
+            if self.meta.output_name in output.get_names():
+                return index
+        return len(self._compiled.outputs) - 1
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """A face image (any size; BGR, gray or BGRA uint8) -> 1 x C x crop x crop, as the TEST phase saw
+        the training data: BGR (no RGB swap unless the sidecar says so), resized to the LMDB size, mean
+        subtracted at the centre-crop offset, centre-cropped, scaled."""
+        bgr = to_bgr(image)
+        if self.meta.color_order == "RGB":
+            bgr = bgr[:, :, ::-1]
+        height, width = self.meta.resize
+        chw = resize_like_lmdb(bgr, height, width).transpose(2, 0, 1)
+        return transform(chw, self.mean, self.meta.crop, self.meta.scale)[None]
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """N x C x H x W float32 (preprocessed) -> N x classes probabilities. One input runs synchronously,
+        more are pipelined through the async queue."""
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim == 3:
+            batch = batch[None]
+        if batch.ndim != 4 or batch.shape[1:] != self.input_shape:
+            raise AgegenderError(f"{self.xml.name} takes N x {'x'.join(map(str, self.input_shape))} inputs, "
+                                 f"got {'x'.join(map(str, batch.shape))}")
+        if len(batch) == 1:
+            return self._infer_one(batch)[None]
+        probabilities = np.empty((len(batch), len(self.classes)), dtype=np.float32)
+        with self.pipeline(probabilities.__setitem__) as pipe:
+            for index, x in enumerate(batch):
+                pipe.submit(x[None], index)
+        return probabilities
+
+    def _infer_one(self, x: np.ndarray) -> np.ndarray:
+        self._request.infer({0: np.ascontiguousarray(x)})
+        return self._request.get_output_tensor(self._output).data.reshape(-1).copy()
+
+    def pipeline(self, on_result: Callable[[Any, np.ndarray], None], jobs: int = 0) -> "Pipeline":
+        """Many requests in flight; ``on_result(tag, probabilities)`` is called from OpenVINO's threads."""
+        return Pipeline(self, on_result, jobs)
+
+
+class Pipeline:
+    """OpenVINO's AsyncInferQueue around a Classifier: ``submit(x, tag)`` returns as soon as a request is
+    free; results arrive through ``on_result``; leaving the ``with`` block waits for all of them."""
+
+    def __init__(self, classifier: Classifier, on_result: Callable[[Any, np.ndarray], None], jobs: int = 0):
+        self._queue = AsyncInferQueue(classifier._compiled, jobs)  # 0: the device's optimal number
+        self._output = classifier._output
+        self._on_result = on_result
+        self._errors: list[BaseException] = []
+        self._lock = threading.Lock()
+        self._queue.set_callback(self._done)
+
+    @property
+    def jobs(self) -> int:
+        return len(self._queue)
+
+    def _done(self, request, tag) -> None:
+        try:
+            self._on_result(tag, request.get_output_tensor(self._output).data.reshape(-1).copy())
+        except BaseException as exc:  # raised again in the caller's thread
+            with self._lock:
+                self._errors.append(exc)
+
+    def _raise_pending(self) -> None:
+        with self._lock:
+            if self._errors:
+                raise self._errors.pop(0)
+
+    def submit(self, x: np.ndarray, tag: Any) -> None:
+        self._queue.start_async({0: np.ascontiguousarray(x, dtype=np.float32)}, tag)
+        self._raise_pending()
+
+    def wait(self) -> None:
+        self._queue.wait_all()
+        self._raise_pending()
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.wait()
+        else:
+            self._queue.wait_all()
+
+
+def _output_size(model, name: str) -> int:
+    outputs = [o for o in model.outputs if name in o.get_names()] or list(model.outputs[-1:])
+    shape = outputs[0].get_partial_shape()
+    if not shape.is_static:
+        return -1
+    return int(np.prod([d.get_length() for d in shape][1:]))
+
+
+def _usable_cache_dir(path: str | os.PathLike) -> Path | None:
+    """The model-cache folder, created; None (no cache, still correct, only slower to start) when ""
+    or when it cannot be created (read-only home on a kiosk, say)."""
+    if not str(path):
+        return None
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return Path(path)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
