@@ -16,6 +16,7 @@ from agegender.errors import AgegenderError
 COMMANDS = {
     "inspect": ("agegender.inspect", "layer table of a prototxt: shapes, parameters, MACs; checks a caffemodel"),
     "test": ("agegender.evaluate", "accuracy, confusion matrix and per-class scores of a caffemodel or IR on a test LMDB"),
+    "infer": ("agegender.infer", "age and gender of the faces in an image, folder, video or camera, on any OpenVINO device"),
 }
 
 

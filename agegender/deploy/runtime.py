@@ -85,8 +85,8 @@ def device_name(device: str) -> str:
 
 
 def load_mean(meta: IRMetadata, graph_dir: Path, mean_file: str | os.PathLike | None) -> np.ndarray | None:
-    """The (C, H, W) mean the graph was compiled with: ``mean_file`` when given (checked against the
-    sidecar: same sha256, or same values), else the sidecar's ``mean_file``. None when the net has no mean."""
+    """The (C, H, W) mean the graph was compiled with: the sidecar's ``mean_file`` (its sha256 checked),
+    or ``mean_file`` when given, checked against the sidecar's. None when the net has no mean."""
     recorded = graph_dir / meta.mean_file if meta.mean_file else None
     if mean_file is None:
         if recorded is None:
@@ -94,6 +94,9 @@ def load_mean(meta: IRMetadata, graph_dir: Path, mean_file: str | os.PathLike | 
         if not recorded.is_file():
             raise AgegenderError(f"mean file {recorded} named by the graph's sidecar is missing; "
                                  f"pass --mean_file or recompile with compile2Movidius.sh")
+        if meta.mean_sha256 and sha256_file(recorded) != meta.mean_sha256:
+            raise AgegenderError(f"mean file {recorded} has changed since the graph was compiled (its sha256 "
+                                 f"differs from the sidecar's); restore it or recompile with compile2Movidius.sh")
         mean_file = recorded
     mean_file = require_file(mean_file, "mean file")
     mean = read_mean(mean_file)
@@ -107,19 +110,20 @@ def load_mean(meta: IRMetadata, graph_dir: Path, mean_file: str | os.PathLike | 
 
 
 def _check_mean_values(mean: np.ndarray, path: Path, meta: IRMetadata, recorded: Path | None) -> None:
-    """A mean file other than the recorded one is accepted when its values are the same (e.g. the
-    .binaryproto the .npy was converted from); otherwise the predictions would silently be wrong."""
-    same_file_as_recorded = recorded is not None and recorded.is_file() and sha256_file(recorded) == meta.mean_sha256
-    if same_file_as_recorded:
+    """Another file than the recorded mean is accepted when it holds the same values (e.g. the
+    .binaryproto the .npy was converted from): compared with the recorded file when it is intact, else
+    with the sidecar's per-channel means. Otherwise predictions would be silently wrong."""
+    channels = mean.reshape(mean.shape[0], -1).mean(1)
+    if recorded is not None and recorded.is_file() and sha256_file(recorded) == meta.mean_sha256:
         reference = read_mean(recorded)
         if reference.shape == mean.shape and np.allclose(reference, mean, atol=1e-3):
             return
-    elif meta.mean_bgr and len(meta.mean_bgr) == mean.shape[0]:
-        if np.allclose(mean.reshape(mean.shape[0], -1).mean(1), meta.mean_bgr, atol=1e-2):
-            return
+    elif len(meta.mean_bgr) == len(channels) and np.allclose(channels, meta.mean_bgr, atol=1e-2):
+        return
     raise AgegenderError(f"mean file {path} does not match the mean the graph was compiled with "
-                         f"(per-channel {np.round(mean.reshape(mean.shape[0], -1).mean(1), 2).tolist()}, "
-                         f"expected {np.round(meta.mean_bgr, 2).tolist()}); use {meta.mean_file or 'the training mean'}")
+                         f"({'x'.join(map(str, mean.shape))}, per-channel {np.round(channels, 2).tolist()}; expected "
+                         f"{'x'.join(map(str, (meta.input_shape[1], *meta.resize)))}, "
+                         f"{np.round(meta.mean_bgr, 2).tolist()}); use {meta.mean_file or 'the training mean'}")
 
 
 class Classifier:

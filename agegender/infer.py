@@ -1,0 +1,513 @@
+"""Age and gender of every face in an image, a folder of images, a video file or a camera, on the best
+OpenVINO device present (NPU, GPU, else CPU). Prints, per face, "Age predicted: 20-29, 87.12%",
+"Gender predicted: Female, 96.30%" and the execution time.
+
+Exit codes: 0 done; 2 bad input (missing or unreadable path, not an image, missing or mismatched graph
+or mean file); 3 no face found (single image, or no face in any image of a folder); 1 internal error.
+"""
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Iterator
+
+import cv2
+import numpy as np
+
+from agegender.deploy.faces import FACE_MODES, Box, FaceFinder, Faces, draw
+from agegender.errors import AgegenderError
+from agegender.fileio import write_bytes_atomic
+from agegender.progress import Progress
+
+if TYPE_CHECKING:  # the runtime imports openvino: only when a command runs, so --help stays fast
+    from agegender.deploy.runtime import Classifier
+
+NO_FACE = 3
+VIDEO_SUFFIXES = {".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v"}  # what --output may write for a video or camera
+CAMERA_FPS = 15.0  # written to --output when the camera does not say
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image_path", metavar="PATH", help="an image, a folder of images, or a video file")
+    source.add_argument("--camera", type=int, metavar="INDEX", help="a camera (0 = the first), read until Ctrl-C")
+    parser.add_argument("--mean_file", metavar="M", help="mean image (.npy or .binaryproto), checked against the "
+                        "graph's sidecar (default: the mean named by the sidecar, e.g. graph/age_gender_mean.npy)")
+    parser.add_argument("--graph_dir", default="graph", help="folder of AgeNet.xml/.bin/.json and GenderNet.* "
+                        "(default: graph)")
+    parser.add_argument("--device", metavar="AUTO|CPU|GPU|NPU|MYRIAD",
+                        help="OpenVINO device (default AUTO: the first present of NPU, GPU, CPU); "
+                             "an absent device falls back to CPU")
+    parser.add_argument("--faces", choices=FACE_MODES, default="auto",
+                        help="auto: detect faces, but use an image that is already a face crop whole; "
+                             "haar: detect faces only; none: the image is one face crop (default: auto)")
+    parser.add_argument("--output", metavar="FILE", help="draw boxes and labels: an image file for an image, "
+                        "a folder for a folder, a .avi/.mp4 file for a video or camera")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per image or frame instead")
+    parser.add_argument("--max_frames", type=int, metavar="N", help="stop a video or camera after N frames")
+    parser.add_argument("--jobs", type=int, default=0, metavar="N",
+                        help="requests in flight for folders and videos (default: the device's optimal number)")
+    parser.add_argument("--cache_dir", metavar="DIR", help="OpenVINO model cache, so the next start is fast "
+                        "(default: ~/.cache/agegender/openvino; \"\" turns it off)")
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+@contextlib.contextmanager
+def opencv_quiet() -> Iterator[None]:
+    """Silence OpenCV's own log lines: a failure is reported once, by us, in one line."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """BGR uint8 from any image OpenCV decodes (grayscale and alpha become BGR, EXIF rotation applied)."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise AgegenderError(f"cannot read {path}: {exc.strerror or exc}") from None
+    image = None
+    if data.size:
+        try:
+            with opencv_quiet():
+                image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        except cv2.error:
+            image = None
+    if image is None:
+        raise AgegenderError(f"{path} is not an image OpenCV can decode (empty, truncated, another kind of "
+                             f"file, or over OpenCV's limit of 2^30 pixels)")
+    return image
+
+
+def source_kind(path: Path) -> str:
+    if not path.exists():
+        raise AgegenderError(f"image path not found: {path}")
+    if path.is_dir():
+        return "folder"
+    return "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
+
+
+def folder_images(folder: Path) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
+    """(name, image, None) per file in name order, or (name, None, why) for a file that is no image."""
+    for path in _folder_files(folder):
+        try:
+            yield path.name, read_image(path), None
+        except AgegenderError as exc:
+            yield path.name, None, str(exc)
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise AgegenderError(f"folder {folder} holds no files")
+    return files
+
+
+def open_capture(source: str | int) -> cv2.VideoCapture:
+    with opencv_quiet():
+        capture = cv2.VideoCapture(source)
+    if not capture.isOpened():
+        if isinstance(source, int):
+            raise AgegenderError(f"camera {source} cannot be opened (not connected, busy, or no permission; "
+                                 f"on a Raspberry Pi see docs/inference.md)")
+        raise AgegenderError(f"{source} is not a video OpenCV can open")
+    return capture
+
+
+def frames(capture: cv2.VideoCapture, limit: int | None) -> Iterator[tuple[str, np.ndarray, None]]:
+    index = 0
+    while limit is None or index < limit:
+        ok, frame = capture.read()
+        if not ok:
+            return
+        yield f"frame {index}", frame, None
+        index += 1
+
+
+# ---------------------------------------------------------------------------------------------- the nets
+
+@dataclass
+class Nets:
+    age: Classifier
+    gender: Classifier
+
+    @property
+    def shared_input(self) -> bool:
+        """Both nets take the same input (same size, crop, colour, scale and mean): preprocess once."""
+        a, g = self.age, self.gender
+        same_mean = (a.mean is None and g.mean is None) or (
+            a.mean is not None and g.mean is not None and np.array_equal(a.mean, g.mean))
+        return same_mean and (a.meta.resize, a.meta.crop, a.meta.color_order, a.meta.scale) == (
+            g.meta.resize, g.meta.crop, g.meta.color_order, g.meta.scale)
+
+    def inputs(self, face: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = self.age.preprocess(face)
+        return x, (x if self.shared_input else self.gender.preprocess(face))
+
+
+def load_nets(args: argparse.Namespace, hint: str) -> Nets:
+    from agegender.deploy.runtime import Classifier, core, notice, pick_device
+
+    graph_dir = Path(args.graph_dir)
+    if not graph_dir.is_dir():
+        raise AgegenderError(f"graph folder not found: {graph_dir} (build it with compile2Movidius.sh, "
+                             f"or pass --graph_dir)")
+    device, message = pick_device(args.device, core().available_devices)
+    if message:
+        notice(message)
+    nets = {}
+    for task, name in (("age", "AgeNet"), ("gender", "GenderNet")):
+        net = Classifier(graph_dir / f"{name}.xml", device, args.cache_dir, args.mean_file, hint)
+        if net.meta.task and net.meta.task != task:
+            raise AgegenderError(f"{net.xml} is a {net.meta.task} net (its sidecar says so), not the {task} net; "
+                                 f"recompile with compile2Movidius.sh")
+        nets[task] = net
+    return Nets(**nets)
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+@dataclass
+class FaceResult:
+    box: Box
+    age: np.ndarray | None = None
+    gender: np.ndarray | None = None
+    ms: float | None = None
+
+
+@dataclass
+class Record:
+    """One image or frame: its faces and their predictions, or why it was skipped."""
+    name: str
+    faces: Faces | None = None
+    results: list[FaceResult] = field(default_factory=list)
+    error: str | None = None
+    image: np.ndarray | None = None
+    pending: int = 0
+
+
+class Report:
+    """Prints records as the original did (or as JSON lines) and keeps the totals."""
+
+    def __init__(self, nets: Nets, as_json: bool):
+        self.nets, self.as_json = nets, as_json
+        self.images = self.faces = self.skipped = 0
+
+    def device(self) -> None:
+        if not self.as_json:
+            age, gender = self.nets.age, self.nets.gender
+            where = age.device if age.device == gender.device else f"{age.device} (age), {gender.device} (gender)"
+            print(f"Device: {where} ({age.device_name})")
+
+    def record(self, record: Record) -> None:
+        if record.error:
+            self.skipped += 1
+            print(f"skipped {record.error}", file=sys.stderr)
+            if self.as_json:
+                print(json.dumps({"image": record.name, "error": record.error}), flush=True)
+            return
+        self.images += 1
+        self.faces += len(record.results)
+        if self.as_json:
+            print(json.dumps(self._json(record)), flush=True)
+            return
+        print(f"{record.name}: {_count(len(record.results), 'face')}{_source_note(record.faces)}")
+        for number, face in enumerate(record.results, 1):
+            if record.faces.source == "detected":
+                print(f"Face {number} at x={face.box.x} y={face.box.y} {face.box.w}x{face.box.h}:")
+            age, gender = self.top(face)
+            print(f"Age predicted: {age[0]}, {100 * age[1]:.2f}%")
+            print(f"Gender predicted: {gender[0]}, {100 * gender[1]:.2f}%")
+            if face.ms is not None:
+                print(f"Execution time: {face.ms:.2f} ms")
+
+    def top(self, face: FaceResult) -> tuple[tuple[str, float], tuple[str, float]]:
+        return (_top(self.nets.age.classes, face.age), _top(self.nets.gender.classes, face.gender))
+
+    def _json(self, record: Record) -> dict:
+        faces = []
+        for face in record.results:
+            entry = {"box": face.box.as_list()}
+            for task, net, probs in (("age", self.nets.age, face.age), ("gender", self.nets.gender, face.gender)):
+                label, p = _top(net.classes, probs)
+                entry[task] = {"label": label, "probability": round(float(p), 6),
+                               "probabilities": {c: round(float(v), 6) for c, v in zip(net.classes, probs)}}
+            if face.ms is not None:
+                entry["ms"] = round(face.ms, 3)
+            faces.append(entry)
+        return {"image": record.name, "device": self.nets.age.device, "faces_from": record.faces.source,
+                "faces": faces}
+
+    def label(self, face: FaceResult) -> str:
+        age, gender = self.top(face)
+        return f"{gender[0]}, {age[0]}"
+
+    def frame(self, record: Record, fps: float | None) -> None:
+        """A video frame on one line: "frame 12 (14.2 fps): Female 96.30%, 20-29 87.12%; Male ..."."""
+        if self.as_json:
+            self.record(record)
+            return
+        self.images += 1
+        self.faces += len(record.results)
+        faces = []
+        for face in record.results:
+            (age, p_age), (gender, p_gender) = self.top(face)
+            faces.append(f"{gender} {100 * p_gender:.2f}%, {age} {100 * p_age:.2f}%")
+        live = f" ({fps:.1f} fps)" if fps else ""
+        print(f"{record.name}{live}: {'; '.join(faces) or 'no face'}", flush=True)
+
+    def summary(self, what: str, seconds: float, unit: str) -> None:
+        rate = self.faces / seconds if seconds > 0 else 0.0
+        skipped = f", {self.skipped} skipped" if self.skipped else ""
+        line = (f"{what}: {_count(self.images, unit)}, {_count(self.faces, 'face')}{skipped} in {seconds:.2f} s: "
+                f"{self.images / seconds if seconds > 0 else 0:.1f} {unit}s/s, {rate:.1f} faces/s on {self.nets.age.device}")
+        print(line, file=sys.stderr if self.as_json else sys.stdout)
+
+
+def _top(classes: list[str], probs: np.ndarray) -> tuple[str, float]:
+    best = int(np.argmax(probs))
+    return classes[best], float(probs[best])
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
+def _source_note(faces: Faces) -> str:
+    if faces.source == "crop" and not faces.detected:
+        return " (no face detected; the image looks like a face crop, so it is used whole)"
+    return {"crop": " (the image is a face crop: used whole)", "whole": " (the whole image, --faces none)"}.get(
+        faces.source, "")
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+def predict_faces(nets: Nets, image: np.ndarray, faces: Faces) -> list[FaceResult]:
+    """One face at a time, synchronously, timed (preprocessing and both nets)."""
+    results = []
+    for box in faces.boxes:
+        start = time.perf_counter()
+        x_age, x_gender = nets.inputs(box.crop(image))
+        age, gender = nets.age.predict(x_age)[0], nets.gender.predict(x_gender)[0]
+        results.append(FaceResult(box, age, gender, 1000 * (time.perf_counter() - start)))
+    return results
+
+
+def stream(nets: Nets, finder: FaceFinder, sources: Iterable[tuple[str, np.ndarray | None, str | None]],
+           keep_images: bool, jobs: int = 0) -> Iterator[Record]:
+    """Records in input order, with both nets' requests for many faces in flight (OpenVINO's async
+    queues): decoding and detecting the next image overlaps inference on the previous ones."""
+    lock = threading.Lock()
+    waiting: collections.deque[Record] = collections.deque()
+
+    def arrived(task: str):
+        def on_result(tag: tuple[Record, int], probs: np.ndarray) -> None:
+            record, index = tag
+            setattr(record.results[index], task, probs)
+            with lock:
+                record.pending -= 1
+        return on_result
+
+    def ready() -> Iterator[Record]:
+        while True:
+            with lock:
+                if not waiting or waiting[0].pending:
+                    return
+                record = waiting.popleft()
+            yield record
+
+    with nets.age.pipeline(arrived("age"), jobs) as age_queue, \
+            nets.gender.pipeline(arrived("gender"), jobs) as gender_queue:
+        for name, image, error in sources:
+            record = Record(name, error=error)
+            if image is not None:
+                record.faces = finder.find(image)
+                record.results = [FaceResult(box) for box in record.faces.boxes]
+                record.pending = 2 * len(record.results)
+                record.image = image if keep_images else None
+            waiting.append(record)
+            for index, face in enumerate(record.results):
+                x_age, x_gender = nets.inputs(face.box.crop(image))
+                age_queue.submit(x_age, (record, index))
+                gender_queue.submit(x_gender, (record, index))
+            yield from ready()
+    yield from ready()
+
+
+def run_image(args: argparse.Namespace, path: Path, finder: FaceFinder) -> int:
+    image = read_image(path)
+    nets = load_nets(args, "LATENCY")
+    report = Report(nets, args.json)
+    report.device()
+    start = time.perf_counter()
+    faces = finder.find(image)
+    detect_ms = 1000 * (time.perf_counter() - start)
+    if not faces.boxes:
+        raise AgegenderError(f"no face found in {path} ({image.shape[1]}x{image.shape[0]}, Haar cascade); "
+                             f"if it is a face crop, use --faces none", exit_code=NO_FACE)
+    record = Record(str(path), faces, predict_faces(nets, image, faces))
+    report.record(record)
+    if faces.source != "whole" and not args.json:
+        print(f"Face detection: {detect_ms:.2f} ms")
+    if args.output:
+        write_image(args.output, annotated(report, image, record))
+    return 0
+
+
+def run_folder(args: argparse.Namespace, folder: Path, finder: FaceFinder) -> int:
+    total = len(_folder_files(folder))
+    output = Path(args.output) if args.output else None
+    if output is not None and output.resolve() == folder.resolve():
+        raise AgegenderError(f"--output {output} is the input folder; annotated copies would replace the images")
+    nets = load_nets(args, "THROUGHPUT")
+    report = Report(nets, args.json)
+    report.device()
+    progress = _progress(args, total, "folder", "images")
+    for record in stream(nets, finder, folder_images(folder), output is not None, args.jobs):
+        report.record(record)
+        if output is not None and record.image is not None:
+            write_image(output / record.name, annotated(report, record.image, record))
+        progress.update()
+    report.summary(str(folder), progress.close(), "image")
+    if report.images == 0:
+        raise AgegenderError(f"no file in {folder} is an image OpenCV can decode")
+    return 0 if report.faces else NO_FACE
+
+
+def run_video(args: argparse.Namespace, source: str | int, finder: FaceFinder) -> int:
+    capture = open_capture(source)
+    nets = load_nets(args, "THROUGHPUT")
+    report = Report(nets, args.json)
+    report.device()
+    count = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0) if isinstance(source, str) else 0
+    label = f"camera {source}" if isinstance(source, int) else Path(source).name
+    progress = _progress(args, min(count, args.max_frames or count), label, "frames")
+    writer = VideoOutput(args.output, capture.get(cv2.CAP_PROP_FPS)) if args.output else None
+    recent: collections.deque[float] = collections.deque(maxlen=30)  # the live fps is over the last 30 frames
+    try:
+        for record in stream(nets, finder, frames(capture, args.max_frames), writer is not None, args.jobs):
+            recent.append(time.perf_counter())
+            fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else None
+            report.frame(record, fps)
+            if writer is not None:
+                writer.write(annotated(report, record.image, record))
+            progress.update()
+    except KeyboardInterrupt:  # how a camera is stopped: the output and the summary are still written
+        print(file=sys.stderr)
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.close()
+    report.summary(label, progress.close(), "frame")
+    return 0
+
+
+def annotated(report: Report, image: np.ndarray, record: Record) -> np.ndarray:
+    return draw(image, [(face.box, report.label(face)) for face in record.results])
+
+
+def _progress(args: argparse.Namespace, total: int, label: str, unit: str) -> Progress:
+    """Progress on stderr, except when the per-image lines already go to the same terminal."""
+    quiet = not args.json and sys.stdout.isatty() and sys.stderr.isatty()
+    return Progress(total, label, unit, stream=open(os.devnull, "w") if quiet else sys.stderr)
+
+
+class VideoOutput:
+    """An annotated video written to a temporary file beside ``path``, renamed into place when closed."""
+
+    def __init__(self, path: str, fps: float):
+        self.path = Path(path)
+        self.fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
+        self.fps = fps if fps and fps > 0 else CAMERA_FPS
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix}")
+        self.writer: cv2.VideoWriter | None = None
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.writer is None:
+            self.writer = cv2.VideoWriter(str(self.tmp), self.fourcc, self.fps, (frame.shape[1], frame.shape[0]))
+            if not self.writer.isOpened():
+                raise AgegenderError(f"OpenCV cannot write the video {self.path}")
+        self.writer.write(frame)
+
+    def close(self) -> None:
+        if self.writer is None:
+            self.tmp.unlink(missing_ok=True)
+            return
+        self.writer.release()
+        os.replace(self.tmp, self.path)
+
+
+def write_image(path: str | Path, image: np.ndarray) -> None:
+    path = Path(path)
+    _check_image_output(path)
+    ok, data = cv2.imencode(path.suffix, image)
+    if not ok:
+        raise AgegenderError(f"OpenCV could not encode {path}")
+    write_bytes_atomic(path, data.tobytes())
+
+
+def _check_image_output(path: Path) -> None:
+    if not path.suffix or not cv2.haveImageWriter(str(path)):
+        raise AgegenderError(f"--output {path}: OpenCV cannot write {path.suffix or 'files without a suffix'}; "
+                             f"use .jpg or .png")
+
+
+def check_output(args: argparse.Namespace, kind: str) -> None:
+    """Refuse an --output the run could not write, before any work is done."""
+    if not args.output:
+        return
+    output = Path(args.output)
+    if kind == "image":
+        _check_image_output(output)
+    elif kind == "folder" and output.exists() and not output.is_dir():
+        raise AgegenderError(f"--output {output} must be a folder when --image_path is a folder")
+    elif kind in ("video", "camera") and output.suffix.lower() not in VIDEO_CODECS:
+        raise AgegenderError(f"--output {output}: a video is written as {' or '.join(VIDEO_CODECS)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_frames is not None and args.max_frames < 1:
+        raise AgegenderError("--max_frames must be at least 1")
+    if args.camera is not None:
+        kind, source = "camera", args.camera
+    else:
+        source = Path(args.image_path)
+        kind = source_kind(source)
+    check_output(args, kind)
+    finder = FaceFinder(args.faces)
+    if kind == "image":
+        return run_image(args, source, finder)
+    if kind == "folder":
+        return run_folder(args, source, finder)
+    return run_video(args, source if kind == "camera" else str(source), finder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``run_inference.py``: the original project's entry point, without the rest of the toolkit's CLI
+    (so a Raspberry Pi with only requirements-edge.txt runs it)."""
+    parser = argparse.ArgumentParser(prog="run_inference.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except AgegenderError as exc:
+        print(f"run_inference.py: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("run_inference.py: interrupted", file=sys.stderr)
+        return 130

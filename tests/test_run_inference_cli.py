@@ -1,0 +1,270 @@
+"""run_inference.py / `agegender infer` as a user runs them: every mode (image, photo with several faces,
+folder, video, camera) and every bad input, on real UTKFace chips from ../shared and synthetic images."""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import assert_one_line_error, run_cli
+from test_run_inference import build_graph, edit_sidecar, copy_graph, mean_image, model_cache, run_inference  # noqa: F401
+from agegender.caffe.mean import write_mean
+
+LINE = {"age": re.compile(r"^Age predicted: (\d+-\d+), (\d+\.\d\d)%$", re.M),
+        "gender": re.compile(r"^Gender predicted: (Male|Female), (\d+\.\d\d)%$", re.M),
+        "time": re.compile(r"^Execution time: \d+\.\d\d ms$", re.M)}
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory) -> Path:
+    return build_graph(tmp_path_factory.mktemp("graph"))
+
+
+@pytest.fixture(scope="module")
+def chips(tmp_path_factory) -> list[Path]:
+    from conftest import UTKFACE, need_shared
+
+    return sorted(need_shared(UTKFACE).glob("*.jpg"))[:12]
+
+
+def infer(graph: Path, *args) -> "subprocess.CompletedProcess":  # noqa: F821
+    return run_cli("infer", "--graph_dir", graph, *args)
+
+
+def group_photo(chips: list[Path], size=(400, 1000)) -> np.ndarray:
+    """Three real faces on a plain background: a photo to detect faces in."""
+    canvas = np.full((*size, 3), 90, np.uint8)
+    for i, chip in enumerate(chips[3:6]):
+        canvas[100:300, 50 + i * 320:250 + i * 320] = cv2.imread(str(chip))
+    return canvas
+
+
+def write_video(path: Path, chips: list[Path], frames_per_chip: int = 2) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (200, 200))
+    for chip in chips:
+        for _ in range(frames_per_chip):
+            writer.write(cv2.imread(str(chip)))
+    writer.release()
+    return path
+
+
+# ------------------------------------------------------------------------------------------ single image
+
+def test_face_chip_prints_age_gender_and_time_like_the_original(graph, chips):
+    proc = run_inference("--mean_file", graph / "age_gender_mean.npy", "--image_path", chips[0], "--graph_dir", graph)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("Device: CPU")
+    assert len(LINE["age"].findall(proc.stdout)) == 1 and len(LINE["gender"].findall(proc.stdout)) == 1
+    assert LINE["time"].search(proc.stdout)
+    age, p = LINE["age"].search(proc.stdout).groups()
+    assert 0 < float(p) <= 100
+
+
+def test_auto_uses_a_face_chip_whole_as_in_training(graph, chips):
+    """UTKFace chips are what the nets were trained on: auto feeds them whole, like --faces none."""
+    auto = json.loads(infer(graph, "--image_path", chips[1], "--json").stdout)
+    whole = json.loads(infer(graph, "--image_path", chips[1], "--json", "--faces", "none").stdout)
+    assert auto["faces_from"] == "crop" and whole["faces_from"] == "whole"
+    assert auto["faces"][0]["box"] == whole["faces"][0]["box"] == [0, 0, 200, 200]
+    assert auto["faces"][0]["age"] == whole["faces"][0]["age"]
+
+
+def test_photo_with_several_faces_gets_one_prediction_per_face_and_boxes_drawn(graph, chips, tmp_path):
+    photo = tmp_path / "group.jpg"
+    cv2.imwrite(str(photo), group_photo(chips))
+    proc = infer(graph, "--image_path", photo, "--output", tmp_path / "annotated.png")
+    assert proc.returncode == 0, proc.stderr
+    faces = re.findall(r"^Face \d at x=(\d+) y=(\d+) (\d+)x(\d+):$", proc.stdout, re.M)
+    assert len(faces) >= 2
+    assert len(LINE["age"].findall(proc.stdout)) == len(faces) == len(LINE["gender"].findall(proc.stdout))
+    centres = sorted(int(x) + int(w) // 2 for x, _, w, _ in faces)
+    assert all(any(abs(c - (150 + 320 * i)) < 60 for i in range(3)) for c in centres), centres  # on the pasted faces
+    drawn = cv2.imread(str(tmp_path / "annotated.png"))
+    assert drawn.shape == (400, 1000, 3)
+    changed = np.any(drawn != cv2.imread(str(photo)), axis=2)
+    assert changed[:100].any(), "labels above the boxes"
+
+
+def test_grayscale_alpha_and_very_large_images_work(graph, chips, tmp_path):
+    chip = cv2.imread(str(chips[2]))
+    gray = tmp_path / "gray.png"
+    cv2.imwrite(str(gray), cv2.cvtColor(chip, cv2.COLOR_BGR2GRAY))
+    alpha = tmp_path / "alpha.png"
+    cv2.imwrite(str(alpha), np.dstack([chip, np.full(chip.shape[:2], 128, np.uint8)]))
+    large = tmp_path / "large.jpg"
+    canvas = np.full((3000, 4000, 3), 90, np.uint8)
+    canvas[1000:2200, 1500:2700] = cv2.resize(chip, (1200, 1200))
+    cv2.imwrite(str(large), canvas)
+    for path in (gray, alpha, large):
+        proc = infer(graph, "--image_path", path, "--json")
+        assert proc.returncode == 0, (path, proc.stderr)
+        result = json.loads(proc.stdout)
+        assert len(result["faces"]) >= 1
+    box = result["faces"][0]["box"]  # the face in the 4000x3000 photo, found on a downscaled copy
+    assert result["faces_from"] == "detected" and 1300 < box[0] + box[2] / 2 < 2900 and box[2] > 600
+    rgba = json.loads(infer(graph, "--image_path", alpha, "--json", "--faces", "none").stdout)
+    plain = json.loads(infer(graph, "--image_path", chips[2], "--json", "--faces", "none").stdout)
+    assert rgba["faces"][0]["gender"]["probability"] == pytest.approx(plain["faces"][0]["gender"]["probability"],
+                                                                        abs=0.02)  # PNG vs JPEG pixels only
+
+
+def test_no_face_is_exit_code_3_with_one_line(graph, tmp_path):
+    blank = tmp_path / "wall.jpg"
+    cv2.imwrite(str(blank), np.full((480, 640, 3), 200, np.uint8))
+    assert_one_line_error(infer(graph, "--image_path", blank), "no face found in", "--faces none", code=3)
+    square = tmp_path / "square.jpg"
+    cv2.imwrite(str(square), np.full((200, 200, 3), 200, np.uint8))
+    assert_one_line_error(infer(graph, "--image_path", square, "--faces", "haar"), "no face found", code=3)
+    assert infer(graph, "--image_path", square).returncode == 0  # auto: looks like a face crop, used whole
+
+
+def test_absent_device_falls_back_to_cpu_with_one_notice(graph, chips):
+    proc = infer(graph, "--image_path", chips[0], "--device", "GPU")
+    assert proc.returncode == 0
+    assert proc.stderr.strip().splitlines() == [
+        next(line for line in proc.stderr.splitlines() if "GPU is not available" in line)]
+    assert "running on CPU" in proc.stderr and proc.stdout.startswith("Device: CPU")
+
+
+# ------------------------------------------------------------------------------------------ folder
+
+def test_folder_reports_bad_files_and_goes_on(graph, chips, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for chip in chips[:5]:
+        (folder / chip.name).write_bytes(chip.read_bytes())
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "cut.jpg").write_bytes(chips[6].read_bytes()[:2000])
+    proc = infer(graph, "--image_path", folder, "--json", "--output", tmp_path / "annotated")
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [r["image"] for r in records] == sorted(p.name for p in folder.iterdir())  # input order kept
+    assert sorted(r["image"] for r in records if "error" in r) == ["cut.jpg", "empty.jpg", "notes.txt"]
+    assert all(len(r["faces"]) == 1 for r in records if "error" not in r)
+    assert sum(line.startswith("skipped ") for line in proc.stderr.splitlines()) == 3
+    assert re.search(r"5 images, 5 faces, 3 skipped in [\d.]+ s: [\d.]+ images/s, [\d.]+ faces/s on CPU", proc.stderr)
+    assert sorted(p.name for p in (tmp_path / "annotated").iterdir()) == sorted(c.name for c in chips[:5])
+
+
+def test_folder_results_equal_single_image_results(graph, chips, tmp_path):
+    """The async pipeline hands every face's probabilities to the right image."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for chip in chips[:6]:
+        (folder / chip.name).write_bytes(chip.read_bytes())
+    records = [json.loads(line) for line in infer(graph, "--image_path", folder, "--json", "--jobs", "3").stdout.splitlines()]
+    for record in records[::2]:
+        single = json.loads(infer(graph, "--image_path", folder / record["image"], "--json").stdout)
+        for task in ("age", "gender"):
+            assert record["faces"][0][task]["probabilities"] == pytest.approx(
+                single["faces"][0][task]["probabilities"], abs=1e-5)
+    assert len({r["faces"][0]["age"]["probability"] for r in records}) == len(records)
+
+
+def test_folder_without_any_image_is_an_error(graph, tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(infer(graph, "--image_path", tmp_path / "empty"), "holds no files")
+
+
+# ------------------------------------------------------------------------------------------ video and camera
+
+def test_video_file_one_line_per_frame_with_live_fps_and_annotated_output(graph, chips, tmp_path):
+    video = write_video(tmp_path / "clip.avi", chips[:4])
+    proc = infer(graph, "--image_path", video, "--output", tmp_path / "out.avi")
+    assert proc.returncode == 0, proc.stderr
+    frames = re.findall(r"^frame (\d+)(?: \(([\d.]+) fps\))?: (Male|Female) [\d.]+%, \d+-\d+ [\d.]+%$", proc.stdout, re.M)
+    assert [int(f[0]) for f in frames] == list(range(8))
+    assert all(float(f[1]) > 0 for f in frames[1:])
+    assert re.search(r"clip.avi: 8 frames, 8 faces in [\d.]+ s: [\d.]+ frames/s", proc.stdout)
+    written = cv2.VideoCapture(str(tmp_path / "out.avi"))
+    assert int(written.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+def test_video_max_frames_and_json(graph, chips, tmp_path):
+    video = write_video(tmp_path / "clip.avi", chips[:4])
+    proc = infer(graph, "--image_path", video, "--max_frames", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line)["image"] for line in proc.stdout.splitlines()] == ["frame 0", "frame 1", "frame 2"]
+
+
+def test_camera_frames_go_through_the_same_pipeline(graph, chips, tmp_path, monkeypatch, capsys):
+    """No camera in CI: camera 0 is served by a video file through the same cv2.VideoCapture interface."""
+    from agegender import infer as infer_module
+
+    video = write_video(tmp_path / "camera.avi", chips[:3], frames_per_chip=3)
+    opened = []
+    real_capture = cv2.VideoCapture
+
+    def camera(source):
+        opened.append(source)
+        return real_capture(str(video))
+
+    monkeypatch.setattr(infer_module.cv2, "VideoCapture", camera)
+    parser = argparse.ArgumentParser()
+    infer_module.add_arguments(parser)
+    args = parser.parse_args(["--camera", "0", "--graph_dir", str(graph), "--max_frames", "5",
+                              "--output", str(tmp_path / "camera_out.mp4")])
+    assert infer_module.run(args) == 0
+    out = capsys.readouterr().out
+    assert opened == [0]
+    assert len(re.findall(r"^frame \d+", out, re.M)) == 5 and "camera 0: 5 frames, 5 faces" in out
+    assert (tmp_path / "camera_out.mp4").stat().st_size > 0
+
+
+def test_absent_camera_is_one_clear_line(graph):
+    assert_one_line_error(infer(graph, "--camera", "57"), "camera 57 cannot be opened")
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+@pytest.mark.parametrize("content, message", [
+    (None, "image path not found"),
+    (b"", "is not an image OpenCV can decode"),
+    (b"GIF89a but not really", "is not an image OpenCV can decode"),
+    (b"plain text, named .jpg", "is not an image OpenCV can decode"),
+])
+def test_bad_image_path_is_one_line_exit_2(graph, tmp_path, content, message):
+    path = tmp_path / "image.jpg"
+    if content is not None:
+        path.write_bytes(content)
+    assert_one_line_error(infer(graph, "--image_path", path), message)
+
+
+def test_missing_graph_or_mean_is_one_line_exit_2(graph, chips, tmp_path):
+    assert_one_line_error(infer(tmp_path / "nowhere", "--image_path", chips[0]), "graph folder not found")
+    folder = copy_graph(graph, tmp_path / "g")
+    (folder / "GenderNet.xml").unlink()
+    assert_one_line_error(infer(folder, "--image_path", chips[0]), "graph not found", "GenderNet.xml")
+    assert_one_line_error(infer(graph, "--image_path", chips[0], "--mean_file", tmp_path / "mean.npy"),
+                          "mean file not found")
+    other = write_mean(mean_image() * 0.5, tmp_path / "other_mean.npy")
+    assert_one_line_error(infer(graph, "--image_path", chips[0], "--mean_file", other),
+                          "does not match the mean the graph was compiled with")
+
+
+def test_swapped_graphs_are_refused(graph, chips, tmp_path):
+    folder = copy_graph(graph, tmp_path / "g")
+    edit_sidecar(folder / "AgeNet.xml", task="gender")
+    assert_one_line_error(infer(folder, "--image_path", chips[0]), "is a gender net", "not the age net")
+
+
+def test_unwritable_output_kind_is_refused_before_any_work(graph, chips, tmp_path):
+    assert_one_line_error(infer(graph, "--image_path", chips[0], "--output", tmp_path / "out.xyz"),
+                          "OpenCV cannot write .xyz")
+    video = write_video(tmp_path / "clip.avi", chips[:1])
+    assert_one_line_error(infer(graph, "--image_path", video, "--output", tmp_path / "out.jpg"),
+                          "a video is written as .avi or .mp4")
+
+
+def test_help_lists_the_flags_of_the_original_and_the_new_ones():
+    proc = run_cli("infer", "--help")
+    assert proc.returncode == 0
+    for flag in ("--mean_file", "--image_path", "--graph_dir", "--device", "--faces", "--output", "--json", "--camera"):
+        assert flag in proc.stdout
