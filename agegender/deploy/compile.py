@@ -1,0 +1,340 @@
+"""Compile a Caffe deploy prototxt + caffemodel to OpenVINO IR (FP16, FP32 or INT8) with a .json sidecar,
+then check the IR against an independent forward pass (OpenCV's Caffe importer, or the PyTorch engine).
+
+The ov.Model is built straight from the prototxt's layers with OpenVINO operations: no Caffe, ONNX or
+torch is involved. ``--target myriad`` keeps to what OpenVINO 2022.3's MYRIAD plugin (the Neural Compute
+Stick 2) runs: FP16, static shapes, opset1 operations.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from agegender.caffe import array_to_blob, caffe_pb2, read_mean, read_net, write_caffemodel, write_mean
+from agegender.errors import AgegenderError
+from agegender.fileio import newest_snapshot
+from agegender.labels import CLASSES
+from agegender.layers.net import Net
+
+PRECISIONS = ("FP16", "FP32", "INT8")
+TARGETS = ("cpu", "npu", "myriad")
+MEAN_FILE = "age_gender_mean.npy"
+CHECKS = ("auto", "opencv", "torch", "none")
+# Relative max difference (to the reference's largest magnitude) above which the IR is refused.
+TOLERANCE = {"FP32": 1e-3, "FP16": 5e-2}
+# (type, opset) of every operation OpenVINO 2022.3's MYRIAD plugin takes (it converts opset1 to its own layers).
+MYRIAD_OPS = frozenset((op, "opset1") for op in (
+    "Parameter", "Result", "Constant", "Convert", "Convolution", "GroupConvolution", "MaxPool", "AvgPool", "Pad",
+    "LRN", "Relu", "PRelu", "Sigmoid", "Tanh", "MatMul", "Add", "Multiply", "Maximum", "Softmax", "Concat",
+    "Split", "VariadicSplit", "Reshape"))
+
+Forward = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="deploy prototxt (Input layer or input/input_dim, TEST phase)")
+    parser.add_argument("--weights", required=True, help="caffemodel, or a folder: its newest *_iter_N.caffemodel")
+    parser.add_argument("--mean", help="mean.binaryproto or .npy; copied to OUTPUT's folder as " + MEAN_FILE)
+    parser.add_argument("--output", required=True, help="IR path without extension, e.g. graph/AgeNet (.xml/.bin/.json)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="FP16", help="weights and compute (default FP16)")
+    parser.add_argument("--target", choices=TARGETS, default="cpu",
+                        help="device family: cpu, npu, or myriad (NCS2, OpenVINO <= 2022.3: FP16, opset1 only)")
+    parser.add_argument("--batch", type=int, help="batch size of the IR's inputs (default: as the prototxt says)")
+    parser.add_argument("--labels", choices=sorted(CLASSES),
+                        help="class names for the sidecar (default: 9 outputs -> age, 2 -> gender, else numbers)")
+    parser.add_argument("--calibration", help="INT8: LMDB of calibration images, e.g. data/lmdb/age_train_lmdb")
+    parser.add_argument("--calibration-size", type=int, default=300, help="INT8: calibration images (default 300)")
+    parser.add_argument("--test-lmdb", help="INT8: LMDB to compare INT8 with FP32 on (default: the calibration "
+                                            "LMDB's *_test_lmdb sibling, when it exists)")
+    parser.add_argument("--check", choices=CHECKS, default="auto",
+                        help="reference forward for verification: auto = OpenCV dnn, else PyTorch, else none")
+    parser.add_argument("--check-inputs", type=int, default=8, help="random inputs to verify on (default 8)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import openvino as ov
+
+    from agegender.layers.openvino_ops import build_model
+
+    _check_options(args)
+    prototxt, weights_path = Path(args.model), newest_snapshot(args.weights)
+    net = _load_net(prototxt, args.batch)
+    weights = net.weights_from(weights_path)
+    if not net.inputs:
+        raise AgegenderError(f"{prototxt} has no Input layer (or input/input_dim); compile takes a deploy prototxt")
+    mean = _read_mean(args.mean, net) if args.mean else None
+    model = build_model(net, weights)
+    if args.target == "myriad":
+        check_ops(model, MYRIAD_OPS, "OpenVINO 2022.3's MYRIAD plugin")
+    xml = Path(args.output).with_suffix(".xml") if Path(args.output).suffix == ".xml" else Path(args.output + ".xml")
+    reference = reference_forward(args.check, prototxt, weights_path, net)
+    with tempfile.TemporaryDirectory(prefix=f".{xml.stem}.", dir=_make_parent(xml)) as tmp:
+        fp32_xml = Path(tmp) / "fp32" / xml.name
+        ov.save_model(model, fp32_xml, compress_to_fp16=False)
+        staged = Path(tmp) / xml.name
+        int8_report = None
+        if args.precision == "INT8":
+            model, int8_report = _quantize(args, model, net, mean, staged, fp32_xml)
+        else:
+            ov.save_model(model, staged, compress_to_fp16=args.precision == "FP16")
+        verification = verify(staged, net, reference, mean, args.check_inputs, args.precision)
+        if int8_report:
+            verification["int8_vs_fp32"] = int8_report
+        for suffix in (".xml", ".bin"):
+            os.replace(staged.with_suffix(suffix), xml.with_suffix(suffix))
+    _write_sidecar(args, xml, net, prototxt, weights_path, mean, verification)
+    print(f"compiled {prototxt.name} + {weights_path.name} -> {xml} ({args.precision}, target {args.target}); "
+          f"inputs {', '.join(net.inputs)}, outputs {', '.join(net.outputs)}")
+    return 0
+
+
+def _load_net(prototxt: Path, batch: int | None) -> Net:
+    """The TEST-phase net, its Input layers' first dimension set to ``batch`` when given."""
+    proto = read_net(prototxt)
+    if batch is not None:
+        for layer in proto.layer:
+            for shape in layer.input_param.shape if layer.type == "Input" else ():
+                if shape.dim:
+                    shape.dim[0] = batch
+    return Net.from_proto(proto, "TEST", source=str(prototxt))
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    if args.target == "myriad" and args.precision != "FP16":
+        raise AgegenderError(f"--target myriad runs FP16 only (the NCS2 computes in FP16); drop --precision {args.precision}")
+    if args.precision == "INT8" and not args.calibration:
+        raise AgegenderError("--precision INT8 needs --calibration LMDB (e.g. data/lmdb/age_train_lmdb) to quantize with")
+    if args.calibration and args.precision != "INT8":
+        raise AgegenderError("--calibration is for --precision INT8")
+    if args.calibration_size < 1 or args.check_inputs < 1 or (args.batch is not None and args.batch < 1):
+        raise AgegenderError("--batch, --calibration-size and --check-inputs must be at least 1")
+
+
+def _make_parent(path: Path) -> Path:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AgegenderError(f"cannot create folder {path.parent}: {exc.strerror}") from None
+    return path.parent
+
+
+def _read_mean(path: str, net: Net) -> np.ndarray:
+    mean = read_mean(path)
+    c, h, w = net.blob_shapes[net.inputs[0]][1:]
+    if mean.shape[0] != c:
+        raise AgegenderError(f"mean file {path} has {mean.shape[0]} channels but input '{net.inputs[0]}' has {c}")
+    if mean.shape[1:] != (1, 1) and (mean.shape[1] < h or mean.shape[2] < w):
+        raise AgegenderError(f"mean image {path} is {mean.shape[1]}x{mean.shape[2]}, smaller than the {h}x{w} input")
+    return mean
+
+
+def check_ops(model, allowed: frozenset[tuple[str, str]], runtime: str) -> None:
+    """Every operation of ``model`` is in ``allowed`` as (type, opset), else a one-line error."""
+    for op in model.get_ordered_ops():
+        info = op.get_type_info()
+        if (info.name, info.version_id) not in allowed:
+            raise AgegenderError(f"operation {info.name}-{info.version_id} ('{op.get_friendly_name()}') "
+                                 f"is not supported by {runtime}")
+
+
+def model_ops(model) -> set[tuple[str, str]]:
+    return {(op.get_type_info().name, op.get_type_info().version_id) for op in model.get_ordered_ops()}
+
+
+def _quantize(args, model, net: Net, mean, staged: Path, fp32_xml: Path):
+    import openvino as ov
+
+    from agegender.deploy import quantize as q
+
+    crop = net.blob_shapes[net.inputs[0]][-1]
+    inputs = q.calibration_inputs(args.calibration, mean, crop, args.calibration_size)
+    short = f" (all it holds; {args.calibration_size} requested)" if len(inputs) < args.calibration_size else ""
+    print(f"INT8: calibrating on {len(inputs)} images from {args.calibration}{short}", file=sys.stderr)
+    model = q.quantize(model, inputs, args.target)
+    ov.save_model(model, staged, compress_to_fp16=False)
+    test_lmdb = args.test_lmdb or q.default_test_lmdb(args.calibration)
+    if test_lmdb is None:
+        print("INT8: no test LMDB (give --test-lmdb) - accuracy, size and throughput against FP32 not measured",
+              file=sys.stderr)
+        return model, {"calibration_images": len(inputs)}
+    report = q.compare_int8(fp32_xml, staged, str(test_lmdb), mean, crop, _classes(args.labels, _n_classes(net)))
+    print(q.format_comparison(report))
+    return model, {"calibration_images": len(inputs), **report}
+
+
+def _n_classes(net: Net) -> int:
+    return int(np.prod(net.blob_shapes[net.outputs[-1]][1:]))
+
+
+def _classes(labels: str | None, n_classes: int) -> list[str]:
+    if labels:
+        if len(CLASSES[labels]) != n_classes:
+            raise AgegenderError(f"--labels {labels} names {len(CLASSES[labels])} classes but the net has {n_classes} outputs")
+        return list(CLASSES[labels])
+    return list(CLASSES[_task(None, n_classes)]) if _task(None, n_classes) else [str(i) for i in range(n_classes)]
+
+
+def _task(labels: str | None, n_classes: int) -> str:
+    return labels or {len(c): task for task, c in CLASSES.items()}.get(n_classes, "")
+
+
+# --- verification -------------------------------------------------------------------------------------------
+
+def reference_forward(check: str, prototxt: Path, weights: Path, net: Net) -> tuple[str, Forward] | None:
+    """(name, forward) of the independent reference chosen by ``--check``; None to skip verification."""
+    if check == "none":
+        return None
+    if check in ("auto", "opencv"):
+        try:
+            import cv2  # noqa: F401
+        except ImportError:
+            if check == "opencv":
+                raise AgegenderError("--check opencv needs OpenCV (pip install opencv-python-headless)") from None
+        else:
+            return "opencv", opencv_forward(prototxt, weights, net)
+    try:
+        import torch  # noqa: F401
+
+        from agegender.layers.torch_net import TorchNet  # noqa: F401
+    except ImportError:
+        if check == "torch":
+            raise AgegenderError("--check torch needs PyTorch and agegender.layers.torch_net") from None
+        print("compile: neither OpenCV nor PyTorch is available: IR not verified", file=sys.stderr)
+        return None
+    return "torch", torch_forward(net, weights)
+
+
+def opencv_forward(prototxt: Path, weights: Path, net: Net) -> Forward:
+    """OpenCV 4's own Caffe importer and engine; each output is asked of the layer that writes it last."""
+    import cv2
+
+    try:
+        dnn = cv2.dnn.readNetFromCaffe(str(prototxt), str(weights))
+    except cv2.error as exc:
+        message = str(exc).strip().splitlines()[-1]
+        raise AgegenderError(f"OpenCV cannot load {prototxt.name} for verification ({message}); "
+                             f"use --check torch or --check none") from None
+    dnn.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    writer = {}  # blob -> (OpenCV layer, output index); OpenCV makes a Split's tops aliases of its bottom
+    for node in net.nodes:
+        for index, top in enumerate(node.tops):
+            writer[top] = writer[node.bottoms[0]] if node.type == "Split" else (node.name, index)
+    layers = sorted({writer[o][0] for o in net.outputs})
+
+    def forward(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for name, value in inputs.items():
+            dnn.setInput(value, name)
+        tops = dict(zip(layers, dnn.forwardAndRetrieve(layers)))
+        return {o: tops[writer[o][0]][writer[o][1]] for o in net.outputs}
+
+    return forward
+
+
+def torch_forward(net: Net, weights: Path) -> Forward:
+    import torch
+
+    from agegender.layers.torch_net import TorchNet
+
+    model = TorchNet(net, net.weights_from(weights)).eval()
+
+    def forward(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            out = model({k: torch.from_numpy(v) for k, v in inputs.items()})
+        return {name: out[name].numpy() for name in net.outputs}
+
+    return forward
+
+
+def random_input(shape: tuple[int, ...], mean: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """An input like the pipeline's: a random 8-bit image minus the mean crop, or uniform [0, 1) without a mean."""
+    if mean is None or shape[1] != mean.shape[0]:
+        return rng.random(shape, dtype=np.float32)
+    from agegender.preprocess import transform
+
+    n, c, h, w = shape
+    size = (h, w) if mean.shape[1:] == (1, 1) else mean.shape[1:]
+    images = rng.integers(0, 256, (n, c, *size), dtype=np.uint8)
+    return np.stack([transform(image, mean, h) for image in images])
+
+
+def verify(xml: Path, net: Net, reference: tuple[str, Forward] | None, mean: np.ndarray | None,
+           n_inputs: int, precision: str) -> dict:
+    """Run the saved IR and the reference on the same random inputs; print one line; refuse a wrong IR."""
+    import openvino as ov
+
+    if reference is None:
+        return {"reference": "none"}
+    name, forward = reference
+    compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    rng = np.random.default_rng(0)
+    max_abs, magnitude, agree = 0.0, 0.0, 0
+    for _ in range(n_inputs):
+        inputs = {blob: random_input(net.blob_shapes[blob], mean, rng) for blob in net.inputs}
+        expected = forward(inputs)
+        got = compiled(inputs)
+        for blob in net.outputs:
+            ours = got[compiled.output(blob)]
+            max_abs = max(max_abs, float(np.abs(ours - expected[blob]).max()))
+            magnitude = max(magnitude, float(np.abs(expected[blob]).max()))
+        main = net.outputs[-1]
+        agree += int(np.argmax(got[compiled.output(main)]) == np.argmax(expected[main]))
+    relative = max_abs / magnitude if magnitude else max_abs
+    result = {"reference": name, "inputs": n_inputs, "max_abs_diff": max_abs, "max_rel_diff": relative,
+              "top1_agreement": agree / n_inputs}
+    print(f"verification vs {name} on {n_inputs} random inputs: max abs diff {max_abs:.3g} "
+          f"(relative {relative:.3g}), top-1 agreement {agree}/{n_inputs}")
+    limit = TOLERANCE.get(precision)
+    if limit is not None and relative > limit:
+        raise AgegenderError(f"the {precision} IR does not match {name} (relative difference {relative:.3g} > {limit}); "
+                             f"nothing written - please report this with the prototxt")
+    return result
+
+
+# --- outputs ------------------------------------------------------------------------------------------------
+
+def _write_sidecar(args, xml: Path, net: Net, prototxt: Path, weights: Path, mean: np.ndarray | None,
+                   verification: dict) -> None:
+    from agegender.deploy.metadata import IRMetadata, sha256_file, write_metadata
+
+    input_shape = list(net.blob_shapes[net.inputs[0]])
+    n_classes = _n_classes(net)
+    mean_fields = {}
+    if mean is not None:
+        mean_path = write_mean(mean, xml.parent / MEAN_FILE)
+        mean_fields = {"mean_file": MEAN_FILE, "mean_sha256": sha256_file(mean_path),
+                       "mean_bgr": [round(float(v), 4) for v in mean.mean(axis=(1, 2))]}
+    resize = list(mean.shape[1:]) if mean is not None and mean.shape[1:] != (1, 1) else input_shape[2:]
+    source = {"prototxt": str(prototxt), "prototxt_sha256": sha256_file(prototxt),
+              "caffemodel": str(weights), "caffemodel_sha256": sha256_file(weights)}
+    if args.mean:
+        source |= {"mean": args.mean, "mean_source_sha256": sha256_file(args.mean)}
+    meta = IRMetadata(task=_task(args.labels, n_classes), classes=_classes(args.labels, n_classes),
+                      input_name=net.inputs[0], output_name=net.outputs[-1], input_shape=input_shape,
+                      resize=resize, crop=input_shape[-1], precision=args.precision, target=args.target,
+                      source=source, verification=verification, **mean_fields)
+    write_metadata(xml, meta)
+
+
+def random_caffemodel(net: Net, path: str | os.PathLike, seed: int = 0, gain: float = 0.5) -> Path:
+    """A caffemodel of random weights in the net's blob shapes, for benchmarks and tests of a net nobody has
+    trained yet. Weights have std gain/sqrt(fan-in), so activations shrink layer by layer and a softmax
+    over mean-subtracted pixels does not saturate; 1-D blobs (biases, variances, slopes) are in [0.1, 1)."""
+    rng = np.random.default_rng(seed)
+    model = caffe_pb2.NetParameter(name=net.name)
+    for node in net.nodes:
+        if not node.blob_shapes:
+            continue
+        layer = model.layer.add(name=node.name, type=node.type)
+        for shape in node.blob_shapes:
+            if len(shape) >= 2:
+                values = rng.standard_normal(shape) * gain / np.sqrt(np.prod(shape[1:]))
+            else:
+                values = rng.uniform(0.1, 1.0, shape)
+            layer.blobs.append(array_to_blob(values))
+    return write_caffemodel(model, path)

@@ -1,0 +1,412 @@
+"""The compiler: prototxt + caffemodel -> OpenVINO IR, checked against OpenCV 4's Caffe engine, against
+numpy re-statements of Caffe's own arithmetic, and on the real fixtures' reference outputs."""
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import pytest
+
+from agegender.caffe import array_to_datum, read_mean, write_lmdb
+from agegender.caffe import caffe_pb2
+from agegender.deploy.compile import MYRIAD_OPS, check_ops, model_ops, opencv_forward, random_caffemodel
+from agegender.deploy.metadata import read_metadata, sha256_file
+from agegender.errors import AgegenderError
+from agegender.layers.net import Net
+from agegender.layers.openvino_ops import build_model, fold_into_convolutions
+from conftest import assert_one_line_error, run_cli
+
+CPU_FP32 = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+def compiled(model_or_xml) -> ov.CompiledModel:
+    return ov.Core().compile_model(model_or_xml if isinstance(model_or_xml, ov.Model) else str(model_or_xml),
+                                   "CPU", CPU_FP32)
+
+
+def write_net(tmp_path: Path, body: str, name: str = "net") -> tuple[Path, Net]:
+    path = tmp_path / f"{name}.prototxt"
+    path.write_text(textwrap.dedent(body))
+    return path, Net.from_file(path)
+
+
+def forward_ir(model_or_xml, inputs: dict[str, np.ndarray], outputs: list[str]) -> dict[str, np.ndarray]:
+    net = compiled(model_or_xml)
+    got = net(inputs)
+    return {name: got[net.output(name)] for name in outputs}
+
+
+# --- real fixtures ------------------------------------------------------------------------------------------
+
+FIXTURE_NETS = {  # name: (prototxt, caffemodel, reference npz)
+    "lenet": ("lenet/deploy.prototxt", "lenet/lenet_iter_10000.caffemodel", "lenet/reference_opencv.npz"),
+    "det1": ("mtcnn/det1.prototxt", "mtcnn/det1.caffemodel", "mtcnn/det1_reference_opencv.npz"),
+    "det4": ("mtcnn/det4.prototxt", "mtcnn/det4.caffemodel", "mtcnn/det4_reference_opencv.npz"),
+}
+
+
+@pytest.mark.parametrize("precision", ["FP32", "FP16"])
+@pytest.mark.parametrize("name", sorted(FIXTURE_NETS))
+def test_fixture_nets_match_opencv_reference_outputs(fixtures, tmp_path, name, precision):
+    prototxt, weights, reference = (fixtures / p for p in FIXTURE_NETS[name])
+    out = tmp_path / "graph" / name
+    proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--output", out, "--precision", precision)
+    assert proc.returncode == 0, proc.stderr
+    assert "verification vs opencv on 8 random inputs" in proc.stdout
+    ref = np.load(reference)
+    net = Net.from_file(prototxt)
+    ir = ov.Core().read_model(str(out) + ".xml")
+    assert [i.get_any_name() for i in ir.inputs] == net.inputs  # Caffe blob names, where the prototxt says
+    assert {n for o in ir.outputs for n in o.get_names()} >= set(net.outputs)
+    for i in range(len(ref["input"])):
+        got = forward_ir(out.with_suffix(".xml"), {"data": ref["input"][i:i + 1]}, net.outputs)
+        for blob in net.outputs:
+            expected = ref["output" if "output" in ref else blob][i:i + 1]
+            diff = np.abs(got[blob] - expected).max()
+            if precision == "FP32":
+                assert diff <= 1e-4, (blob, diff)
+            else:
+                assert diff / np.abs(expected).max() <= 1e-2, (blob, diff)
+    meta = read_metadata(out.with_suffix(".xml"))
+    assert meta.precision == precision and meta.input_name == "data" and meta.output_name == net.outputs[-1]
+    assert meta.source["caffemodel_sha256"] == sha256_file(weights)
+    assert meta.verification["reference"] == "opencv" and meta.verification["inputs"] == 8
+
+
+def test_fp32_keeps_fp32_weights_and_fp16_halves_them(fixtures, tmp_path):
+    prototxt, weights, _ = (fixtures / p for p in FIXTURE_NETS["lenet"])
+    sizes = {}
+    for precision in ("FP32", "FP16"):
+        proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--output", tmp_path / precision,
+                       "--precision", precision, "--check", "none")
+        assert proc.returncode == 0, proc.stderr
+        sizes[precision] = (tmp_path / f"{precision}.bin").stat().st_size
+    assert sizes["FP32"] > 0.95 * weights.stat().st_size  # 431k float32 parameters, uncompressed
+    assert sizes["FP16"] < 0.55 * sizes["FP32"]
+
+
+# --- Levi & Hassner nets --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lh_weights(tmp_path_factory):
+    from conftest import FIXTURES, need_shared
+
+    folder = need_shared(FIXTURES / "levi-hassner")
+    out = tmp_path_factory.mktemp("lh")
+    return {task: (folder / f"{task}_deploy.prototxt",
+                   random_caffemodel(Net.from_file(folder / f"{task}_deploy.prototxt"), out / f"{task}.caffemodel"))
+            for task in ("age", "gender")}
+
+
+@pytest.mark.parametrize("task", ["age", "gender"])
+def test_levi_hassner_nets_compile_verify_and_carry_their_sidecar(lh_weights, fixtures, tmp_path, task):
+    prototxt, weights = lh_weights[task]
+    mean_file = fixtures / "levi-hassner" / "mean.binaryproto"
+    out = tmp_path / "graph" / ("AgeNet" if task == "age" else "GenderNet")
+    batch = ["--batch", "1"] if task == "gender" else []  # the gender deploy prototxt says 10 (for 10 crops)
+    proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--mean", mean_file, "--output", out, *batch)
+    assert proc.returncode == 0, proc.stderr
+    meta = read_metadata(out.with_suffix(".xml"))
+    v = meta.verification
+    assert v["reference"] == "opencv" and v["max_rel_diff"] <= 1e-2 and v["top1_agreement"] >= 0.75
+    assert meta.input_shape == [1, 3, 227, 227] and meta.resize == [256, 256] and meta.crop == 227
+    assert list(ov.Core().read_model(str(out) + ".xml").input(0).shape) == [1, 3, 227, 227]
+    assert meta.precision == "FP16" and meta.target == "cpu"
+    # the original Adience age net has 8 classes, so only gender's 2 are recognised without --labels
+    assert (meta.task, meta.classes) == (("gender", ["Male", "Female"]) if task == "gender" else ("", list("01234567")))
+    mean_npy = out.parent / "age_gender_mean.npy"
+    assert meta.mean_file == "age_gender_mean.npy" and meta.mean_sha256 == sha256_file(mean_npy)
+    np.testing.assert_array_equal(np.load(mean_npy), read_mean(mean_file))
+    assert meta.mean_bgr == pytest.approx(read_mean(mean_file).mean(axis=(1, 2)), abs=1e-3)
+
+
+def test_myriad_ir_uses_only_what_the_2022_3_myriad_plugin_runs(lh_weights, tmp_path):
+    prototxt, weights = lh_weights["age"]
+    out = tmp_path / "AgeNet"
+    proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--output", out, "--target", "myriad")
+    assert proc.returncode == 0, proc.stderr
+    ir = ov.Core().read_model(str(out) + ".xml")
+    assert model_ops(ir) <= MYRIAD_OPS, model_ops(ir) - MYRIAD_OPS
+    assert all(not p.get_partial_shape().is_dynamic for p in ir.inputs + ir.outputs)
+    weights_types = {op.get_element_type().get_type_name() for op in ir.get_ordered_ops()
+                     if op.get_type_name() == "Constant" and op.get_element_type().is_real()}
+    assert weights_types == {"f16"}
+    assert read_metadata(out.with_suffix(".xml")).target == "myriad"
+
+
+def test_myriad_check_names_an_operation_from_a_later_opset():
+    import openvino.opset8 as opset8
+
+    data = opset8.parameter([1, 4], np.float32)
+    model = ov.Model([opset8.softmax(data, 1)], [data])
+    with pytest.raises(AgegenderError, match="Softmax-opset8 .* not supported by the NCS2"):
+        check_ops(model, MYRIAD_OPS, "the NCS2")
+
+
+def test_myriad_refuses_fp32_in_one_line(fixtures, tmp_path):
+    prototxt, weights, _ = (fixtures / p for p in FIXTURE_NETS["lenet"])
+    proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--output", tmp_path / "x",
+                   "--target", "myriad", "--precision", "FP32")
+    assert_one_line_error(proc, "--target myriad runs FP16 only")
+
+
+def test_ir_reshapes_to_ten_crops(lh_weights, tmp_path):
+    """Reshapes copy the batch (special_zero), so a runtime can feed Levi & Hassner's 10 crops at once."""
+    prototxt, weights = lh_weights["age"]
+    net = Net.from_file(prototxt)
+    model = build_model(net, net.weights_from(weights))
+    x = np.random.default_rng(0).uniform(-100, 100, (10, 3, 227, 227)).astype(np.float32)
+    single = np.concatenate([forward_ir(model, {"data": x[i:i + 1]}, ["prob"])["prob"] for i in range(10)])
+    model.reshape({"data": [10, 3, 227, 227]})
+    np.testing.assert_allclose(forward_ir(model, {"data": x}, ["prob"])["prob"], single, atol=1e-5)
+
+
+# --- every layer type, against OpenCV and Caffe's arithmetic -----------------------------------------------
+
+EVERY_LAYER = """
+    name: "every_layer"
+    layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 4 dim: 17 dim: 19 } } }
+    layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+      convolution_param { num_output: 8 kernel_size: 3 pad: 1 bias_term: false } }
+    layer { name: "bn1" type: "BatchNorm" bottom: "conv1" top: "conv1" }
+    layer { name: "sc1" type: "Scale" bottom: "conv1" top: "conv1" scale_param { bias_term: true } }
+    layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" relu_param { negative_slope: 0.1 } }
+    layer { name: "split" type: "Split" bottom: "conv1" top: "a" top: "b" }
+    layer { name: "gconv" type: "Convolution" bottom: "a" top: "gconv"
+      convolution_param { num_output: 8 kernel_size: 3 pad: 2 dilation: 2 group: 4 } }
+    layer { name: "prelu" type: "PReLU" bottom: "gconv" top: "gconv" }
+    layer { name: "bn2" type: "BatchNorm" bottom: "b" top: "bn2" }
+    layer { name: "sc2" type: "Scale" bottom: "bn2" top: "bn2" }
+    layer { name: "sum" type: "Eltwise" bottom: "gconv" bottom: "bn2" top: "sum"
+      eltwise_param { operation: SUM coeff: 0.5 coeff: -2 } }
+    layer { name: "prod" type: "Eltwise" bottom: "gconv" bottom: "sum" top: "prod" eltwise_param { operation: PROD } }
+    layer { name: "max" type: "Eltwise" bottom: "prod" bottom: "sum" top: "max" eltwise_param { operation: MAX } }
+    layer { name: "slice" type: "Slice" bottom: "max" top: "s1" top: "s2" slice_param { axis: 1 slice_point: 3 } }
+    layer { name: "sig" type: "Sigmoid" bottom: "s1" top: "s1" }
+    layer { name: "tanh" type: "TanH" bottom: "s2" top: "s2" }
+    layer { name: "cat" type: "Concat" bottom: "s2" bottom: "s1" top: "cat" }
+    layer { name: "norm" type: "LRN" bottom: "cat" top: "norm" lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 } }
+    layer { name: "wnorm" type: "LRN" bottom: "norm" top: "wnorm"
+      lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 norm_region: WITHIN_CHANNEL } }
+    layer { name: "pool" type: "Pooling" bottom: "wnorm" top: "pool" pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 } }
+    layer { name: "relu2" type: "ReLU" bottom: "pool" top: "pool" }
+    layer { name: "mpool" type: "Pooling" bottom: "pool" top: "mpool" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+    layer { name: "drop" type: "Dropout" bottom: "mpool" top: "mpool" }
+    layer { name: "flat" type: "Flatten" bottom: "mpool" top: "flat" }
+    layer { name: "ip" type: "InnerProduct" bottom: "flat" top: "ip" inner_product_param { num_output: 12 } }
+    layer { name: "shape" type: "Reshape" bottom: "ip" top: "shape" reshape_param { shape { dim: 0 dim: 3 dim: -1 } } }
+    layer { name: "prob" type: "Softmax" bottom: "shape" top: "prob" softmax_param { axis: 2 } }
+    layer { name: "gpool" type: "Pooling" bottom: "pool" top: "gpool" pooling_param { pool: AVE global_pooling: true } }
+    layer { name: "gflat" type: "Flatten" bottom: "gpool" top: "gflat" }
+    layer { name: "sc3" type: "Scale" bottom: "pool" bottom: "gflat" top: "sc3" scale_param { axis: 0 } }
+    layer { name: "ip2" type: "InnerProduct" bottom: "sc3" top: "ip2" inner_product_param { num_output: 5 axis: 2 } }
+"""
+
+
+def test_every_layer_type_matches_opencv(tmp_path):
+    prototxt, net = write_net(tmp_path, EVERY_LAYER)
+    weights = random_caffemodel(net, tmp_path / "w.caffemodel", gain=1.0)
+    arrays = net.weights_from(weights)
+    assert fold_into_convolutions(net, arrays)[1] == {"bn1", "sc1"}  # bn2/sc2 follow a Split, not a Convolution
+    x = np.random.default_rng(0).standard_normal((1, 4, 17, 19)).astype(np.float32)
+    expected = opencv_forward(prototxt, weights, net)({"data": x})
+    for fold in (True, False):
+        got = forward_ir(build_model(net, arrays, fold=fold), {"data": x}, net.outputs)
+        assert set(got) == {"prob", "ip2"}
+        for blob in net.outputs:
+            np.testing.assert_allclose(got[blob], expected[blob], atol=1e-4, rtol=1e-4)
+
+
+def test_batchnorm_and_scale_fold_into_the_convolution(tmp_path):
+    prototxt, net = write_net(tmp_path, """
+        layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 9 dim: 9 } } }
+        layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 6 kernel_size: 3 } }
+        layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "bn" batch_norm_param { eps: 0.01 } }
+        layer { name: "scale" type: "Scale" bottom: "bn" top: "bn" scale_param { bias_term: true } }
+        layer { name: "relu" type: "ReLU" bottom: "bn" top: "bn" }
+    """)
+    weights = random_caffemodel(net, tmp_path / "w.caffemodel", gain=1.0)
+    arrays = net.weights_from(weights)
+    arrays["bn"][2][:] = 4.0  # Caffe stores unnormalised moving sums and their normaliser
+    folded = build_model(net, arrays)
+    assert not {"Multiply", "BatchNormInference"} & {op.get_type_name() for op in folded.get_ordered_ops()}
+    x = np.random.default_rng(1).standard_normal((1, 3, 9, 9)).astype(np.float32)
+    mean, var = arrays["bn"][0] / 4, arrays["bn"][1] / 4
+    conv = forward_ir(build_model(Net.from_proto(_prefix(prototxt, 2)), arrays), {"data": x}, ["conv"])["conv"]
+    gamma, beta = (a[None, :, None, None] for a in arrays["scale"])
+    caffe = np.maximum((conv - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None] + 0.01) * gamma + beta, 0)
+    np.testing.assert_allclose(forward_ir(folded, {"data": x}, ["bn"])["bn"], caffe, atol=1e-4, rtol=1e-4)
+
+
+def _prefix(prototxt: Path, n_layers: int) -> caffe_pb2.NetParameter:
+    from agegender.caffe import read_net
+
+    proto = read_net(prototxt)
+    del proto.layer[n_layers:]
+    return proto
+
+
+def caffe_pooling(x: np.ndarray, method: str, kernel: int, stride: int, pad: int, out_hw) -> np.ndarray:
+    """Caffe's PoolingLayer::Forward_cpu, loop for loop."""
+    n, c, h, w = x.shape
+    out = np.empty((n, c, *out_hw), np.float32)
+    for ph in range(out_hw[0]):
+        for pw in range(out_hw[1]):
+            hs, ws = ph * stride - pad, pw * stride - pad
+            he, we = min(hs + kernel, h + pad), min(ws + kernel, w + pad)
+            pool_size = (he - hs) * (we - ws)
+            hs, ws, he, we = max(hs, 0), max(ws, 0), min(he, h), min(we, w)
+            window = x[:, :, hs:he, ws:we]
+            out[:, :, ph, pw] = window.max((2, 3)) if method == "MAX" else window.sum((2, 3)) / pool_size
+    return out
+
+
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+@pytest.mark.parametrize("kernel,stride,pad,h,w", [
+    (3, 2, 0, 6, 7),    # ceil overhang, no padding
+    (3, 2, 1, 6, 8),    # padding and an overhang on both axes
+    (2, 2, 1, 5, 5),    # Caffe drops a last window that would start in the padding
+    (3, 3, 1, 7, 9),    # padding, no overhang
+    (3, 2, 2, 7, 10),
+    (3, 1, 1, 4, 4),
+])
+def test_pooling_matches_caffe_on_awkward_sizes(tmp_path, method, kernel, stride, pad, h, w):
+    prototxt, net = write_net(tmp_path, f"""
+        layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: 2 dim: 3 dim: {h} dim: {w} }} }} }}
+        layer {{ name: "pool" type: "Pooling" bottom: "data" top: "pool"
+          pooling_param {{ pool: {method} kernel_size: {kernel} stride: {stride} pad: {pad} }} }}
+    """)
+    x = np.random.default_rng(2).standard_normal((2, 3, h, w)).astype(np.float32) + 1.0
+    got = forward_ir(build_model(net, {}), {"data": x}, ["pool"])["pool"]
+    expected = caffe_pooling(x, method, kernel, stride, pad, net.blob_shapes["pool"][2:])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def caffe_lrn(x: np.ndarray, size: int, alpha: float, beta: float, k: float, across: bool) -> np.ndarray:
+    """Caffe's LRNLayer: across channels k + alpha/size * window sum; within a channel 1 + alpha * window mean
+    (an AVE pooling of x^2 with padding (size-1)/2, so border windows still divide by size^2)."""
+    half = (size - 1) // 2
+    sq = x.astype(np.float64) ** 2
+    if across:
+        padded = np.pad(sq, ((0, 0), (half, half), (0, 0), (0, 0)))
+        window = sum(padded[:, i:i + x.shape[1]] for i in range(size))
+        return (x * (k + alpha / size * window) ** -beta).astype(np.float32)
+    padded = np.pad(sq, ((0, 0), (0, 0), (half, half), (half, half)))
+    window = sum(padded[:, :, i:i + x.shape[2], j:j + x.shape[3]] for i in range(size) for j in range(size))
+    return (x * (1 + alpha * window / size ** 2) ** -beta).astype(np.float32)
+
+
+@pytest.mark.parametrize("region,size,k", [("ACROSS_CHANNELS", 5, 1.0), ("ACROSS_CHANNELS", 3, 2.0),
+                                           ("WITHIN_CHANNEL", 3, 1.0), ("WITHIN_CHANNEL", 5, 2.0)])
+def test_lrn_matches_caffe(tmp_path, region, size, k):
+    """Including k != 1, which OpenCV 4's Caffe importer ignores (it always uses 1)."""
+    _, net = write_net(tmp_path, f"""
+        layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ dim: 1 dim: 7 dim: 6 dim: 5 }} }} }}
+        layer {{ name: "norm" type: "LRN" bottom: "data" top: "norm"
+          lrn_param {{ local_size: {size} alpha: 0.3 beta: 0.75 k: {k} norm_region: {region} }} }}
+    """)
+    x = np.random.default_rng(3).standard_normal((1, 7, 6, 5)).astype(np.float32) * 2
+    got = forward_ir(build_model(net, {}), {"data": x}, ["norm"])["norm"]
+    np.testing.assert_allclose(got, caffe_lrn(x, size, 0.3, 0.75, k, region == "ACROSS_CHANNELS"), atol=1e-5)
+
+
+# --- errors ---------------------------------------------------------------------------------------------------
+
+def test_training_layers_fail_in_one_line_naming_layer_and_type(tmp_path):
+    prototxt, net = write_net(tmp_path, """
+        layer { name: "data" type: "Input" top: "data" top: "label"
+          input_param { shape { dim: 1 dim: 4 } shape { dim: 1 } } }
+        layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param { num_output: 3 } }
+        layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+    """)
+    weights = random_caffemodel(net, tmp_path / "w.caffemodel")
+    proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--output", tmp_path / "ir")
+    assert_one_line_error(proc, "layer 'loss' (SoftmaxWithLoss)", "deploy prototxt ends with a Softmax")
+    assert not (tmp_path / "ir.xml").exists()
+
+
+def test_unknown_layer_type_fails_in_one_line(tmp_path):
+    prototxt = tmp_path / "net.prototxt"
+    prototxt.write_text('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 } } }\n'
+                        'layer { name: "up" type: "Deconvolution" bottom: "data" top: "up" }\n')
+    proc = run_cli("compile", "--model", prototxt, "--weights", prototxt, "--output", tmp_path / "ir")
+    assert_one_line_error(proc, "layer 'up' (Deconvolution)", "unsupported layer type")
+
+
+def test_a_wrong_ir_is_refused_and_nothing_is_written(fixtures, tmp_path, monkeypatch):
+    """The verification is a gate: break the ReLU builder and compile must refuse its output."""
+    import argparse
+
+    from agegender.deploy import compile as compile_command
+    from agegender.layers import openvino_ops
+
+    monkeypatch.setitem(openvino_ops.BUILDERS, "ReLU", openvino_ops.identity)
+    parser = argparse.ArgumentParser()
+    compile_command.add_arguments(parser)
+    prototxt, weights, _ = (fixtures / p for p in FIXTURE_NETS["lenet"])
+    args = parser.parse_args(["--model", str(prototxt), "--weights", str(weights), "--output", str(tmp_path / "ir"),
+                              "--precision", "FP32"])
+    with pytest.raises(AgegenderError, match="does not match opencv"):
+        compile_command.run(args)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- INT8 -----------------------------------------------------------------------------------------------------
+
+SMALL_CLASSIFIER = """
+    name: "small"
+    layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 24 dim: 24 } } }
+    layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 8 kernel_size: 3 } }
+    layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
+    layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+    layer { name: "fc1" type: "InnerProduct" bottom: "pool1" top: "fc1" inner_product_param { num_output: 64 } }
+    layer { name: "relu2" type: "ReLU" bottom: "fc1" top: "fc1" }
+    layer { name: "fc" type: "InnerProduct" bottom: "fc1" top: "fc" inner_product_param { num_output: 2 } }
+    layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }
+"""
+
+
+def test_int8_quantizes_on_the_calibration_lmdb_and_reports_against_fp32(tmp_path):
+    prototxt, net = write_net(tmp_path, SMALL_CLASSIFIER)
+    weights = random_caffemodel(net, tmp_path / "w.caffemodel")
+    rng = np.random.default_rng(4)
+    for split, n in (("train", 40), ("test", 30)):
+        images = rng.integers(0, 256, (n, 3, 28, 28), dtype=np.uint8)
+        write_lmdb(tmp_path / "lmdb" / f"gender_{split}_lmdb",
+                   [(f"{i:08d}".encode(), array_to_datum(img, i % 2)) for i, img in enumerate(images)])
+    out = tmp_path / "graph" / "GenderNet"
+    proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--output", out, "--precision", "INT8",
+                   "--calibration", tmp_path / "lmdb" / "gender_train_lmdb", "--calibration-size", "20")
+    assert proc.returncode == 0, proc.stderr
+    assert "calibrating on 20 images" in proc.stderr
+    assert "INT8 vs FP32 on" in proc.stdout and "accuracy drop" in proc.stdout
+    ir = ov.Core().read_model(str(out) + ".xml")
+    assert "FakeQuantize" in {op.get_type_name() for op in ir.get_ordered_ops()}
+    meta = read_metadata(out.with_suffix(".xml"))
+    report = meta.verification["int8_vs_fp32"]
+    assert meta.precision == "INT8" and meta.task == "gender" and report["calibration_images"] == 20
+    assert report["test_lmdb"].endswith("gender_test_lmdb")
+    assert 0 <= report["int8"]["accuracy"] <= 1 and report["int8"]["images_per_s"] > 0
+    assert report["fp32"]["size_mb"] > 2.5 * report["int8"]["size_mb"]  # int8 weights
+    assert report["accuracy_drop_points"] == pytest.approx(100 * (report["fp32"]["accuracy"] - report["int8"]["accuracy"]))
+
+
+def test_int8_without_calibration_fails_in_one_line(fixtures, tmp_path):
+    prototxt, weights, _ = (fixtures / p for p in FIXTURE_NETS["lenet"])
+    proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--output", tmp_path / "x",
+                   "--precision", "INT8")
+    assert_one_line_error(proc, "--precision INT8 needs --calibration")
+
+
+def test_compile_help_does_not_import_openvino():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = "import sys; from agegender.cli import build_parser; build_parser(); print('openvino' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
