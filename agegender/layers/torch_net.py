@@ -57,16 +57,28 @@ class TorchNet(nn.Module):
 
     def _initialise(self, weights: dict[str, list[np.ndarray]]) -> None:
         for node, layer in zip(self.nodes, self.layers):
-            arrays = weights.get(node.name)
-            for index, blob in enumerate(layer.blobs):
-                if arrays is not None:
-                    with torch.no_grad():
-                        blob.copy_(torch.from_numpy(np.asarray(arrays[index], dtype=np.float32)).reshape(blob.shape))
-                    continue
+            if node.name in weights:
+                continue
+            for blob, filler in zip(layer.blobs, node.spec.fillers()):
                 try:
-                    fill(blob, node.spec.fillers()[index])
+                    fill(blob, filler)
                 except ValueError as exc:
                     raise AgegenderError(f"{self.net.source}: {node.describe()}: {exc}") from None
+        self.load_weights(weights)
+
+    @torch.no_grad()
+    def load_weights(self, weights: dict[str, list[np.ndarray]]) -> list[str]:
+        """Copy the arrays of every layer named in ``weights`` (shapes as ``Net.weights_from`` checked them);
+        returns the names of the layers copied."""
+        copied = []
+        for node, layer in zip(self.nodes, self.layers):
+            arrays = weights.get(node.name)
+            if arrays is None:
+                continue
+            for blob, array in zip(layer.blobs, arrays):
+                blob.copy_(torch.from_numpy(np.asarray(array, dtype=np.float32)).reshape(blob.shape))
+            copied.append(node.name)
+        return copied
 
     def layer(self, name: str) -> nn.Module:
         for node, layer in zip(self.nodes, self.layers):

@@ -189,7 +189,7 @@ class SoftmaxWithLoss(CaffeLayer):
         else:
             picked = flat.gather(1, labels[:, None])[:, 0]
             valid_count = None
-        loss = -picked.sum() / self._normaliser(scores, axis, labels.numel(), valid_count)
+        loss = (0.0 - picked.sum()) / self._normaliser(scores, axis, labels.numel(), valid_count)
         return [loss, F.softmax(scores.detach(), dim=axis)][: self.n_tops]
 
     def _normaliser(self, scores: Tensor, axis: int, count: int, valid_count: Tensor | None):

@@ -1,0 +1,174 @@
+"""Data layers fed from LMDB as Caffe's DataLayer feeds them, prepared by background worker processes.
+
+Records are read in key order and wrap around at the end. Batch ``b`` of rank ``r`` (of ``world``) takes
+records ``((b * world + r) * batch_size + i) mod N``, so ranks read disjoint consecutive shards and a run
+resumed at iteration ``t`` reads exactly what the uninterrupted run read. Each image goes through Caffe's
+DataTransformer (agegender.preprocess.transform): TRAIN takes a random crop offset, TEST the centre crop,
+and ``mirror`` flips at random in both phases, as in Caffe. The random draws come from (seed, rank, batch),
+so they do not depend on which worker prepared the batch either.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from typing import Iterator, Sequence
+
+import lmdb
+import numpy as np
+import torch
+from google.protobuf.message import DecodeError
+from torch.utils.data import DataLoader, Dataset
+
+from agegender.caffe import caffe_pb2, datum_to_array, lmdb_size, read_mean
+from agegender.errors import AgegenderError
+from agegender.layers.net import Net, Node
+from agegender.preprocess import transform
+
+
+class LmdbRecords:
+    """Datums of an LMDB by position in key order, the LMDB opened once per process (handles do not survive fork)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        if lmdb_size(path) == 0:
+            raise AgegenderError(f"LMDB {path} holds no records; rebuild it with create_lmdb.sh")
+        with self._open() as env, env.begin() as txn:
+            self.keys = list(txn.cursor().iternext(keys=True, values=False))
+        self._env: lmdb.Environment | None = None
+        self._pid = -1
+
+    def _open(self) -> lmdb.Environment:
+        return lmdb.open(self.path, readonly=True, lock=False, readahead=False, max_readers=256)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getstate__(self):
+        return {**self.__dict__, "_env": None, "_pid": -1}
+
+    def __getitem__(self, position: int) -> tuple[np.ndarray, int]:
+        if self._pid != os.getpid():
+            if self._env is not None:
+                self._env.close()  # inherited through fork: LMDB handles must be reopened per process
+            self._env, self._pid = self._open(), os.getpid()
+        key = self.keys[position % len(self.keys)]
+        with self._env.begin() as txn:
+            value = txn.get(key)
+        datum = caffe_pb2.Datum()
+        try:
+            datum.ParseFromString(value)
+            return datum_to_array(datum), datum.label
+        except (DecodeError, ValueError) as exc:
+            raise AgegenderError(f"LMDB {self.path}: record {key.decode(errors='replace')} is not a valid "
+                                 f"image Datum ({exc or 'truncated'}); rebuild it with create_lmdb.sh") from None
+
+
+def load_mean(spec, datum_shape: tuple[int, ...], source: str) -> np.ndarray | None:
+    """transform_param's mean_file or mean_value as a C x H x W (or C x 1 x 1) array, checked against the data."""
+    channels, height, width = datum_shape
+    if spec.mean_file:
+        mean = read_mean(spec.mean_file)
+        if mean.shape[0] != channels or mean.shape[1:] not in ((height, width), (1, 1)):
+            raise AgegenderError(f"mean file {spec.mean_file} is {'x'.join(map(str, mean.shape))} but {source} "
+                                 f"holds {channels}x{height}x{width} images; rebuild it with create_mean.sh")
+        return mean
+    if spec.mean_value:
+        values = np.asarray(spec.mean_value, dtype=np.float32)
+        if values.size not in (1, channels):
+            raise AgegenderError(f"{values.size} mean_value(s) for {channels}-channel images in {source}; give 1 or {channels}")
+        return np.broadcast_to(values, (channels,)).copy().reshape(channels, 1, 1)
+    return None
+
+
+class DataFeed:
+    """One Data layer: batch number -> its tops (images float32 N x C x crop x crop, labels float32 N)."""
+
+    def __init__(self, node: Node, phase: str, seed: int, rank: int = 0, world: int = 1):
+        self.spec, self.tops, self.train = node.spec, node.tops, phase == "TRAIN"
+        self.seed, self.rank, self.world = seed, rank, world
+        self.records = LmdbRecords(self.spec.source)
+        self.image_shape = tuple(node.top_shapes[0][1:])
+        self.datum_shape = tuple(self.records[0][0].shape)
+        self.mean = load_mean(self.spec, self.datum_shape, self.spec.source)
+
+    @property
+    def batch_size(self) -> int:
+        return self.spec.batch_size
+
+    def batch(self, index: int) -> dict[str, torch.Tensor]:
+        spec = self.spec
+        first = (index * self.world + self.rank) * spec.batch_size
+        rng = np.random.default_rng([self.seed, self.rank, index])
+        images = np.empty((spec.batch_size, *self.image_shape), np.float32)
+        labels = np.empty(spec.batch_size, np.float32)
+        for i in range(spec.batch_size):
+            chw, labels[i] = self.records[first + i]
+            images[i] = transform(chw, self.mean, spec.crop_size, spec.scale, self._offset(chw, rng),
+                                  bool(spec.mirror and rng.integers(2)))
+        tops = {self.tops[0]: torch.from_numpy(images)}
+        if len(self.tops) > 1:
+            tops[self.tops[1]] = torch.from_numpy(labels)
+        return tops
+
+    def _offset(self, chw: np.ndarray, rng: np.random.Generator) -> tuple[int, int] | None:
+        if chw.shape != self.datum_shape:
+            raise AgegenderError(f"LMDB {self.spec.source} mixes image sizes ({'x'.join(map(str, chw.shape))} and "
+                                 f"{'x'.join(map(str, self.datum_shape))}); Caffe's Data layer needs one size")
+        crop = self.spec.crop_size
+        if not (self.train and crop):
+            return None  # centre crop (or the whole image)
+        return int(rng.integers(chw.shape[1] - crop + 1)), int(rng.integers(chw.shape[2] - crop + 1))
+
+
+class NetBatches(Dataset):
+    """Batch number -> the tops of every Data layer of a net."""
+
+    def __init__(self, feeds: Sequence[DataFeed]):
+        self.feeds = list(feeds)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        tops = {}
+        for feed in self.feeds:
+            tops.update(feed.batch(index))
+        return tops
+
+
+def data_feeds(net: Net, seed: int, rank: int = 0, world: int = 1) -> list[DataFeed]:
+    feeds = [DataFeed(n, net.phase, seed, rank, world) for n in net.nodes if n.type == "Data"]
+    fed = {t for f in feeds for t in f.tops}
+    unfed = [n for n in net.nodes if n.type == "Input"]
+    if unfed:
+        raise AgegenderError(f"{net.source}: {unfed[0].describe()} has no data source in phase {net.phase}; "
+                             f"training needs Data layers reading an LMDB")
+    if not fed:
+        raise AgegenderError(f"{net.source}: phase {net.phase} has no Data layer to read training data from")
+    return feeds
+
+
+def _ignore_interrupts(_worker_id: int) -> None:
+    """Workers leave Ctrl-C and SIGHUP to the trainer, which snapshots before stopping."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def iterate_batches(feeds: Sequence[DataFeed], start: int, stop: int, workers: int,
+                    pin_memory: bool = False, prefetch: int = 4) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches ``start`` .. ``stop - 1``, prepared ``prefetch`` batches ahead by ``workers`` processes
+    (in this process when 0); a worker's AgegenderError comes back as that one-line error."""
+    loader = DataLoader(NetBatches(feeds), batch_size=None, sampler=range(start, stop), num_workers=workers,
+                        pin_memory=pin_memory, prefetch_factor=max(1, prefetch // max(workers, 1)) if workers else None,
+                        worker_init_fn=_ignore_interrupts if workers else None)
+    iterator = iter(loader)
+    while True:
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+        except AgegenderError as exc:
+            raise AgegenderError(_original_message(str(exc))) from None
+
+
+def _original_message(message: str) -> str:
+    """The worker's own message, without the traceback the DataLoader wraps it in."""
+    last = message.strip().splitlines()[-1]
+    return last.split("AgegenderError: ", 1)[-1]
