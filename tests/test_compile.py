@@ -2,7 +2,9 @@
 numpy re-statements of Caffe's own arithmetic, and on the real fixtures' reference outputs."""
 from __future__ import annotations
 
-import json
+import os
+import shutil
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from agegender.deploy.metadata import read_metadata, sha256_file
 from agegender.errors import AgegenderError
 from agegender.layers.net import Net
 from agegender.layers.openvino_ops import build_model, fold_into_convolutions
-from conftest import assert_one_line_error, run_cli
+from conftest import FIXTURES, ROOT, assert_one_line_error, need_shared, run_cli
 
 CPU_FP32 = {"INFERENCE_PRECISION_HINT": "f32"}
 
@@ -92,8 +94,6 @@ def test_fp32_keeps_fp32_weights_and_fp16_halves_them(fixtures, tmp_path):
 
 @pytest.fixture(scope="module")
 def lh_weights(tmp_path_factory):
-    from conftest import FIXTURES, need_shared
-
     folder = need_shared(FIXTURES / "levi-hassner")
     out = tmp_path_factory.mktemp("lh")
     return {task: (folder / f"{task}_deploy.prototxt",
@@ -218,6 +218,30 @@ def test_every_layer_type_matches_opencv(tmp_path):
         assert set(got) == {"prob", "ip2"}
         for blob in net.outputs:
             np.testing.assert_allclose(got[blob], expected[blob], atol=1e-4, rtol=1e-4)
+
+
+def test_every_layer_type_matches_the_pytorch_engine(tmp_path):
+    """The second, independent reference; here LRN's k is not 1 (OpenCV 4 ignores k)."""
+    pytest.importorskip("torch")
+    from agegender.deploy.compile import torch_forward
+
+    prototxt, net = write_net(tmp_path, EVERY_LAYER.replace("beta: 0.75 }", "beta: 0.75 k: 2 }"))
+    weights = random_caffemodel(net, tmp_path / "w.caffemodel", gain=1.0)
+    x = np.random.default_rng(5).standard_normal((1, 4, 17, 19)).astype(np.float32)
+    expected = torch_forward(net, weights)({"data": x})
+    got = forward_ir(build_model(net, net.weights_from(weights)), {"data": x}, net.outputs)
+    for blob in net.outputs:
+        np.testing.assert_allclose(got[blob], expected[blob], atol=1e-4, rtol=1e-4)
+
+
+def test_check_torch_verifies_with_the_pytorch_engine(fixtures, tmp_path):
+    pytest.importorskip("torch")
+    prototxt, weights, _ = (fixtures / p for p in FIXTURE_NETS["det1"])
+    proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--output", tmp_path / "det1",
+                   "--precision", "FP32", "--check", "torch", "--check-inputs", "3")
+    assert proc.returncode == 0, proc.stderr
+    v = read_metadata(tmp_path / "det1.xml").verification
+    assert v["reference"] == "torch" and v["inputs"] == 3 and v["max_abs_diff"] <= 1e-4
 
 
 def test_batchnorm_and_scale_fold_into_the_convolution(tmp_path):
@@ -410,3 +434,39 @@ def test_compile_help_does_not_import_openvino():
     code = "import sys; from agegender.cli import build_parser; build_parser(); print('openvino' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --- compile2Movidius.sh ------------------------------------------------------------------------------------
+
+def run_movidius(tmp_path: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, MODELS_DIR=str(tmp_path / "models"), PROTOTXT_DIR=str(tmp_path / "prototxt"),
+               MEAN_FILE=str(tmp_path / "mean.binaryproto"), GRAPH_DIR=str(tmp_path / "graph"))
+    return subprocess.run([str(ROOT / "compile2Movidius.sh")], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_compile2movidius_compiles_the_newest_snapshots(lh_weights, fixtures, tmp_path):
+    (tmp_path / "prototxt").mkdir()
+    shutil.copy(fixtures / "levi-hassner" / "mean.binaryproto", tmp_path / "mean.binaryproto")
+    for net, task in (("AgeNet", "age"), ("GenderNet", "gender")):
+        prototxt, weights = lh_weights[task]
+        text = prototxt.read_text()
+        # the Adience age net has 8 classes; ours has 9 (with the weights to match)
+        (tmp_path / "prototxt" / f"{net}_deploy.prototxt").write_text(text.replace("num_output: 8", "num_output: 9"))
+        (tmp_path / "models" / net).mkdir(parents=True)
+        snapshot_net = Net.from_file(tmp_path / "prototxt" / f"{net}_deploy.prototxt")
+        random_caffemodel(snapshot_net, tmp_path / "models" / net / f"{net}_iter_200.caffemodel")
+        for older in (30, 5):  # lexically "newer" than 200, but older
+            (tmp_path / "models" / net / f"{net}_iter_{older}.caffemodel").write_bytes(b"not a caffemodel")
+    proc = run_movidius(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for net, task in (("AgeNet", "age"), ("GenderNet", "gender")):
+        meta = read_metadata(tmp_path / "graph" / f"{net}.xml")
+        assert meta.task == task and meta.precision == "FP16"
+        assert meta.source["caffemodel"].endswith(f"{net}_iter_200.caffemodel")
+        assert (tmp_path / "graph" / f"{net}.bin").stat().st_size > 1e6
+    assert (tmp_path / "graph" / "age_gender_mean.npy").is_file()
+
+
+def test_compile2movidius_without_snapshots_says_train_first(tmp_path):
+    proc = run_movidius(tmp_path)
+    assert_one_line_error(proc, "no AgeNet snapshot", "train first with train_AgeNet.sh")
