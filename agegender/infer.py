@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -144,7 +145,7 @@ class Nets:
     age: Classifier
     gender: Classifier
 
-    @property
+    @functools.cached_property
     def shared_input(self) -> bool:
         """Both nets take the same input (same size, crop, colour, scale and mean): preprocess once."""
         a, g = self.age, self.gender

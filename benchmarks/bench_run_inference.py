@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -138,8 +139,9 @@ def main() -> int:
         scratch = Path(tmp)
         graph_dir, which = graphs(args.graph_dir, scratch)
         print(f"graphs: {which}")
-        print(f"machine: {platform.machine()}, {platform.processor() or platform.system()}, "
-              f"{Classifier(graph_dir / 'AgeNet.xml', args.device, '').device_name}")
+        print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+              f"{Classifier(graph_dir / 'AgeNet.xml', args.device, '').device_name}, "
+              f"load average {os.getloadavg()[0]:.1f} (other work on the machine slows every figure)")
 
         cache = scratch / "cache"
         starts = {"first start (empty cache)": start_ms(graph_dir, args.device, cache),

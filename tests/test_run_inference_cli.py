@@ -90,17 +90,19 @@ def test_photo_with_several_faces_gets_one_prediction_per_face_and_boxes_drawn(g
     assert changed[:100].any(), "labels above the boxes"
 
 
-def test_grayscale_alpha_and_very_large_images_work(graph, chips, tmp_path):
+def test_grayscale_alpha_16bit_and_very_large_images_work(graph, chips, tmp_path):
     chip = cv2.imread(str(chips[2]))
     gray = tmp_path / "gray.png"
     cv2.imwrite(str(gray), cv2.cvtColor(chip, cv2.COLOR_BGR2GRAY))
     alpha = tmp_path / "alpha.png"
     cv2.imwrite(str(alpha), np.dstack([chip, np.full(chip.shape[:2], 128, np.uint8)]))
+    deep = tmp_path / "16bit.png"
+    cv2.imwrite(str(deep), chip.astype(np.uint16) * 257)
     large = tmp_path / "large.jpg"
     canvas = np.full((3000, 4000, 3), 90, np.uint8)
     canvas[1000:2200, 1500:2700] = cv2.resize(chip, (1200, 1200))
     cv2.imwrite(str(large), canvas)
-    for path in (gray, alpha, large):
+    for path in (gray, alpha, deep, large):
         proc = infer(graph, "--image_path", path, "--json")
         assert proc.returncode == 0, (path, proc.stderr)
         result = json.loads(proc.stdout)
