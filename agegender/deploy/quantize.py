@@ -73,10 +73,15 @@ def score_variant(xml: str | os.PathLike, precision: str, test_lmdb: str, mean: 
     from agegender.evaluate import evaluate
 
     compiled = ov.Core().compile_model(str(xml), "CPU", {**config, "PERFORMANCE_HINT": "THROUGHPUT"})
-    request = compiled.create_infer_request()
+    queue = ov.AsyncInferQueue(compiled)
+    results: dict[int, np.ndarray] = {}
+    queue.set_callback(lambda request, index: results.__setitem__(index, request.get_output_tensor(0).data.ravel().copy()))
 
     def predict(batch: np.ndarray) -> np.ndarray:
-        return np.concatenate([request.infer({0: x[None]})[0].reshape(1, -1) for x in batch])
+        for index, image in enumerate(batch):
+            queue.start_async({0: image[None]}, index)
+        queue.wait_all()
+        return np.stack([results.pop(i) for i in range(len(batch))])
 
     scores = evaluate(predict, test_lmdb, mean, crop, classes)
     sample = np.zeros(tuple(compiled.input(0).shape), np.float32)

@@ -291,18 +291,16 @@ def build_model(net: Net, weights: dict[str, list[np.ndarray]], fold: bool = Tru
     else:
         folded = set()
     blobs: dict[str, ov.Output] = {}
-    parameters = []
+    parameters, named = [], set()
     for node in net.nodes:
         inputs = [blobs[b] for b in node.bottoms]
         if node.name in folded:
             outputs = inputs[:1]
         else:
             outputs = _build_node(node, inputs, weights.get(node.name, []))
+            _name_ops(node.name, outputs, named)
         if node.type == "Input":
             parameters += [o.get_node() for o in outputs]
-        for output in outputs:
-            if output.get_node().get_friendly_name().startswith(output.get_node().get_type_name()):
-                output.get_node().set_friendly_name(node.name)  # name the op after its Caffe layer
         blobs.update(zip(node.tops, outputs))
     results = []
     for name in net.outputs:
@@ -310,6 +308,20 @@ def build_model(net: Net, weights: dict[str, list[np.ndarray]], fold: bool = Tru
         output.get_tensor().add_names({name})
         results.append(ops.result(output))
     return ov.Model(results, parameters, net.name or "caffe_net")
+
+
+def _name_ops(layer: str, outputs: Outputs, named: set[str]) -> None:
+    """Name the operations a layer added after it (``conv1``, ``conv1/Convolution``), for profiles and NNCF
+    reports; ``named`` holds the operations of earlier layers, where the walk stops."""
+    last = {o.get_node().get_name() for o in outputs}
+    stack = [o.get_node() for o in outputs]
+    while stack:
+        op = stack.pop()
+        if op.get_name() in named or op.get_type_name() in ("Constant", "Parameter"):
+            continue
+        named.add(op.get_name())
+        op.set_friendly_name(layer if op.get_name() in last else f"{layer}/{op.get_type_name()}")
+        stack += [source.get_source_output().get_node() for source in op.inputs()]
 
 
 def _build_node(node: Node, inputs: Outputs, blobs: Sequence[np.ndarray]) -> Outputs:
