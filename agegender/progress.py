@@ -39,4 +39,5 @@ class Progress:
         rate = self.done / elapsed if elapsed > 0 else 0.0
         pct = f"{100 * self.done / self.total:5.1f}% " if self.total else ""
         eta = f", ETA {(self.total - self.done) / rate:.0f}s" if rate and self.total and self.done < self.total else ""
-        return f"{self.label}: {pct}{self.done}/{self.total} {self.unit} ({rate:.1f}/s, {elapsed:.1f}s{eta}) {note}".rstrip()
+        count = f"{self.done}/{self.total}" if self.total else str(self.done)  # total 0: not known beforehand
+        return f"{self.label}: {pct}{count} {self.unit} ({rate:.1f}/s, {elapsed:.1f}s{eta}) {note}".rstrip()
