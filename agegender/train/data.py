@@ -9,7 +9,6 @@ so they do not depend on which worker prepared the batch either.
 """
 from __future__ import annotations
 
-import os
 import signal
 from typing import Iterator, Sequence
 
@@ -26,7 +25,8 @@ from agegender.preprocess import transform
 
 
 class LmdbRecords:
-    """Datums of an LMDB by position in key order, the LMDB opened once per process (handles do not survive fork)."""
+    """Datums of an LMDB by position in key order. The LMDB is opened for each batch and closed after it:
+    py-lmdb allows one open handle per path and process, and handles do not survive fork."""
 
     def __init__(self, path: str):
         self.path = path
@@ -34,8 +34,6 @@ class LmdbRecords:
             raise AgegenderError(f"LMDB {path} holds no records; rebuild it with create_lmdb.sh")
         with self._open() as env, env.begin() as txn:
             self.keys = list(txn.cursor().iternext(keys=True, values=False))
-        self._env: lmdb.Environment | None = None
-        self._pid = -1
 
     def _open(self) -> lmdb.Environment:
         return lmdb.open(self.path, readonly=True, lock=False, readahead=False, max_readers=256)
@@ -43,24 +41,19 @@ class LmdbRecords:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def __getstate__(self):
-        return {**self.__dict__, "_env": None, "_pid": -1}
-
-    def __getitem__(self, position: int) -> tuple[np.ndarray, int]:
-        if self._pid != os.getpid():
-            if self._env is not None:
-                self._env.close()  # inherited through fork: LMDB handles must be reopened per process
-            self._env, self._pid = self._open(), os.getpid()
-        key = self.keys[position % len(self.keys)]
-        with self._env.begin() as txn:
-            value = txn.get(key)
-        datum = caffe_pb2.Datum()
-        try:
-            datum.ParseFromString(value)
-            return datum_to_array(datum), datum.label
-        except (DecodeError, ValueError) as exc:
-            raise AgegenderError(f"LMDB {self.path}: record {key.decode(errors='replace')} is not a valid "
-                                 f"image Datum ({exc or 'truncated'}); rebuild it with create_lmdb.sh") from None
+    def read(self, positions: Sequence[int]) -> Iterator[tuple[np.ndarray, int]]:
+        """(CxHxW uint8 image, label) of each position, wrapping around at the end."""
+        with self._open() as env, env.begin() as txn:
+            for position in positions:
+                key = self.keys[position % len(self.keys)]
+                datum = caffe_pb2.Datum()
+                try:
+                    datum.ParseFromString(txn.get(key))
+                    image = datum_to_array(datum)
+                except (DecodeError, ValueError) as exc:
+                    raise AgegenderError(f"LMDB {self.path}: record {key.decode(errors='replace')} is not a valid "
+                                         f"image Datum ({exc or 'truncated'}); rebuild it with create_lmdb.sh") from None
+                yield image, datum.label
 
 
 def load_mean(spec, datum_shape: tuple[int, ...], source: str) -> np.ndarray | None:
@@ -88,7 +81,8 @@ class DataFeed:
         self.seed, self.rank, self.world = seed, rank, world
         self.records = LmdbRecords(self.spec.source)
         self.image_shape = tuple(node.top_shapes[0][1:])
-        self.datum_shape = tuple(self.records[0][0].shape)
+        ((first_image, _),) = self.records.read([0])
+        self.datum_shape = tuple(first_image.shape)
         self.mean = load_mean(self.spec, self.datum_shape, self.spec.source)
 
     @property
@@ -101,8 +95,7 @@ class DataFeed:
         rng = np.random.default_rng([self.seed, self.rank, index])
         images = np.empty((spec.batch_size, *self.image_shape), np.float32)
         labels = np.empty(spec.batch_size, np.float32)
-        for i in range(spec.batch_size):
-            chw, labels[i] = self.records[first + i]
+        for i, (chw, labels[i]) in enumerate(self.records.read(range(first, first + spec.batch_size))):
             images[i] = transform(chw, self.mean, spec.crop_size, spec.scale, self._offset(chw, rng),
                                   bool(spec.mirror and rng.integers(2)))
         tops = {self.tops[0]: torch.from_numpy(images)}

@@ -12,7 +12,6 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -21,7 +20,7 @@ from agegender.caffe import caffe_pb2, read_net, read_solverstate, write_caffemo
 from agegender.errors import AgegenderError
 from agegender.layers.net import Net
 from agegender.layers.torch_net import TorchNet
-from agegender.train.data import DataFeed, data_feeds, iterate_batches
+from agegender.train.data import DataFeed, iterate_batches
 from agegender.train.log import duration, g
 from agegender.train.solvers import Solver
 
@@ -184,6 +183,7 @@ class Trainer:
     label_limits: dict[str, int] = field(default_factory=dict)
     stopped: bool = False
     signals: SignalRequests = field(default_factory=SignalRequests)
+    data_seconds: float = 0.0  # spent waiting for the data workers since the last display
     _last_snapshot: int = -1
     _test_seconds: float = 0.0  # spent testing since the last display
     _last_test_pass: float = 0.0
@@ -220,16 +220,14 @@ class Trainer:
         p, solver = self.param, self.solver
         stop_iter = solver.iter + iterations
         smoothed = SmoothedLoss(p.average_loss)
-        self._batches = self._train_batches(solver.iter * p.iter_size, stop_iter * p.iter_size + 1)
+        self.open_data(solver.iter, stop_iter + 1)
         timer, last_iter, self._test_seconds = time.perf_counter(), solver.iter, 0.0
         while solver.iter < stop_iter:
             if (self.tests and p.test_interval and solver.iter % p.test_interval == 0
                     and (solver.iter > 0 or p.test_initialization)):
                 self.test_all()
-                if self.stopped:
-                    break
             display = p.display and solver.iter % p.display == 0
-            loss, outputs = self._forward_backward()
+            loss, outputs = self.forward_backward()
             smoothed.add(loss)
             if display:
                 lapse = time.perf_counter() - timer
@@ -241,7 +239,7 @@ class Trainer:
             if display:
                 log.info("Iteration %d, lr = %s", iteration, g(rate))
                 self._log_progress(solver.iter - last_iter, lapse)
-                timer, last_iter, self._test_seconds = time.perf_counter(), solver.iter, 0.0
+                timer, last_iter, self._test_seconds, self.data_seconds = time.perf_counter(), solver.iter, 0.0, 0.0
             request = self.dist.agree(self.signals.take())
             if (p.snapshot and solver.iter % p.snapshot == 0) or request != SignalRequests.NONE:
                 self.snapshot()
@@ -249,16 +247,19 @@ class Trainer:
                 self.stopped = True
                 break
 
-    def _train_batches(self, start: int, stop: int) -> Iterator[dict[str, torch.Tensor]]:
-        pin = self.device.type == "cuda"
-        return iterate_batches(self.feeds, start, stop, self.workers, pin_memory=pin)
+    def open_data(self, start_iter: int, stop_iter: int) -> None:
+        """Start the workers preparing the training batches of iterations start_iter .. stop_iter - 1."""
+        self._batches = iterate_batches(self.feeds, start_iter * self.param.iter_size, stop_iter * self.param.iter_size,
+                                        self.workers, pin_memory=self.device.type == "cuda")
 
     def _next_batch(self) -> dict[str, torch.Tensor]:
+        began = time.perf_counter()
         batch = next(self._batches)
+        self.data_seconds += time.perf_counter() - began
         self._check_labels(batch)
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
-    def _forward_backward(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward_backward(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Caffe's ForwardBackward, iter_size times (gradients add up; the solver divides by iter_size)."""
         for param in self.net.parameters():
             param.grad = None
@@ -289,7 +290,7 @@ class Trainer:
         began = time.perf_counter()
         for index in range(len(self.tests)):
             self.test(index)
-            if self.stopped:
+            if self.signals.pending == SignalRequests.STOP:
                 break
         self._last_test_pass = time.perf_counter() - began
         self._test_seconds += self._last_test_pass
@@ -308,12 +309,10 @@ class Trainer:
                 scores[name] = scores.get(name, 0) + value.detach().reshape(-1).double()
             if self.param.test_compute_loss:
                 loss += test.net.loss(outputs)
-            request = self.signals.take()
-            if request == SignalRequests.SNAPSHOT:
+            if self.signals.pending == SignalRequests.STOP:
+                return  # abandon the test; the training loop snapshots and stops (every rank together)
+            if self.signals.take() == SignalRequests.SNAPSHOT:
                 self.snapshot()
-            elif request == SignalRequests.STOP:
-                self.stopped = True
-                return
         if self.param.test_compute_loss:
             log.info("Test loss: %s", g(float(loss) / test.iterations))
         self._log_outputs("Test", {k: v / test.iterations for k, v in scores.items()}, test.net)
@@ -341,8 +340,9 @@ class Trainer:
         if iter_rate:
             tests_left = remaining // p.test_interval if self.tests and p.test_interval else 0
             eta = f", ETA {duration(remaining / iter_rate + tests_left * self._last_test_pass)}"
-        log.info("progress: %d/%d iterations (%.1f%%), %.1f images/s%s", self.solver.iter, p.max_iter,
-                 100 * self.solver.iter / max(p.max_iter, 1), images / train_seconds, eta)
+        log.info("progress: %d/%d iterations (%.1f%%), %.1f images/s, %.0f%% of it waiting for data%s", self.solver.iter,
+                 p.max_iter, 100 * self.solver.iter / max(p.max_iter, 1), images / train_seconds,
+                 100 * self.data_seconds / train_seconds, eta)
 
     def snapshot(self) -> None:
         """Caffe's Snapshot: <prefix>_iter_N.caffemodel and .solverstate, each written atomically."""
