@@ -270,3 +270,28 @@ def test_help_lists_the_flags_of_the_original_and_the_new_ones():
     assert proc.returncode == 0
     for flag in ("--mean_file", "--image_path", "--graph_dir", "--device", "--faces", "--output", "--json", "--camera"):
         assert flag in proc.stdout
+
+
+# ------------------------------------------------------------------------------------------ with the real compile stage
+
+def test_graphs_from_the_compile_stage_run_end_to_end(chips, tmp_path):
+    """prototxt/*_deploy.prototxt with random weights -> `agegender compile` -> run_inference.py, with the
+    original's --mean_file given as the Caffe mean.binaryproto the sidecar's .npy was made from."""
+    from conftest import FIXTURES, need_shared
+    from agegender.deploy.compile import random_caffemodel
+    from agegender.labels import AGE_CLASSES, GENDER_CLASSES
+    from agegender.layers.net import Net
+
+    mean = need_shared(FIXTURES) / "levi-hassner" / "mean.binaryproto"
+    root = Path(__file__).resolve().parents[1]
+    for name, task in (("AgeNet", "age"), ("GenderNet", "gender")):
+        prototxt = root / "prototxt" / f"{name}_deploy.prototxt"
+        weights = random_caffemodel(Net.from_file(prototxt, "TEST"), tmp_path / f"{name}.caffemodel", seed=3)
+        proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--mean", mean,
+                       "--output", tmp_path / "graph" / name, "--labels", task, "--check", "none")
+        assert proc.returncode == 0, proc.stderr
+    proc = run_inference("--mean_file", mean, "--image_path", chips[0], "--graph_dir", tmp_path / "graph", "--json")
+    assert proc.returncode == 0, proc.stderr
+    face, = json.loads(proc.stdout)["faces"]
+    assert face["age"]["label"] in AGE_CLASSES and face["gender"]["label"] in GENDER_CLASSES
+    assert sum(face["age"]["probabilities"].values()) == pytest.approx(1, abs=1e-3)
