@@ -65,12 +65,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @contextlib.contextmanager
 def opencv_quiet() -> Iterator[None]:
-    """Silence OpenCV's own log lines: a failure is reported once, by us, in one line."""
+    """Silence OpenCV while it opens a file: its log and the lines its readers write straight to stderr
+    (a cut AVI: "Unexpected element"). A failure is reported once, by us, in one line."""
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
     try:
         yield
     finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
         cv2.utils.logging.setLogLevel(level)
 
 

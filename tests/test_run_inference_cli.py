@@ -224,6 +224,14 @@ def test_absent_camera_is_one_clear_line(graph):
     assert_one_line_error(infer(graph, "--camera", "57"), "camera 57 cannot be opened")
 
 
+def test_broken_video_file_is_one_clear_line(graph, chips, tmp_path):
+    (tmp_path / "text.avi").write_text("not a video")
+    assert_one_line_error(infer(graph, "--image_path", tmp_path / "text.avi"), "is not a video OpenCV can open")
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(write_video(tmp_path / "clip.avi", chips[:4]).read_bytes()[:5000])
+    assert_one_line_error(infer(graph, "--image_path", cut), "cut.avi is not a video OpenCV can open")
+
+
 # ------------------------------------------------------------------------------------------ bad input
 
 @pytest.mark.parametrize("content, message", [
