@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Train AgeNet from prototxt/AgeNet_solver.prototxt on data/lmdb; snapshots go to models/AgeNet/.
+# By default it fine-tunes from the newest GenderNet snapshot in models/GenderNet/ (conv1-fc7 copied by layer
+# name), when there is one and neither --weights nor --snapshot is given.
 # Extra arguments go to `python -m agegender train`: --max-iter N, --snapshot S.solverstate (resume),
 # --weights W.caffemodel (fine-tune), --device cpu|cuda, --workers N. Several GPUs: see docs/training.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 python=".venv/bin/python"; [ -x "$python" ] || python=python3
-exec "$python" -m agegender train --solver prototxt/AgeNet_solver.prototxt "$@"
+start=()
+if [[ " $* " != *" --weights "* && " $* " != *" --snapshot "* ]]; then
+  gender="$(ls models/GenderNet/GenderNet_iter_*.caffemodel 2>/dev/null | sort -t_ -k3 -n | tail -1 || true)"
+  [ -n "$gender" ] && start=(--weights "$gender")
+fi
+exec "$python" -m agegender train --solver prototxt/AgeNet_solver.prototxt "${start[@]}" "$@"

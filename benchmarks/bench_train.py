@@ -47,7 +47,8 @@ def engine_solver(folder: Path, lmdb: Path, mean: Path) -> Path:
     solver = (ROOT / "prototxt/AgeNet_solver.prototxt").read_text()
     solver = solver.replace("prototxt/AgeNet_train_test.prototxt", str(folder / "net.prototxt"))
     solver = solver.replace('"models/AgeNet/AgeNet"', f'"{folder}/snap/AgeNet"')
-    (folder / "solver.prototxt").write_text(solver.replace("test_iter: 3", "").replace("test_interval: 500", ""))
+    solver = "\n".join(line for line in solver.splitlines() if not line.startswith(("test_iter", "test_interval")))
+    (folder / "solver.prototxt").write_text(solver + "\n")
     return folder / "solver.prototxt"
 
 

@@ -365,7 +365,8 @@ def test_our_deploy_nets_match_opencv_and_end_in_prob(tmp_path, net_name):
     torch.manual_seed(1)
     torch_net = TorchNet(net).eval()
     with torch.no_grad():
-        torch_net.layer("fc8").blobs[0].mul_(30)  # fillers alone give near-uniform probabilities
+        classifier = [n.name for n in net.nodes if n.type == "InnerProduct"][-1]
+        torch_net.layer(classifier).blobs[0].mul_(30)  # fillers alone give near-uniform probabilities
     write_caffemodel(torch_net.to_caffemodel(), tmp_path / "net.caffemodel")
     assert net.weights_from(tmp_path / "net.caffemodel").keys() == {n.name for n in net.nodes if n.blob_shapes}
     x = np.random.default_rng(7).normal(scale=60, size=(1, 3, 227, 227)).astype(np.float32)
