@@ -123,6 +123,8 @@ def load_solver(options: Options) -> caffe_pb2.SolverParameter:
         if options.max_iter < 0:
             raise AgegenderError(f"--max-iter must be >= 0, got {options.max_iter}")
         param.max_iter = options.max_iter
+    if param.snapshot_format == caffe_pb2.SolverParameter.HDF5:
+        raise AgegenderError("snapshot_format: HDF5 is not supported; remove it (snapshots are binary protos)")
     if param.iter_size < 1:
         raise AgegenderError(f"iter_size must be >= 1, got {param.iter_size}")
     if not param.HasField("snapshot_prefix"):
