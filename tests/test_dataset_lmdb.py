@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from agegender.caffe import caffe_pb2, datum_to_array, lmdb_size, read_lmdb, read_mean, write_lmdb
+from agegender.dataset.lmdb_stage import write_lmdbs
+from agegender.errors import AgegenderError
 from conftest import ROOT, assert_one_line_error, run_cli
 from test_dataset import BIN_AGES, BIN_SIZES, write_face
 
@@ -129,13 +131,22 @@ def test_images_of_another_size_are_an_error_naming_the_file_and_the_old_lmdb_st
         (tmp_path / "DEF" / name).write_text("".join(f"{p} 1\n" for p in same))
     args = ("lmdb", "--lists", tmp_path / "DEF", "--out", tmp_path / "lmdb", "--resize", "0", "--splits", "train")
     assert run_cli(*args).returncode == 0
-    before = (tmp_path / "lmdb/age_train_lmdb/data.mdb").read_bytes()
+    before = [(tmp_path / f"lmdb/{task}_train_lmdb/data.mdb").read_bytes() for task in ("age", "gender")]
     for name in ("age_train.txt", "gender_train.txt"):
         (tmp_path / "DEF" / name).write_text("".join(f"{p} 1\n" for p in [*same, odd]))
     last = assert_fails(run_cli(*args), str(odd), "--resize")
     assert re.search(r"is (14x10 but the LMDB's images are 12x10|12x10 but the LMDB's images are 14x10)", last)
-    assert (tmp_path / "lmdb/age_train_lmdb/data.mdb").read_bytes() == before  # the old LMDB, whole
+    assert [(tmp_path / f"lmdb/{task}_train_lmdb/data.mdb").read_bytes() for task in ("age", "gender")] == before
     assert not [p for p in (tmp_path / "lmdb").iterdir() if p.name.startswith(".")]
+
+
+def test_a_failing_background_writer_stops_the_pass_and_leaves_nothing_half_written(tmp_path):
+    (tmp_path / "blocker").write_text("a file where the second LMDB's folder should go")
+    datum = caffe_pb2.Datum(channels=3, height=2, width=2, data=bytes(12), label=0)
+    records = ((f"{i:08d}_x".encode(), [datum, datum]) for i in range(5000))
+    with pytest.raises(AgegenderError, match="cannot create folder"):
+        write_lmdbs([tmp_path / "first", tmp_path / "blocker" / "second"], records)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
 
 
 def test_mean_of_mixed_sizes_or_empty_lmdb_is_a_one_line_error(tmp_path):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tarfile
 import urllib.error
 import urllib.request

@@ -1,19 +1,20 @@
 """Build data/lmdb/{age,gender}_{train,test}_lmdb from the lists, as Caffe's ``convert_imageset --shuffle
 --resize_height=256 --resize_width=256`` did: raw Datums (uint8, BGR, CHW), keys ``%08d_<path>`` in a seeded
-shuffled order. When the age and gender lists of a split name the same images, each image is decoded once and
-the gender LMDB is the age LMDB's records with the gender labels."""
+shuffled order. When the age and gender lists of a split name the same images (build_dataset.py's do), both
+LMDBs are written in one pass: each image is decoded once, and the two LMDBs get the same keys."""
 from __future__ import annotations
 
 import argparse
+import queue
 import re
-import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
-from agegender.caffe import caffe_pb2, read_lmdb, write_lmdb
+from agegender.caffe import caffe_pb2, write_lmdb
 from agegender.dataset import DEFAULT_SEED
 from agegender.dataset.images import BadImage, read_image
 from agegender.dataset.parallel import default_workers, parallel_map
@@ -67,9 +68,11 @@ def _encode_record(job: tuple[str, tuple[int, int] | None]) -> tuple[tuple[int, 
     return chw.shape, chw.tobytes()
 
 
-def image_records(entries: Sequence[ListEntry], root: Path, size: tuple[int, int] | None, seed: int,
-                  workers: int, report: SkipReport, name: str) -> Iterator[Record]:
-    """The Datum records of one list in shuffled order, decoded by a process pool; unusable images skipped."""
+def image_records(lists: Sequence[Sequence[ListEntry]], root: Path, size: tuple[int, int] | None, seed: int,
+                  workers: int, report: SkipReport, name: str) -> Iterator[tuple[bytes, list[caffe_pb2.Datum]]]:
+    """(key, one Datum per list) in shuffled order for lists naming the same images (labels may differ);
+    each image decoded once, on ``workers`` threads; unusable images reported and skipped."""
+    entries = lists[0]
     order = shuffle_order(len(entries), seed)
     jobs = [(str(root / entries[i].path), size) for i in order]
     progress = Progress(len(jobs), f"writing {name}", "images")
@@ -87,39 +90,94 @@ def image_records(entries: Sequence[ListEntry], root: Path, size: tuple[int, int
             raise AgegenderError(f"{path} is {shape[1]}x{shape[2]} but the LMDB's images are {lmdb_shape[1]}x"
                                  f"{lmdb_shape[2]} (as {first_path}); give --resize HxW to make them one size")
         written += 1
-        datum = caffe_pb2.Datum(channels=shape[0], height=shape[1], width=shape[2], data=data,
-                                label=entries[i].label)
-        yield f"{line_id:08d}_{entries[i].path}".encode(), datum
+        datums = [caffe_pb2.Datum(channels=shape[0], height=shape[1], width=shape[2], data=data, label=e[i].label)
+                  for e in lists]
+        yield f"{line_id:08d}_{entries[i].path}".encode(), datums
     progress.close()
     if not written:
         raise AgegenderError(f"no usable image for {name} ({report.describe()})")
 
 
-def relabelled(source: Path, entries: Sequence[ListEntry], seed: int) -> Iterator[Record]:
-    """The records of ``source`` (written from a list naming the same images in the same order) with the
-    labels of ``entries``: the key's line id gives the list line through the same shuffle."""
-    order = shuffle_order(len(entries), seed)
-    for key, datum in read_lmdb(source):
-        datum.label = entries[order[int(key.split(b"_", 1)[0])]].label
-        yield key, datum
+_END, _ABORT = object(), object()
+
+
+class _Aborted(Exception):
+    """Raised inside a background writer's records so that write_lmdb drops its temporary LMDB."""
+
+
+class BackgroundWriter:
+    """``write_lmdb(path, ...)`` on a thread of its own, fed one record at a time (LMDB writes release the GIL)."""
+
+    def __init__(self, path: Path):
+        self.queue: queue.Queue = queue.Queue(maxsize=32)
+        self.error: BaseException | None = None
+        self.count = 0
+        self.thread = threading.Thread(target=self._write, args=(path,), daemon=True)
+        self.thread.start()
+
+    def _records(self) -> Iterator[Record]:
+        while (item := self.queue.get()) is not _END:
+            if item is _ABORT:
+                raise _Aborted
+            yield item
+
+    def _write(self, path: Path) -> None:
+        try:
+            self.count = write_lmdb(path, self._records())
+        except BaseException as exc:  # noqa: BLE001 - handed to the feeding thread
+            self.error = exc
+
+    def put(self, item) -> None:
+        while self.thread.is_alive():
+            try:
+                return self.queue.put(item, timeout=0.2)
+            except queue.Full:
+                continue
+        if item is not _ABORT:
+            raise self.error or RuntimeError("LMDB writer thread stopped")
+
+    def close(self, ok: bool) -> int:
+        """Finish the LMDB (``ok``: its own error, if it had one, is raised here) or abandon it."""
+        self.put(_END if ok else _ABORT)
+        self.thread.join()
+        if ok and self.error:
+            raise self.error
+        return self.count
+
+
+def write_lmdbs(targets: Sequence[Path], records: Iterator[tuple[bytes, list[caffe_pb2.Datum]]]) -> list[int]:
+    """Write (key, [Datum per target]) records into several LMDBs at once, each replaced atomically."""
+    others = [BackgroundWriter(target) for target in targets[1:]]
+    ok = False
+
+    def first() -> Iterator[Record]:
+        for key, datums in records:
+            for writer, datum in zip(others, datums[1:]):
+                writer.put((key, datum))
+            yield key, datums[0]
+
+    try:
+        count = write_lmdb(targets[0], first())
+        ok = True
+    finally:
+        counts = [writer.close(ok) for writer in others]
+    return [count, *counts]
 
 
 def build_split(lists: Path, out: Path, split: str, root: Path, size: tuple[int, int] | None, seed: int,
                 workers: int, report: SkipReport) -> tuple[int, list[str]]:
-    """The age and gender LMDBs of one split; returns (list lines in, 'NAME COUNT' parts for the summary)."""
+    """The age and gender LMDBs of one split; returns (list lines in, 'NAME COUNT' parts for the summary).
+    Lists naming the same images in the same order share one decoding pass (and so their keys)."""
     entries = {task: read_list(lists / f"{task}_{split}.txt", report) for task in TASKS}
-    done: dict[str, Path] = {}
-    parts = []
+    groups: dict[tuple[str, ...], list[str]] = {}
     for task in TASKS:
-        target = out / f"{task}_{split}_lmdb"
-        twin = next((t for t in done if [e.path for e in entries[t]] == [e.path for e in entries[task]]), None)
-        if twin:  # same images in the same order: same keys, only the labels differ
-            count = write_lmdb(target, relabelled(done[twin], entries[task], seed))
-            print(f"{target.name}: the {count} records of {done[twin].name} with {task} labels", file=sys.stderr)
-        else:
-            count = write_lmdb(target, image_records(entries[task], root, size, seed, workers, report, target.name))
-        done[task] = target
-        parts.append(f"{target.name} {count}")
+        groups.setdefault(tuple(e.path for e in entries[task]), []).append(task)
+    parts = []
+    for tasks in groups.values():
+        targets = [out / f"{task}_{split}_lmdb" for task in tasks]
+        records = image_records([entries[t] for t in tasks], root, size, seed, workers, report,
+                                " + ".join(t.name for t in targets))
+        parts += [f"{t.name} {n}" for t, n in zip(targets, write_lmdbs(targets, records))]
     return sum(len(e) for e in entries.values()), parts
 
 
@@ -144,7 +202,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder the list paths are relative to (default: the current folder)")
     parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS), help="default: train test")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"shuffle seed (default {DEFAULT_SEED})")
-    parser.add_argument("--workers", type=int, default=default_workers(), help="decoding processes (default: CPU cores)")
+    parser.add_argument("--workers", type=int, default=default_workers(), help="decoding threads (default: CPU cores)")
 
 
 def run(args: argparse.Namespace) -> int:
