@@ -6,6 +6,7 @@ import io
 import math
 import re
 import tarfile
+import zipfile
 from collections import Counter
 from fractions import Fraction
 from pathlib import Path
@@ -271,12 +272,16 @@ def mixed_races(folder: Path) -> None:
         write_face(folder, 20 + stamp, stamp % 2, stamp, race=2 if stamp < 4 else 0)
 
 
-def test_fetch_from_folder_tar_and_url_keeps_one_race(tmp_path):
+def test_fetch_from_folder_tar_zip_and_url_keeps_one_race(tmp_path):
     mixed_races(tmp_path / "src")
     archive = tmp_path / "UTKFace.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "src", arcname="UTKFace")
-    for source in (tmp_path / "src", archive, archive.as_uri()):
+    zipped = tmp_path / "UTKFace.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        for path in (tmp_path / "src").iterdir():
+            zf.write(path, f"UTKFace/{path.name}")
+    for source in (tmp_path / "src", archive, archive.as_uri(), zipped):
         out = tmp_path / "out"
         proc = run_cli("dataset", "fetch", source, "--out", out)
         assert proc.returncode == 0, proc.stderr

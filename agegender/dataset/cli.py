@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--test-fraction", type=_fraction, default=Fraction(1, 5), help="test share (default 0.2)")
     build.add_argument("--noise-sigma", type=float, default=DEFAULT_NOISE_SIGMA,
                        help=f"std of the added Gaussian noise, 0-255 scale (default {DEFAULT_NOISE_SIGMA:g})")
-    build.add_argument("--workers", type=int, default=default_workers(), help="processes (default: CPU cores)")
+    build.add_argument("--workers", type=int, default=default_workers(), help="threads (default: CPU cores)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,8 +2,9 @@
 
 The test set holds ceil(fraction x N) images, as scikit-learn's train_test_split counts it; each age bin gets
 floor(fraction x n_bin) of them and the remaining few go to the bins with the largest remainders (ties: the
-larger bin, then the lower label). A bin always keeps at least one training image. On the 3,434 Asian UTKFace
-faces this gives 687 test and 2,747 training images, the original project's numbers.
+larger bin, then the lower label). A bin always keeps at least one training image, even where that leaves
+the test set a little short. On the 3,434 Asian UTKFace faces this gives 687 test and 2,747 training images,
+the original project's numbers.
 """
 from __future__ import annotations
 
