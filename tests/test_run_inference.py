@@ -191,26 +191,37 @@ def test_preprocess_is_the_training_transform_in_bgr(graph, utkface):
 
 
 def test_ir_gives_the_same_class_and_probability_as_the_test_stage(graph, utkface, tmp_path):
-    """Test-set images through the `test` stage (LMDB of resized images -> agegender.evaluate's batches ->
-    Classifier.predict) and through run_inference.py --json: same class, same probability."""
-    from agegender.caffe.datum import array_to_datum, write_lmdb
+    """Test-set images through the `test` stage (the LMDB stage's `agegender lmdb`, then agegender.evaluate's
+    batches -> Classifier.predict) and through run_inference.py --json: same class, same probability."""
+    from conftest import run_cli
+    from agegender.caffe.datum import read_lmdb
     from agegender.deploy.runtime import Classifier
     from agegender.evaluate import lmdb_batches
 
-    images = [utk_image(utkface, i) for i in (0, 5, 9)]
-    records = [(f"{i:08d}".encode(), array_to_datum(resize_like_lmdb(cv2.imread(str(p)), RESIZE, RESIZE)
-                                                   .transpose(2, 0, 1), 0)) for i, p in enumerate(images)]
-    write_lmdb(tmp_path / "test_lmdb", records)
+    images = [utk_image(utkface, i).name for i in (0, 5, 9)]
+    (tmp_path / "lists").mkdir()
+    for task in ("age", "gender"):
+        (tmp_path / "lists" / f"{task}_test.txt").write_text("".join(f"{name} 0\n" for name in images))
+    proc = run_cli("lmdb", "--lists", tmp_path / "lists", "--out", tmp_path / "lmdb", "--root", utkface,
+                   "--splits", "test", "--resize", str(RESIZE), "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    test_stage = {}
     for task, name in (("age", "AgeNet"), ("gender", "GenderNet")):
         net = Classifier(graph / f"{name}.xml")
-        (inputs, _, _), = lmdb_batches(str(tmp_path / "test_lmdb"), net.mean, net.meta.crop, ten_crop=False)
-        test_stage = net.predict(inputs)
-        for path, expected in zip(images, test_stage):
-            proc = run_inference("--graph_dir", graph, "--image_path", path, "--faces", "none", "--json")
-            assert proc.returncode == 0, proc.stderr
-            face, = json.loads(proc.stdout)["faces"]
-            assert face[task]["label"] == net.classes[int(expected.argmax())]
-            assert face[task]["probability"] == pytest.approx(float(expected.max()), abs=1e-6)
+        lmdb = str(tmp_path / "lmdb" / f"{task}_test_lmdb")
+        keys = [key.split(b"_", 1)[1].decode() for key, _ in read_lmdb(lmdb)]  # "%08d_<list path>", shuffled
+        (inputs, _, _), = lmdb_batches(lmdb, net.mean, net.meta.crop, ten_crop=False)
+        for image, probs in zip(keys, net.predict(inputs)):
+            test_stage[image, task] = (net.classes[int(probs.argmax())], float(probs.max()))
+    assert len(test_stage) == 2 * len(images)
+    for image in images:
+        proc = run_inference("--graph_dir", graph, "--image_path", utkface / image, "--faces", "none", "--json")
+        assert proc.returncode == 0, proc.stderr
+        face, = json.loads(proc.stdout)["faces"]
+        for task in ("age", "gender"):
+            label, probability = test_stage[image, task]
+            assert face[task]["label"] == label
+            assert face[task]["probability"] == pytest.approx(probability, abs=1e-6)
 
 
 # ------------------------------------------------------------------------------------------ mean and graph checks
