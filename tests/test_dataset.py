@@ -312,6 +312,21 @@ def test_fetch_reports_bad_files_and_stops_when_nothing_is_left(tmp_path):
     assert "4 skipped (4 bad name)" in lines[-1] and not (tmp_path / "out").exists()
 
 
+def test_fetch_skips_links_in_archives(tmp_path):
+    mixed_races(tmp_path / "src")
+    archive = tmp_path / "links.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(tmp_path / "src", arcname="UTKFace")
+        link = tarfile.TarInfo("UTKFace/40_0_2_20170101000000077.jpg.chip.jpg")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    proc = run_cli("dataset", "fetch", archive, "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    assert f"skipped {archive}:{link.name}: not a regular file (link or device) in the archive" in proc.stderr
+    assert len(list((tmp_path / "out").iterdir())) == 4
+    assert proc.stdout.strip().endswith("1 skipped (1 not a regular file (link or device) in the archive)")
+
+
 def test_fetch_fails_in_one_line_on_bad_sources(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "notes.txt").write_text("hello")

@@ -26,7 +26,6 @@ from agegender.labels import AGE_CLASSES, GENDER_CLASSES
 from agegender.progress import Progress
 
 TASKS = ("age", "gender")
-SPLITS = ("train", "test")
 
 
 @dataclass(frozen=True)

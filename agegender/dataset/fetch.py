@@ -27,6 +27,10 @@ def _folder_members(folder: Path) -> Iterator[Member]:
         yield str(path), path.read_bytes
 
 
+def _not_a_regular_file() -> bytes:
+    raise BadImage("not a regular file (link or device) in the archive")
+
+
 def _archive_members(archive: Path) -> Iterator[Member]:
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
@@ -39,7 +43,7 @@ def _archive_members(archive: Path) -> Iterator[Member]:
             if member.isfile():
                 yield f"{archive}:{member.name}", lambda member=member: tar.extractfile(member).read()
             elif not member.isdir():
-                yield f"{archive}:{member.name}", lambda: b""
+                yield f"{archive}:{member.name}", _not_a_regular_file
 
 
 def _download(url: str, target: Path) -> None:
