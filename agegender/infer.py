@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import cv2
 import numpy as np
 
+from agegender.dataset import images as dataset_images
 from agegender.deploy.faces import FACE_MODES, Box, FaceFinder, Faces, draw
 from agegender.errors import AgegenderError
 from agegender.fileio import write_bytes_atomic
@@ -83,22 +84,13 @@ def opencv_quiet() -> Iterator[None]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """BGR uint8 from any image OpenCV decodes (grayscale and alpha become BGR, EXIF rotation applied)."""
+    """BGR uint8, decoded by the dataset stage's reader (OpenCV's IMREAD_COLOR, as convert_imageset):
+    grayscale and alpha become BGR, EXIF rotation is applied."""
     try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise AgegenderError(f"cannot read {path}: {exc.strerror or exc}") from None
-    image = None
-    if data.size:
-        try:
-            with opencv_quiet():
-                image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-        except cv2.error:
-            image = None
-    if image is None:
-        raise AgegenderError(f"{path} is not an image OpenCV can decode (empty, truncated, another kind of "
-                             f"file, or over OpenCV's limit of 2^30 pixels)")
-    return image
+        with opencv_quiet():
+            return dataset_images.read_image(str(path))
+    except dataset_images.BadImage as exc:
+        raise AgegenderError(f"{path} is not a usable image: {exc}") from None
 
 
 def source_kind(path: Path) -> str:
@@ -392,7 +384,7 @@ def run_folder(args: argparse.Namespace, folder: Path, finder: FaceFinder) -> in
         progress.update()
     report.summary(str(folder), progress.close(), "image")
     if report.images == 0:
-        raise AgegenderError(f"no file in {folder} is an image OpenCV can decode")
+        raise AgegenderError(f"no file in {folder} is a usable image (JPEG, PNG, BMP, GIF, TIFF or WebP)")
     return 0 if report.faces else NO_FACE
 
 

@@ -236,9 +236,10 @@ def test_broken_video_file_is_one_clear_line(graph, chips, tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     (None, "image path not found"),
-    (b"", "is not an image OpenCV can decode"),
-    (b"GIF89a but not really", "is not an image OpenCV can decode"),
-    (b"plain text, named .jpg", "is not an image OpenCV can decode"),
+    (b"", "is not a usable image: empty file"),
+    (b"GIF89a but not really", "is not a usable image: corrupt GIF"),
+    (b"plain text, named .jpg", "is not a usable image: not an image file"),
+    (b"\xff\xd8\xff\xe0 a JPEG cut short", "is not a usable image: truncated JPEG"),
 ])
 def test_bad_image_path_is_one_line_exit_2(graph, tmp_path, content, message):
     path = tmp_path / "image.jpg"
