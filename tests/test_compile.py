@@ -244,6 +244,22 @@ def test_check_torch_verifies_with_the_pytorch_engine(fixtures, tmp_path):
     assert v["reference"] == "torch" and v["inputs"] == 3 and v["max_abs_diff"] <= 1e-4
 
 
+def test_auto_check_falls_back_to_pytorch_when_opencv_cannot_load_the_net(fixtures, monkeypatch):
+    pytest.importorskip("torch")
+    from agegender.deploy import compile as compile_command
+
+    def unloadable(*args):
+        raise AgegenderError("OpenCV cannot load det1.prototxt (unsupported layer)")
+
+    monkeypatch.setattr(compile_command, "opencv_forward", unloadable)
+    prototxt, weights, _ = (fixtures / p for p in FIXTURE_NETS["det1"])
+    net = Net.from_file(prototxt)
+    name, forward = compile_command.reference_forward("auto", prototxt, weights, net)
+    assert name == "torch" and set(forward({"data": np.zeros((1, 3, 12, 12), np.float32)})) == set(net.outputs)
+    with pytest.raises(AgegenderError, match="--check opencv is not possible .*unsupported layer"):
+        compile_command.reference_forward("opencv", prototxt, weights, net)
+
+
 def test_batchnorm_and_scale_fold_into_the_convolution(tmp_path):
     prototxt, net = write_net(tmp_path, """
         layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 9 dim: 9 } } }
@@ -438,10 +454,11 @@ def test_compile_help_does_not_import_openvino():
 
 # --- compile2Movidius.sh ------------------------------------------------------------------------------------
 
-def run_movidius(tmp_path: Path) -> subprocess.CompletedProcess:
+def run_movidius(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, MODELS_DIR=str(tmp_path / "models"), PROTOTXT_DIR=str(tmp_path / "prototxt"),
                MEAN_FILE=str(tmp_path / "mean.binaryproto"), GRAPH_DIR=str(tmp_path / "graph"))
-    return subprocess.run([str(ROOT / "compile2Movidius.sh")], env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([str(ROOT / "compile2Movidius.sh"), *args], env=env, capture_output=True, text=True,
+                          timeout=600)
 
 
 def test_compile2movidius_compiles_the_newest_snapshots(lh_weights, fixtures, tmp_path):
@@ -450,15 +467,17 @@ def test_compile2movidius_compiles_the_newest_snapshots(lh_weights, fixtures, tm
     for net, task in (("AgeNet", "age"), ("GenderNet", "gender")):
         prototxt, weights = lh_weights[task]
         text = prototxt.read_text()
-        # the Adience age net has 8 classes; ours has 9 (with the weights to match)
-        (tmp_path / "prototxt" / f"{net}_deploy.prototxt").write_text(text.replace("num_output: 8", "num_output: 9"))
+        # the Adience age net has 8 classes, ours 9; the gender one takes 10 crops, ours 1
+        text = text.replace("num_output: 8", "num_output: 9").replace("input_dim: 10", "input_dim: 1")
+        (tmp_path / "prototxt" / f"{net}_deploy.prototxt").write_text(text)
         (tmp_path / "models" / net).mkdir(parents=True)
         snapshot_net = Net.from_file(tmp_path / "prototxt" / f"{net}_deploy.prototxt")
         random_caffemodel(snapshot_net, tmp_path / "models" / net / f"{net}_iter_200.caffemodel")
         for older in (30, 5):  # lexically "newer" than 200, but older
             (tmp_path / "models" / net / f"{net}_iter_{older}.caffemodel").write_bytes(b"not a caffemodel")
-    proc = run_movidius(tmp_path)
+    proc = run_movidius(tmp_path, "--check-inputs", "2")  # extra arguments reach `agegender compile`
     assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("verification vs opencv on 2 random inputs") == 2
     for net, task in (("AgeNet", "age"), ("GenderNet", "gender")):
         meta = read_metadata(tmp_path / "graph" / f"{net}.xml")
         assert meta.task == task and meta.precision == "FP16"

@@ -187,27 +187,23 @@ def _task(labels: str | None, n_classes: int) -> str:
 # --- verification -------------------------------------------------------------------------------------------
 
 def reference_forward(check: str, prototxt: Path, weights: Path, net: Net) -> tuple[str, Forward] | None:
-    """(name, forward) of the independent reference chosen by ``--check``; None to skip verification."""
+    """(name, forward) of the independent reference chosen by ``--check``; None to skip verification.
+    ``auto`` takes OpenCV, else (not installed, or a net it cannot load) the PyTorch engine, else nothing."""
     if check == "none":
         return None
-    if check in ("auto", "opencv"):
+    builders = {"opencv": lambda: opencv_forward(prototxt, weights, net), "torch": lambda: torch_forward(net, weights)}
+    reasons = []
+    for name in ("opencv", "torch") if check == "auto" else (check,):
         try:
-            import cv2  # noqa: F401
-        except ImportError:
-            if check == "opencv":
-                raise AgegenderError("--check opencv needs OpenCV (pip install opencv-python-headless)") from None
-        else:
-            return "opencv", opencv_forward(prototxt, weights, net)
-    try:
-        import torch  # noqa: F401
-
-        from agegender.layers.torch_net import TorchNet  # noqa: F401
-    except ImportError:
-        if check == "torch":
-            raise AgegenderError("--check torch needs PyTorch and agegender.layers.torch_net") from None
-        print("compile: neither OpenCV nor PyTorch is available: IR not verified", file=sys.stderr)
-        return None
-    return "torch", torch_forward(net, weights)
+            return name, builders[name]()
+        except ImportError as exc:
+            reasons.append(f"{name}: {exc.name or exc} is not installed")
+        except AgegenderError as exc:
+            reasons.append(f"{name}: {exc}")
+        if check != "auto":
+            raise AgegenderError(f"--check {check} is not possible ({reasons[-1]}); choose another --check") from None
+    print(f"compile: no reference forward ({'; '.join(reasons)}): the IR is not verified", file=sys.stderr)
+    return None
 
 
 def opencv_forward(prototxt: Path, weights: Path, net: Net) -> Forward:
@@ -218,8 +214,7 @@ def opencv_forward(prototxt: Path, weights: Path, net: Net) -> Forward:
         dnn = cv2.dnn.readNetFromCaffe(str(prototxt), str(weights))
     except cv2.error as exc:
         message = str(exc).strip().splitlines()[-1]
-        raise AgegenderError(f"OpenCV cannot load {prototxt.name} for verification ({message}); "
-                             f"use --check torch or --check none") from None
+        raise AgegenderError(f"OpenCV cannot load {prototxt.name} ({message})") from None
     dnn.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
     writer = {}  # blob -> (OpenCV layer, output index); OpenCV makes a Split's tops aliases of its bottom
     for node in net.nodes:
