@@ -434,6 +434,13 @@ def test_int8_quantizes_on_the_calibration_lmdb_and_reports_against_fp32(tmp_pat
     assert report["accuracy_drop_points"] == pytest.approx(100 * (report["fp32"]["accuracy"] - report["int8"]["accuracy"]))
 
 
+def test_labels_that_do_not_fit_the_output_fail_before_any_work(fixtures, tmp_path):
+    prototxt, weights, _ = (fixtures / p for p in FIXTURE_NETS["lenet"])
+    proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--output", tmp_path / "x", "--labels", "age")
+    assert_one_line_error(proc, "--labels age names 9 classes but output 'loss' has 10")
+    assert "verification" not in proc.stdout
+
+
 def test_int8_without_calibration_fails_in_one_line(fixtures, tmp_path):
     prototxt, weights, _ = (fixtures / p for p in FIXTURE_NETS["lenet"])
     proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--output", tmp_path / "x",

@@ -63,11 +63,13 @@ def run(args: argparse.Namespace) -> int:
     from agegender.layers.openvino_ops import build_model
 
     _check_options(args)
-    prototxt, weights_path = Path(args.model), newest_snapshot(args.weights)
+    prototxt = Path(args.model)
     net = _load_net(prototxt, args.batch)
-    weights = net.weights_from(weights_path)
     if not net.inputs:
         raise AgegenderError(f"{prototxt} has no Input layer (or input/input_dim); compile takes a deploy prototxt")
+    task, classes = _labels(args.labels, net)
+    weights_path = newest_snapshot(args.weights)
+    weights = net.weights_from(weights_path)
     mean = _read_mean(args.mean, net) if args.mean else None
     model = build_model(net, weights)
     if args.target == "myriad":
@@ -80,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         staged = Path(tmp) / xml.name
         int8_report = None
         if args.precision == "INT8":
-            model, int8_report = _quantize(args, model, net, mean, staged, fp32_xml)
+            model, int8_report = _quantize(args, model, net, mean, classes, staged, fp32_xml)
         else:
             ov.save_model(model, staged, compress_to_fp16=args.precision == "FP16")
         verification = verify(staged, net, reference, mean, args.check_inputs, args.precision)
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             verification["int8_vs_fp32"] = int8_report
         for suffix in (".xml", ".bin"):
             os.replace(staged.with_suffix(suffix), xml.with_suffix(suffix))
-    _write_sidecar(args, xml, net, prototxt, weights_path, mean, verification)
+    _write_sidecar(args, xml, net, task, classes, prototxt, weights_path, mean, verification)
     print(f"compiled {prototxt.name} + {weights_path.name} -> {xml} ({args.precision}, target {args.target}); "
           f"inputs {', '.join(net.inputs)}, outputs {', '.join(net.outputs)}")
     return 0
@@ -147,7 +149,7 @@ def model_ops(model) -> set[tuple[str, str]]:
     return {(op.get_type_info().name, op.get_type_info().version_id) for op in model.get_ordered_ops()}
 
 
-def _quantize(args, model, net: Net, mean, staged: Path, fp32_xml: Path):
+def _quantize(args, model, net: Net, mean, classes: list[str], staged: Path, fp32_xml: Path):
     import openvino as ov
 
     from agegender.deploy import quantize as q
@@ -163,25 +165,19 @@ def _quantize(args, model, net: Net, mean, staged: Path, fp32_xml: Path):
         print("INT8: no test LMDB (give --test-lmdb) - accuracy, size and throughput against FP32 not measured",
               file=sys.stderr)
         return model, {"calibration_images": len(inputs)}
-    report = q.compare_int8(fp32_xml, staged, str(test_lmdb), mean, crop, _classes(args.labels, _n_classes(net)))
+    report = q.compare_int8(fp32_xml, staged, str(test_lmdb), mean, crop, classes)
     print(q.format_comparison(report))
     return model, {"calibration_images": len(inputs), **report}
 
 
-def _n_classes(net: Net) -> int:
-    return int(np.prod(net.blob_shapes[net.outputs[-1]][1:]))
-
-
-def _classes(labels: str | None, n_classes: int) -> list[str]:
-    if labels:
-        if len(CLASSES[labels]) != n_classes:
-            raise AgegenderError(f"--labels {labels} names {len(CLASSES[labels])} classes but the net has {n_classes} outputs")
-        return list(CLASSES[labels])
-    return list(CLASSES[_task(None, n_classes)]) if _task(None, n_classes) else [str(i) for i in range(n_classes)]
-
-
-def _task(labels: str | None, n_classes: int) -> str:
-    return labels or {len(c): task for task, c in CLASSES.items()}.get(n_classes, "")
+def _labels(labels: str | None, net: Net) -> tuple[str, list[str]]:
+    """(task, class names) from --labels, else from the number of outputs (9 age, 2 gender), else ("", numbers)."""
+    n_classes = int(np.prod(net.blob_shapes[net.outputs[-1]][1:]))
+    if labels and len(CLASSES[labels]) != n_classes:
+        raise AgegenderError(f"--labels {labels} names {len(CLASSES[labels])} classes but output "
+                             f"'{net.outputs[-1]}' has {n_classes}")
+    task = labels or {len(names): task for task, names in CLASSES.items()}.get(n_classes, "")
+    return task, list(CLASSES[task]) if task else [str(i) for i in range(n_classes)]
 
 
 # --- verification -------------------------------------------------------------------------------------------
@@ -294,12 +290,11 @@ def verify(xml: Path, net: Net, reference: tuple[str, Forward] | None, mean: np.
 
 # --- outputs ------------------------------------------------------------------------------------------------
 
-def _write_sidecar(args, xml: Path, net: Net, prototxt: Path, weights: Path, mean: np.ndarray | None,
-                   verification: dict) -> None:
+def _write_sidecar(args, xml: Path, net: Net, task: str, classes: list[str], prototxt: Path, weights: Path,
+                   mean: np.ndarray | None, verification: dict) -> None:
     from agegender.deploy.metadata import IRMetadata, sha256_file, write_metadata
 
     input_shape = list(net.blob_shapes[net.inputs[0]])
-    n_classes = _n_classes(net)
     mean_fields = {}
     if mean is not None:
         mean_path = write_mean(mean, xml.parent / MEAN_FILE)
@@ -310,7 +305,7 @@ def _write_sidecar(args, xml: Path, net: Net, prototxt: Path, weights: Path, mea
               "caffemodel": str(weights), "caffemodel_sha256": sha256_file(weights)}
     if args.mean:
         source |= {"mean": args.mean, "mean_source_sha256": sha256_file(args.mean)}
-    meta = IRMetadata(task=_task(args.labels, n_classes), classes=_classes(args.labels, n_classes),
+    meta = IRMetadata(task=task, classes=classes,
                       input_name=net.inputs[0], output_name=net.outputs[-1], input_shape=input_shape,
                       resize=resize, crop=input_shape[-1], precision=args.precision, target=args.target,
                       source=source, verification=verification, **mean_fields)
