@@ -74,15 +74,13 @@ def run(args: argparse.Namespace) -> int:
     model = build_model(net, weights)
     if args.target == "myriad":
         check_ops(model, MYRIAD_OPS, "OpenVINO 2022.3's MYRIAD plugin")
-    xml = Path(args.output).with_suffix(".xml") if Path(args.output).suffix == ".xml" else Path(args.output + ".xml")
+    xml = Path(args.output.removesuffix(".xml") + ".xml")
     reference = reference_forward(args.check, prototxt, weights_path, net)
     with tempfile.TemporaryDirectory(prefix=f".{xml.stem}.", dir=_make_parent(xml)) as tmp:
-        fp32_xml = Path(tmp) / "fp32" / xml.name
-        ov.save_model(model, fp32_xml, compress_to_fp16=False)
         staged = Path(tmp) / xml.name
         int8_report = None
         if args.precision == "INT8":
-            model, int8_report = _quantize(args, model, net, mean, classes, staged, fp32_xml)
+            int8_report = _quantize(args, model, net, mean, classes, staged)
         else:
             ov.save_model(model, staged, compress_to_fp16=args.precision == "FP16")
         verification = verify(staged, net, reference, mean, args.check_inputs, args.precision)
@@ -149,7 +147,8 @@ def model_ops(model) -> set[tuple[str, str]]:
     return {(op.get_type_info().name, op.get_type_info().version_id) for op in model.get_ordered_ops()}
 
 
-def _quantize(args, model, net: Net, mean, classes: list[str], staged: Path, fp32_xml: Path):
+def _quantize(args, model, net: Net, mean, classes: list[str], staged: Path) -> dict:
+    """Save the INT8 model at ``staged``; returns the calibration facts and the comparison with FP32."""
     import openvino as ov
 
     from agegender.deploy import quantize as q
@@ -158,16 +157,17 @@ def _quantize(args, model, net: Net, mean, classes: list[str], staged: Path, fp3
     inputs = q.calibration_inputs(args.calibration, mean, crop, args.calibration_size)
     short = f" (all it holds; {args.calibration_size} requested)" if len(inputs) < args.calibration_size else ""
     print(f"INT8: calibrating on {len(inputs)} images from {args.calibration}{short}", file=sys.stderr)
-    model = q.quantize(model, inputs, args.target)
-    ov.save_model(model, staged, compress_to_fp16=False)
+    ov.save_model(q.quantize(model, inputs, args.target), staged, compress_to_fp16=False)
     test_lmdb = args.test_lmdb or q.default_test_lmdb(args.calibration)
     if test_lmdb is None:
         print("INT8: no test LMDB (give --test-lmdb) - accuracy, size and throughput against FP32 not measured",
               file=sys.stderr)
-        return model, {"calibration_images": len(inputs)}
+        return {"calibration_images": len(inputs)}
+    fp32_xml = staged.parent / "fp32" / staged.name
+    ov.save_model(model, fp32_xml, compress_to_fp16=False)
     report = q.compare_int8(fp32_xml, staged, str(test_lmdb), mean, crop, classes)
     print(q.format_comparison(report))
-    return model, {"calibration_images": len(inputs), **report}
+    return {"calibration_images": len(inputs), **report}
 
 
 def _labels(labels: str | None, net: Net) -> tuple[str, list[str]]:
