@@ -123,6 +123,20 @@ def test_levi_hassner_nets_compile_verify_and_carry_their_sidecar(lh_weights, fi
     assert meta.mean_bgr == pytest.approx(read_mean(mean_file).mean(axis=(1, 2)), abs=1e-3)
 
 
+@pytest.mark.parametrize("net_name,task", [("AgeNet", "age"), ("GenderNet", "gender")])
+def test_our_trainers_deploy_nets_compile_and_match(tmp_path, net_name, task):
+    prototxt = ROOT / "prototxt" / f"{net_name}_deploy.prototxt"
+    if not prototxt.exists():
+        pytest.skip(f"{prototxt} is not there yet")
+    weights = random_caffemodel(Net.from_file(prototxt), tmp_path / "w.caffemodel")
+    proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--output", tmp_path / net_name,
+                   "--labels", task, "--check-inputs", "4")
+    assert proc.returncode == 0, proc.stderr
+    meta = read_metadata(tmp_path / f"{net_name}.xml")
+    assert meta.verification["max_rel_diff"] <= 1e-2 and meta.verification["top1_agreement"] >= 0.75
+    assert (meta.input_name, meta.output_name) == ("data", "prob") and meta.task == task
+
+
 def test_myriad_ir_uses_only_what_the_2022_3_myriad_plugin_runs(lh_weights, tmp_path):
     prototxt, weights = lh_weights["age"]
     out = tmp_path / "AgeNet"
