@@ -1,9 +1,9 @@
 """Training throughput of the engine on AgeNet vs a hand-written torch.nn AgeNet, same batch, same process.
 
-The engine runs prototxt/AgeNet_train_test.prototxt exactly as `python -m agegender train` does: LMDB records
-decoded and transformed (random 227 crop of the 256 image, mirror, mean) by its background worker, Caffe's
-SGD update. The hand-written net is the same architecture in torch.nn with torch.optim.SGD, fed one batch
-already in memory, so the ratio shows what the engine costs on top of PyTorch itself. Iterations alternate
+The engine runs prototxt/AgeNet_train_test.prototxt with prototxt/AgeNet_solver.prototxt exactly as
+`python -m agegender train` does: LMDB records decoded and transformed (random 227 crop of the 256 image,
+mirror, mean) by its background worker, Caffe's update rule. The hand-written net is the same architecture
+in torch.nn with the matching torch.optim optimiser (SGD or Adam), fed one batch already in memory, so the ratio shows what the engine costs on top of PyTorch itself. Iterations alternate
 (engine, hand-written, engine, ...) so that load from other processes hits both alike; medians are compared. By default the LMDB is synthetic (random 256x256 images); --lmdb and
 --mean use real ones. The last line is ``engine/handwritten throughput ratio: X.XX``.
 
@@ -25,7 +25,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agegender.caffe import array_to_datum, write_lmdb, write_mean  # noqa: E402
+from agegender.caffe import array_to_datum, caffe_pb2, write_lmdb, write_mean  # noqa: E402
+from agegender.train.solvers import solver_type  # noqa: E402
 from agegender.train.session import Options, build_trainer  # noqa: E402
 from agegender.train.log import setup_logging  # noqa: E402
 
@@ -84,11 +85,23 @@ class Engine:
         self.update += time.perf_counter() - middle
 
 
+def torch_optimiser(param: caffe_pb2.SolverParameter, params) -> torch.optim.Optimizer:
+    """torch.optim's counterpart of the solver (its own update rule, its fused multi-tensor implementation)."""
+    kind = solver_type(param)
+    if kind == "Adam":
+        return torch.optim.Adam(params, lr=param.base_lr, betas=(param.momentum, param.momentum2), eps=param.delta,
+                                weight_decay=param.weight_decay)
+    if kind in ("SGD", "Nesterov"):
+        return torch.optim.SGD(params, lr=param.base_lr, momentum=param.momentum, weight_decay=param.weight_decay,
+                               nesterov=kind == "Nesterov")
+    raise SystemExit(f"bench_train: no torch.optim counterpart wired up for solver type {kind}")
+
+
 class Handwritten:
-    def __init__(self, device: str):
+    def __init__(self, device: str, solver: caffe_pb2.SolverParameter):
         self.device = torch.device(device)
         self.model = handwritten_agenet().to(self.device).train()
-        self.optimiser = torch.optim.SGD(self.model.parameters(), lr=0.001, momentum=0.9, weight_decay=0.0005)
+        self.optimiser = torch_optimiser(solver, self.model.parameters())
         generator = torch.Generator().manual_seed(0)
         self.images = (torch.rand(BATCH, 3, 227, 227, generator=generator) * 255 - 110).to(self.device)
         self.labels = torch.randint(0, 9, (BATCH,), generator=generator).to(self.device)
@@ -140,7 +153,7 @@ def main() -> None:
         lmdb, mean = (Path(args.lmdb), Path(args.mean)) if args.lmdb else synthetic_data(folder, 120)
         total = args.warmup + args.iterations
         engine = Engine(engine_solver(folder, lmdb.resolve(), mean.resolve()), args.device, total + 1)
-        handwritten = Handwritten(args.device)
+        handwritten = Handwritten(args.device, engine.trainer.param)
         for _ in range(args.warmup):
             timed(engine.iteration), timed(handwritten.iteration)
         engine.reset()
@@ -152,14 +165,16 @@ def main() -> None:
     engine_rate = BATCH / statistics.median(engine_times)
     handwritten_rate = BATCH / statistics.median(handwritten_times)
     measured = len(engine_times)
-    print(f"engine (LMDB + workers, Caffe SGD):    {engine_rate:7.1f} images/s  "
+    kind = solver_type(engine.trainer.param)
+    print(f"solver {kind} (prototxt/AgeNet_solver.prototxt); the hand-written net uses torch.optim.{type(handwritten.optimiser).__name__}")
+    print(f"engine (LMDB + workers, Caffe update):  {engine_rate:7.1f} images/s  "
           f"(median {statistics.median(engine_times):.3f} s/iteration, min {min(engine_times):.3f}, max {max(engine_times):.3f})")
     print(f"handwritten torch.nn (batch in memory): {handwritten_rate:7.1f} images/s  "
           f"(median {statistics.median(handwritten_times):.3f} s/iteration, min {min(handwritten_times):.3f}, "
           f"max {max(handwritten_times):.3f})")
     data_wait = engine.trainer.data_seconds
     print(f"engine time per iteration: waiting for data {1000 * data_wait / measured:.1f} ms, forward+backward "
-          f"{1000 * (engine.compute - data_wait) / measured:.1f} ms, Caffe SGD update "
+          f"{1000 * (engine.compute - data_wait) / measured:.1f} ms, Caffe {kind} update "
           f"{1000 * engine.update / measured:.1f} ms")
     print(f"data feed alone (one process): {data_rate:.0f} images/s = {1000 * BATCH / data_rate:.0f} ms of CPU per batch, "
           f"done by the worker while the net trains")

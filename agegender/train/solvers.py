@@ -90,16 +90,16 @@ class Solver:
 
     @torch.no_grad()
     def apply_update(self) -> float:
-        """Update every parameter from its accumulated ``.grad``; returns the learning rate used."""
+        """Update every parameter from its accumulated ``.grad``, which is used as Caffe uses its diff blobs
+        (scaled in place); returns the learning rate used."""
         rate = self.learning_rate(self.iter)
-        diffs = [b.param.grad if b.param.grad is not None else torch.zeros_like(b.param) for b in self.blobs]
+        learned = [(index, blob) for index, blob in enumerate(self.blobs) if blob.lr_mult]  # Caffe: no diff otherwise
+        diffs = [b.param.grad if b.param.grad is not None else torch.zeros_like(b.param) for _, b in learned]
         self._clip(diffs)
-        for index, (blob, diff) in enumerate(zip(self.blobs, diffs)):
-            if blob.lr_mult == 0:
-                continue
+        for (index, blob), diff in zip(learned, diffs):
             if self.param.iter_size > 1:
-                diff = diff / self.param.iter_size
-            diff = self._regularise(blob, diff)
+                diff.mul_(1 / self.param.iter_size)
+            self._regularise(blob, diff)
             blob.param.sub_(self.compute_update(index, diff, rate * blob.lr_mult))
         self.iter += 1
         return rate
@@ -116,13 +116,10 @@ class Solver:
             for d in diffs:
                 d.mul_(factor)
 
-    def _regularise(self, blob: LearnableBlob, diff: Tensor) -> Tensor:
+    def _regularise(self, blob: LearnableBlob, diff: Tensor) -> None:
         decay = self.param.weight_decay * blob.decay_mult
-        if not decay:
-            return diff
-        if self.param.regularization_type == "L2":
-            return diff + decay * blob.param
-        return diff + decay * torch.sign(blob.param)
+        if decay:
+            diff.add_(blob.param if self.param.regularization_type == "L2" else torch.sign(blob.param), alpha=decay)
 
     def compute_update(self, index: int, diff: Tensor, local_rate: float) -> Tensor:
         (history,) = self.histories(index)
@@ -159,7 +156,7 @@ class Nesterov(Solver):
         (history,) = self.histories(index)
         previous = history.clone()
         history.mul_(self.param.momentum).add_(diff, alpha=local_rate)
-        return history * (1 + self.param.momentum) - previous * self.param.momentum
+        return previous.mul_(-self.param.momentum).add_(history, alpha=1 + self.param.momentum)
 
 
 class AdaGrad(Solver):
@@ -171,8 +168,8 @@ class AdaGrad(Solver):
 
     def compute_update(self, index, diff, local_rate):
         (history,) = self.histories(index)
-        history.add_(diff.square())
-        return diff / (history.sqrt() + self.param.delta) * local_rate
+        history.addcmul_(diff, diff)
+        return diff.div_(history.sqrt().add_(self.param.delta)).mul_(local_rate)
 
 
 class RMSProp(Solver):
@@ -187,8 +184,8 @@ class RMSProp(Solver):
     def compute_update(self, index, diff, local_rate):
         (history,) = self.histories(index)
         decay = self.param.rms_decay
-        history.mul_(decay).add_(diff.square(), alpha=1 - decay)
-        return diff / (history.sqrt() + self.param.delta) * local_rate
+        history.mul_(decay).addcmul_(diff, diff, value=1 - decay)
+        return diff.div_(history.sqrt().add_(self.param.delta)).mul_(local_rate)
 
 
 class AdaDelta(Solver):
@@ -198,10 +195,10 @@ class AdaDelta(Solver):
     def compute_update(self, index, diff, local_rate):
         gradients, updates = self.histories(index)
         decay, delta = self.param.momentum, self.param.delta
-        gradients.mul_(decay).add_(diff.square(), alpha=1 - decay)
-        update = diff * ((updates + delta) / (gradients + delta)).sqrt()
-        updates.mul_(decay).add_(update.square(), alpha=1 - decay)
-        return update * local_rate
+        gradients.mul_(decay).addcmul_(diff, diff, value=1 - decay)
+        update = diff.mul_(((updates + delta) / (gradients + delta)).sqrt_())
+        updates.mul_(decay).addcmul_(update, update, value=1 - decay)
+        return update.mul_(local_rate)
 
 
 class Adam(Solver):
@@ -214,8 +211,8 @@ class Adam(Solver):
         t = self.iter + 1
         correction = math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
         first.mul_(beta1).add_(diff, alpha=1 - beta1)
-        second.mul_(beta2).add_(diff.square(), alpha=1 - beta2)
-        return first / (second.sqrt() + self.param.delta) * (local_rate * correction)
+        second.mul_(beta2).addcmul_(diff, diff, value=1 - beta2)
+        return diff.copy_(first).div_(second.sqrt().add_(self.param.delta)).mul_(local_rate * correction)
 
 
 SOLVERS = {cls.type_name: cls for cls in (Solver, Nesterov, AdaGrad, RMSProp, AdaDelta, Adam)}

@@ -228,7 +228,8 @@ class Trainer:
                 self.test_all()
             display = p.display and solver.iter % p.display == 0
             loss, outputs = self.forward_backward()
-            smoothed.add(loss)
+            if p.display:
+                smoothed.add(loss)
             if display:
                 lapse = time.perf_counter() - timer
                 log.info("Iteration %d (%s iter/s, %ss/%d iters), loss = %s", solver.iter,
