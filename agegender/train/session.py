@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from agegender.caffe import caffe_pb2, read_solver
+from agegender.caffe import caffe_pb2, read_caffemodel, read_solver
 from agegender.errors import AgegenderError
 from agegender.layers.net import Net
 from agegender.layers.torch_net import TorchNet
@@ -100,21 +100,19 @@ def label_limits(net: Net) -> dict[str, int]:
     return limits
 
 
-def copy_weights(nets: list[TorchNet], paths: list[str]) -> None:
-    """Caffe's CopyLayers for --weights: layers copied by name, one line saying what was and was not."""
+def copy_weights(train: TorchNet, tests: list[TorchNet], paths: list[str]) -> None:
+    """Caffe's CopyLayers for --weights: layers copied by name into every net, one line saying what was and was not."""
     for path in paths:
-        model_layers = None
-        for net in nets:
-            weights = net.net.weights_from(path, strict=False)
-            copied = net.load_weights(weights)
-            if net is nets[0]:
-                model_layers = copied
-                learnable = [n.name for n in net.nodes if n.blob_shapes]
-                fresh = [name for name in learnable if name not in copied]
-                log.info("Copied weights of %d layer(s) from %s: %s%s", len(copied), path, ", ".join(copied) or "none",
-                         f"; initialised by fillers: {', '.join(fresh)}" if fresh else "")
-        if not model_layers:
+        model = read_caffemodel(path)
+        copied = train.load_weights(train.net.weights_from(model, strict=False, model_name=path))
+        for test in tests:
+            test.load_weights(test.net.weights_from(model, strict=False, model_name=path))
+        if not copied:
             log.warning("%s shares no layer name with the net; nothing was copied", path)
+            continue
+        fresh = [n.name for n in train.nodes if n.blob_shapes and n.name not in copied]
+        log.info("Copied weights of %d layer(s) from %s: %s%s", len(copied), path, ", ".join(copied),
+                 f"; initialised by fillers: {', '.join(fresh)}" if fresh else "")
 
 
 def load_solver(options: Options) -> caffe_pb2.SolverParameter:
@@ -148,14 +146,12 @@ def build_trainer(options: Options) -> Trainer:
     train_def = train_source.build()
     train_net = TorchNet(train_def)
     tests = []
-    for source in test_sources:
+    for source, iterations in zip(test_sources, param.test_iter):
         log.info(source.description)
         test_def = source.build()
-        tests.append(TestPass(TorchNet(test_def), data_feeds(test_def, seed), 0))
-    for test, iterations in zip(tests, param.test_iter):
-        test.iterations = iterations
+        tests.append(TestPass(TorchNet(test_def), data_feeds(test_def, seed), iterations))
     weights = options.weights.split(",") if options.weights else list(param.weights)
-    copy_weights([train_net] + [t.net for t in tests], weights)
+    copy_weights(train_net, [t.net for t in tests], weights)
     for test in tests:
         test.net.share_blobs_from(train_net)
         test.net.to(device)

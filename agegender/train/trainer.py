@@ -42,11 +42,11 @@ class NetSource:
 
 
 def _state(phase: int, proto: caffe_pb2.NetParameter, extra: caffe_pb2.NetState | None) -> caffe_pb2.NetState:
+    """Caffe's net state: the phase, then the net's own state, then the solver's train_state/test_state."""
     state = caffe_pb2.NetState(phase=phase)
     state.MergeFrom(proto.state)
     if extra is not None:
         state.MergeFrom(extra)
-    state.phase = phase if extra is None or not extra.HasField("phase") else extra.phase
     return state
 
 
@@ -56,8 +56,6 @@ def solver_nets(param: caffe_pb2.SolverParameter) -> tuple[NetSource, list[NetSo
     if len(train_fields) != 1:
         raise AgegenderError("the solver must name the train net with exactly one of net, net_param, train_net, "
                              f"train_net_param (it gives {', '.join(train_fields) or 'none'})")
-    if param.HasField("net") and param.HasField("net_param"):
-        raise AgegenderError("the solver gives both net and net_param; keep one")
     field_name = train_fields[0]
     if field_name.endswith("_param"):
         train_proto, train_source = getattr(param, field_name), f"solver {field_name}"
@@ -113,7 +111,10 @@ class SignalRequests:
             log.info("%s received: snapshotting after this iteration", signal.Signals(sig).name)
 
     def take(self) -> int:
-        action, self.pending = self.pending, self.NONE if self.pending != self.STOP else self.STOP
+        """The request since the last call; a stop stays requested."""
+        action = self.pending
+        if action != self.STOP:
+            self.pending = self.NONE
         return action
 
 
