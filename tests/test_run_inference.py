@@ -163,10 +163,15 @@ def test_pipeline_hands_every_result_to_its_tag(graph):
     got = {}
     with net.pipeline(got.__setitem__, jobs=3) as pipe:
         assert pipe.jobs == 3
+        assert all(pipe._queue[i].latency > 0 for i in range(3)), "each request warmed alone before use"
         for i, x in enumerate(batch):
             pipe.submit(x[None], f"face{i}")
     assert sorted(got) == [f"face{i}" for i in range(5)]
     np.testing.assert_allclose(np.stack([got[f"face{i}"] for i in range(5)]), net.predict(batch), atol=1e-6)
+    again = []
+    with net.pipeline(lambda tag, probs: again.append(tag), jobs=3) as reused:
+        reused.submit(batch[:1], "x")
+    assert reused is pipe and again == ["x"] and len(got) == 5  # same warmed queue, the new callback only
 
 
 def test_wrong_batch_shape_is_one_clear_error(graph):

@@ -149,6 +149,7 @@ class Classifier:
         self.device_name = device_name(self.device)
         self._output = self._output_index()
         self._request = self._compiled.create_infer_request()
+        self._pipelines: dict[int, Pipeline] = {}
 
     @property
     def classes(self) -> list[str]:
@@ -236,18 +237,30 @@ class Classifier:
         return self._request.get_output_tensor(self._output).data.reshape(-1).copy()
 
     def pipeline(self, on_result: Callable[[Any, np.ndarray], None], jobs: int = 0) -> "Pipeline":
-        """Many requests in flight; ``on_result(tag, probabilities)`` is called from OpenVINO's threads."""
-        return Pipeline(self, on_result, jobs)
+        """Many requests in flight; ``on_result(tag, probabilities)`` is called from OpenVINO's threads.
+        The queue is made (and warmed) once per ``jobs`` and reused, so use one pipeline at a time."""
+        if jobs not in self._pipelines:
+            self._pipelines[jobs] = Pipeline(self, jobs)
+        return self._pipelines[jobs].reset(on_result)
 
 
 class Pipeline:
     """OpenVINO's AsyncInferQueue around a Classifier: ``submit(x, tag)`` returns as soon as a request is
-    free; results arrive through ``on_result``; leaving the ``with`` block waits for all of them."""
+    free; results arrive through ``on_result``; leaving the ``with`` block waits for all of them.
 
-    def __init__(self, classifier: Classifier, on_result: Callable[[Any, np.ndarray], None], jobs: int = 0):
+    Each request runs its first inference alone, one after another, before the queue is used: the first
+    inference of a request allocates and specialises its kernels, and several of those at once on a
+    machine with few, busy cores have been seen to hang AsyncInferQueue's waits (by the compile stage on
+    this project's 2-core VM, and in reports for OpenVINO 2026 on 4-core CPUs)."""
+
+    def __init__(self, classifier: Classifier, jobs: int = 0):
         self._queue = AsyncInferQueue(classifier._compiled, jobs)  # 0: the device's optimal number
+        warm = {0: np.zeros((1, *classifier.input_shape), np.float32)}
+        for _ in range(len(self._queue)):  # idle requests are taken in turn, so this warms each once
+            self._queue.start_async(warm)
+            self._queue.wait_all()
         self._output = classifier._output
-        self._on_result = on_result
+        self.on_result: Callable[[Any, np.ndarray], None] = lambda tag, probabilities: None
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
         self._queue.set_callback(self._done)
@@ -256,9 +269,16 @@ class Pipeline:
     def jobs(self) -> int:
         return len(self._queue)
 
+    def reset(self, on_result: Callable[[Any, np.ndarray], None]) -> "Pipeline":
+        self._queue.wait_all()
+        self.on_result = on_result
+        with self._lock:
+            self._errors.clear()
+        return self
+
     def _done(self, request, tag) -> None:
         try:
-            self._on_result(tag, request.get_output_tensor(self._output).data.reshape(-1).copy())
+            self.on_result(tag, request.get_output_tensor(self._output).data.reshape(-1).copy())
         except BaseException as exc:  # raised again in the caller's thread
             with self._lock:
                 self._errors.append(exc)
