@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 import sys
+from typing import Callable
 
 from agegender.errors import AgegenderError
 
@@ -35,20 +36,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    command = importlib.import_module(COMMANDS[args.command][0])
+def run_guarded(prog: str, run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
+    """Run a command; bad input becomes one line on stderr and its exit code, never a traceback."""
     try:
-        return command.run(args) or 0
+        return run(args) or 0
     except AgegenderError as exc:
-        print(f"agegender {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"agegender {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, not bad input: one line unless the user asks for the traceback
         if os.environ.get("AGEGENDER_DEBUG"):
             raise
-        print(f"agegender {args.command}: internal error: {type(exc).__name__}: {exc} "
+        print(f"{prog}: internal error: {type(exc).__name__}: {exc} "
               f"(set AGEGENDER_DEBUG=1 for the traceback and report it)", file=sys.stderr)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = importlib.import_module(COMMANDS[args.command][0])
+    return run_guarded(f"agegender {args.command}", command.run, args)

@@ -25,6 +25,7 @@ import numpy as np
 
 from agegender.dataset import images as dataset_images
 from agegender.deploy.faces import FACE_MODES, Box, FaceFinder, Faces, draw
+from agegender.cli import run_guarded
 from agegender.errors import AgegenderError
 from agegender.fileio import write_bytes_atomic
 from agegender.progress import Progress
@@ -503,12 +504,4 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run_inference.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except AgegenderError as exc:
-        print(f"run_inference.py: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("run_inference.py: interrupted", file=sys.stderr)
-        return 130
+    return run_guarded("run_inference.py", run, parser.parse_args(argv))

@@ -34,15 +34,15 @@ def centre_offset(height: int, width: int, crop: int) -> tuple[int, int]:
 def transform(chw: np.ndarray, mean: np.ndarray | None, crop: int, scale: float = 1.0,
               offset: tuple[int, int] | None = None, mirror: bool = False) -> np.ndarray:
     """Caffe's DataTransformer on one uint8 CxHxW image: (x - mean) * scale, cropped at ``offset``
-    (centre when None), optionally mirrored; float32 C x crop x crop."""
+    (centre when None; no crop when ``crop`` is 0), optionally mirrored; float32."""
     c, h, w = chw.shape
     if mean is not None and mean.shape[1:] != (h, w) and mean.shape[1:] != (1, 1):
         raise ValueError(f"mean image is {mean.shape[1]}x{mean.shape[2]} but the image is {h}x{w}")
-    crop = crop or min(h, w)
-    y, x = offset if offset is not None else centre_offset(h, w, crop)
-    out = chw[:, y:y + crop, x:x + crop].astype(np.float32)
+    crop_h, crop_w = (crop, crop) if crop else (h, w)  # crop 0: the whole image, as Caffe
+    y, x = offset if offset is not None else ((h - crop_h) // 2, (w - crop_w) // 2)
+    out = chw[:, y:y + crop_h, x:x + crop_w].astype(np.float32)
     if mean is not None:
-        out -= mean if mean.shape[1:] == (1, 1) else mean[:, y:y + crop, x:x + crop]
+        out -= mean if mean.shape[1:] == (1, 1) else mean[:, y:y + crop_h, x:x + crop_w]
     if scale != 1.0:
         out *= scale
     return out[:, :, ::-1].copy() if mirror else out
