@@ -1,15 +1,15 @@
-"""One AgeNet caffemodel, five ways to run it on this CPU: OpenVINO IR in FP32, FP16 and INT8, OpenCV 4 dnn
-reading the caffemodel itself, and the PyTorch engine (eager). Same input, same run.
+"""One caffemodel (AgeNet unless --net GenderNet), five ways to run it on this CPU: OpenVINO IR in FP32, FP16
+and INT8, OpenCV 4 dnn reading the caffemodel itself, and the PyTorch engine (eager). Same input, same run.
 
-    .venv/bin/python benchmarks/bench_inference.py [--rounds 5] [--json data/reports/bench_inference.json]
+    .venv/bin/python benchmarks/bench_inference.py [--net AgeNet|GenderNet] [--rounds 5] [--json FILE]
 
-Net: prototxt/AgeNet_deploy.prototxt (else the Levi & Hassner age deploy prototxt in ../shared); weights: the
-newest models/AgeNet snapshot (else random weights, which time the same). INT8 is calibrated on 300 TEST-phase
-inputs from data/lmdb/age_train_lmdb, else from the UTKFace faces in ../shared, else random inputs; its accuracy
-next to FP32 is measured when data/lmdb/age_test_lmdb exists.
+Net: prototxt/NET_deploy.prototxt (else the Levi & Hassner deploy prototxt in ../shared); weights: the newest
+models/NET snapshot (else random weights, which time the same). INT8 is calibrated on 300 TEST-phase inputs
+from data/lmdb/TASK_train_lmdb, else from the UTKFace faces in ../shared, else random inputs; its accuracy next
+to FP32 is measured when data/lmdb/TASK_test_lmdb exists.
 
 Latency: batch 1, one inference after another; median and p90. Throughput: images/s with the engine's own
-parallelism: OpenVINO's THROUGHPUT hint with an AsyncInferQueue, OpenCV and PyTorch with batches of 8 on all
+parallelism: OpenVINO's THROUGHPUT hint with its infer requests kept busy, OpenCV and PyTorch with batches of 8 on all
 threads. The machine is shared and noisy, so the engines take turns in every round and figures are medians
 over the rounds. Ratios are to OpenCV dnn (higher is better for throughput, lower for latency).
 """
@@ -42,13 +42,16 @@ Run = Callable[[np.ndarray], object]
 BATCH = 8
 
 
-def pick_inputs(workdir: Path) -> tuple[Path, Path, np.ndarray | None, str]:
+TASKS = {"AgeNet": "age", "GenderNet": "gender"}
+
+
+def pick_inputs(name: str, workdir: Path) -> tuple[Path, Path, np.ndarray | None, str]:
     """(prototxt, caffemodel, mean, description) following the docstring's order of preference."""
-    prototxt = ROOT / "prototxt" / "AgeNet_deploy.prototxt"
+    prototxt = ROOT / "prototxt" / f"{name}_deploy.prototxt"
     if not prototxt.exists():
-        prototxt = SHARED / "caffe-fixtures" / "levi-hassner" / "age_deploy.prototxt"
+        prototxt = SHARED / "caffe-fixtures" / "levi-hassner" / f"{TASKS[name]}_deploy.prototxt"
     try:
-        weights, origin = newest_snapshot(ROOT / "models" / "AgeNet"), "trained"
+        weights, origin = newest_snapshot(ROOT / "models" / name), "trained"
     except AgegenderError:
         weights, origin = random_caffemodel(Net.from_file(prototxt), workdir / "random.caffemodel"), "random"
     mean = None
@@ -59,8 +62,9 @@ def pick_inputs(workdir: Path) -> tuple[Path, Path, np.ndarray | None, str]:
     return prototxt, weights, mean, f"{prototxt.relative_to(ROOT.parent)} + {origin} weights {weights.name}"
 
 
-def calibration(mean: np.ndarray | None, crop: int, size: int = q.DEFAULT_CALIBRATION_SIZE) -> tuple[list[np.ndarray], str]:
-    lmdb = ROOT / "data" / "lmdb" / "age_train_lmdb"
+def calibration(task: str, mean: np.ndarray | None, crop: int, size: int = q.DEFAULT_CALIBRATION_SIZE
+                ) -> tuple[list[np.ndarray], str]:
+    lmdb = ROOT / "data" / "lmdb" / f"{task}_train_lmdb"
     if (lmdb / "data.mdb").exists():
         return q.calibration_inputs(lmdb, mean, crop, size), str(lmdb.relative_to(ROOT))
     faces = sorted((SHARED / "datasets" / "utkface-asian").glob("*.jpg"))[:size]
@@ -80,7 +84,7 @@ def build_irs(net: Net, weights: Path, workdir: Path, inputs: list[np.ndarray]) 
     from agegender.layers.openvino_ops import build_model
 
     model = build_model(net, net.weights_from(weights))
-    paths = {p: workdir / p / "AgeNet.xml" for p in ("FP32", "FP16", "INT8")}
+    paths = {p: workdir / p / "net.xml" for p in ("FP32", "FP16", "INT8")}
     ov.save_model(model, paths["FP32"], compress_to_fp16=False)
     ov.save_model(model, paths["FP16"], compress_to_fp16=True)
     ov.save_model(q.quantize(model, inputs, "cpu"), paths["INT8"], compress_to_fp16=False)
@@ -147,17 +151,18 @@ def batched_throughput(run: Run, x: np.ndarray, seconds: float = 2.0) -> float:
     return done / (time.perf_counter() - start)
 
 
-def int8_accuracy(irs: dict[str, Path], mean, crop: int) -> dict | None:
-    test = ROOT / "data" / "lmdb" / "age_test_lmdb"
+def int8_accuracy(task: str, irs: dict[str, Path], mean, crop: int) -> dict | None:
+    test = ROOT / "data" / "lmdb" / f"{task}_test_lmdb"
     if not (test / "data.mdb").exists():
         return None
-    from agegender.labels import AGE_CLASSES
+    from agegender.labels import CLASSES
 
-    return q.compare_int8(irs["FP32"], irs["INT8"], str(test), mean, crop, AGE_CLASSES)
+    return q.compare_int8(irs["FP32"], irs["INT8"], str(test), mean, crop, CLASSES[task])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--net", choices=sorted(TASKS), default="AgeNet", help="which net (default AgeNet)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds; every engine runs in each (default 5)")
     parser.add_argument("--latency-runs", type=int, default=20, help="batch-1 inferences per engine per round")
     parser.add_argument("--json", help="also write the figures as JSON")
@@ -165,10 +170,10 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        prototxt, weights, mean, description = pick_inputs(workdir)
+        prototxt, weights, mean, description = pick_inputs(args.net, workdir)
         net = Net.from_file(prototxt, "TEST")
         crop = net.blob_shapes[net.inputs[0]][-1]
-        inputs, calibration_source = calibration(mean, crop)
+        inputs, calibration_source = calibration(TASKS[args.net], mean, crop)
         print(f"net: {description}; INT8 calibrated on {len(inputs)} inputs from {calibration_source}", flush=True)
         irs = build_irs(net, weights, workdir, inputs)
         engines: dict[str, tuple[Run, Callable[[np.ndarray], float]]] = {}
@@ -188,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                 latencies[name] += latency_ms(run, x, args.latency_runs)
                 throughputs[name].append(parallel(x))
             print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-        accuracy = int8_accuracy(irs, mean, crop)
+        accuracy = int8_accuracy(TASKS[args.net], irs, mean, crop)
 
     base = "OpenCV dnn (caffemodel)"
     rows = {}
