@@ -10,6 +10,9 @@ from typing import Iterator
 
 from agegender.errors import AgegenderError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def require_file(path: str | os.PathLike, what: str) -> Path:
     """Return ``path`` as a Path, or raise a one-line error when it is not a readable file."""
@@ -34,6 +37,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     _prepare_parent(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()

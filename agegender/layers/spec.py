@@ -581,12 +581,14 @@ class ScaleSpec(LayerSpec):
     bias_term: bool
     filler: caffe_pb2.FillerParameter
     bias_filler: caffe_pb2.FillerParameter
+    learned_scale: bool = True  # False when the scale is a second bottom
     n_bottoms: ClassVar = (1, 2)
 
     @classmethod
     def parse(cls, layer):
         p = layer.scale_param
-        return cls(p.axis, p.num_axes, p.bias_term, _filler(p.filler, "constant", 1.0), _filler(p.bias_filler))
+        return cls(p.axis, p.num_axes, p.bias_term, _filler(p.filler, "constant", 1.0), _filler(p.bias_filler),
+                   learned_scale=len(layer.bottom) == 1)
 
     def scale_shape(self, bottom: Shape) -> Shape:
         axis = _axis(self.axis, len(bottom)) if bottom else 0
@@ -599,12 +601,14 @@ class ScaleSpec(LayerSpec):
         return [bottoms[0]]
 
     def blob_shapes(self, bottoms):
+        if not self.learned_scale:  # only a bias is learned, shaped like the scale bottom
+            return [tuple(bottoms[1])] if self.bias_term else []
         shape = self.scale_shape(bottoms[0])
-        learned = [shape] if len(bottoms) == 1 else []
-        return learned + [shape] if self.bias_term else learned
+        return [shape, shape] if self.bias_term else [shape]
 
     def fillers(self):
-        return [self.filler, self.bias_filler][: 2 if self.bias_term else 1]
+        learned = [self.filler] if self.learned_scale else []
+        return learned + [self.bias_filler] if self.bias_term else learned
 
 
 @register("Silence")

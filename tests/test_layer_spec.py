@@ -1,0 +1,61 @@
+"""Layer specs: Caffe's shape rules, parameter blobs and fillers, on synthetic layers."""
+from __future__ import annotations
+
+import pytest
+from google.protobuf import text_format
+
+from agegender.caffe import caffe_pb2
+from agegender.layers.spec import parse_layer
+
+
+def spec(text: str):
+    return parse_layer(text_format.Parse(text, caffe_pb2.LayerParameter()))
+
+
+@pytest.mark.parametrize("size,kernel,stride,pad,expected", [
+    (14, 3, 2, 0, 7),   # ceil((14-3)/2)+1 = 7 (floor would give 6)
+    (13, 3, 2, 0, 6),
+    (5, 3, 2, 1, 3),    # ceil((5+2-3)/2)+1 = 3; the last window starts inside the image: kept
+    (4, 2, 2, 1, 3),    # ceil((4+2-2)/2)+1 = 3, (3-1)*2 = 4 < 4+1: kept
+    (3, 2, 2, 1, 2),    # ceil((3+2-2)/2)+1 = 3, but (3-1)*2 = 4 >= 3+1: Caffe clips it to 2
+])
+def test_pooling_rounds_up_and_clips_like_caffe(size, kernel, stride, pad, expected):
+    pool = spec(f'type: "Pooling" pooling_param {{ pool: MAX kernel_size: {kernel} stride: {stride} pad: {pad} }}')
+    assert pool.top_shapes([(1, 4, size, size)], 1) == [(1, 4, expected, expected)]
+
+
+def test_convolution_blobs_group_and_macs():
+    conv = spec('type: "Convolution" convolution_param { num_output: 8 kernel_size: 3 group: 2 pad: 1 }')
+    assert conv.top_shapes([(2, 4, 5, 5)], 1) == [(2, 8, 5, 5)]
+    assert conv.blob_shapes([(2, 4, 5, 5)]) == [(8, 2, 3, 3), (8,)]
+    assert conv.macs([(2, 4, 5, 5)], [(2, 8, 5, 5)]) == 2 * 8 * 5 * 5 * 2 * 9
+
+
+def test_scale_with_a_second_bottom_learns_only_its_bias():
+    two = spec('type: "Scale" bottom: "x" bottom: "s" scale_param { axis: 1 bias_term: true }')
+    assert two.blob_shapes([(2, 3, 4, 4), (3, 4)]) == [(3, 4)]
+    assert [f.type for f in two.fillers()] == ["constant"] and two.fillers()[0].value == 0
+    one = spec('type: "Scale" bottom: "x" scale_param { bias_term: true }')
+    assert one.blob_shapes([(2, 3, 4, 4)]) == [(3,), (3,)]
+    assert [f.value for f in one.fillers()] == [1.0, 0.0]
+
+
+def test_reshape_zero_and_minus_one():
+    reshape = spec('type: "Reshape" reshape_param { shape { dim: 0 dim: -1 } }')
+    assert reshape.top_shapes([(2, 3, 4, 5)], 1) == [(2, 60)]
+    with pytest.raises(ValueError, match="cannot reshape"):
+        spec('type: "Reshape" reshape_param { shape { dim: 7 dim: -1 } }').top_shapes([(2, 3, 4, 5)], 1)
+
+
+def test_inner_product_flattens_from_axis():
+    ip = spec('type: "InnerProduct" inner_product_param { num_output: 5 }')
+    assert ip.top_shapes([(2, 3, 4, 4)], 1) == [(2, 5)] and ip.blob_shapes([(2, 3, 4, 4)]) == [(5, 48), (5,)]
+
+
+def test_bad_parameters_are_value_errors():
+    with pytest.raises(ValueError, match="kernel_size"):
+        spec('type: "Convolution" convolution_param { num_output: 4 }')
+    with pytest.raises(ValueError, match="local_size"):
+        spec('type: "LRN" lrn_param { local_size: 4 }')
+    with pytest.raises(KeyError):
+        spec('type: "Deconvolution"')
