@@ -24,17 +24,20 @@ def require_file(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def _prepare_parent(path: Path) -> None:
+def make_parent(path: str | os.PathLike) -> Path:
+    """Create the folder ``path`` goes in (one-line error when that fails); returns the folder."""
+    parent = Path(path).parent
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise AgegenderError(f"cannot create folder {path.parent}: {exc.strerror}") from None
+        raise AgegenderError(f"cannot create folder {parent}: {exc.strerror}") from None
+    return parent
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
-    _prepare_parent(path)
+    make_parent(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
@@ -58,7 +61,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path``, on failure it is removed."""
     path = Path(path)
-    _prepare_parent(path)
+    make_parent(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp

@@ -27,7 +27,7 @@ from agegender.dataset import images as dataset_images
 from agegender.deploy.faces import FACE_MODES, Box, FaceFinder, Faces, draw
 from agegender.cli import run_guarded
 from agegender.errors import AgegenderError
-from agegender.fileio import write_bytes_atomic
+from agegender.fileio import make_parent, write_bytes_atomic
 from agegender.progress import Progress
 
 if TYPE_CHECKING:  # the runtime imports openvino: only when a command runs, so --help stays fast
@@ -434,7 +434,7 @@ class VideoOutput:
         self.path = Path(path)
         self.fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
         self.fps = fps if fps and fps > 0 else CAMERA_FPS
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_parent(self.path)
         self.tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix}")
         self.writer: cv2.VideoWriter | None = None
 

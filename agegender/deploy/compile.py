@@ -18,7 +18,7 @@ import numpy as np
 
 from agegender.caffe import array_to_blob, caffe_pb2, read_mean, read_net, write_caffemodel, write_mean
 from agegender.errors import AgegenderError
-from agegender.fileio import newest_snapshot
+from agegender.fileio import make_parent, newest_snapshot
 from agegender.labels import CLASSES
 from agegender.layers.net import Net
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         check_ops(model, MYRIAD_OPS, "OpenVINO 2022.3's MYRIAD plugin")
     xml = Path(args.output.removesuffix(".xml") + ".xml")
     reference = reference_forward(args.check, prototxt, weights_path, net)
-    with tempfile.TemporaryDirectory(prefix=f".{xml.stem}.", dir=_make_parent(xml)) as tmp:
+    with tempfile.TemporaryDirectory(prefix=f".{xml.stem}.", dir=make_parent(xml)) as tmp:
         staged = Path(tmp) / xml.name
         int8_report = None
         if args.precision == "INT8":
@@ -114,14 +114,6 @@ def _check_options(args: argparse.Namespace) -> None:
         raise AgegenderError("--calibration is for --precision INT8")
     if args.calibration_size < 1 or args.check_inputs < 1 or (args.batch is not None and args.batch < 1):
         raise AgegenderError("--batch, --calibration-size and --check-inputs must be at least 1")
-
-
-def _make_parent(path: Path) -> Path:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AgegenderError(f"cannot create folder {path.parent}: {exc.strerror}") from None
-    return path.parent
 
 
 def _read_mean(path: str, net: Net) -> np.ndarray:
