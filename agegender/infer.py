@@ -484,6 +484,8 @@ def check_output(args: argparse.Namespace, kind: str) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise AgegenderError("--max_frames must be at least 1")
+    if args.jobs < 0:
+        raise AgegenderError("--jobs must be 0 (the device's optimal number) or more")
     if args.camera is not None:
         kind, source = "camera", args.camera
     else:

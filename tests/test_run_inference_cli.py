@@ -266,6 +266,12 @@ def test_swapped_graphs_are_refused(graph, chips, tmp_path):
     assert_one_line_error(infer(folder, "--image_path", chips[0]), "is a gender net", "not the age net")
 
 
+@pytest.mark.parametrize("flag,value,message", [("--jobs", "-1", "--jobs must be 0"),
+                                                 ("--max_frames", "0", "--max_frames must be at least 1")])
+def test_bad_counts_are_one_line_errors(tmp_path, flag, value, message):
+    assert_one_line_error(infer(tmp_path, "--image_path", tmp_path, flag, value), message)
+
+
 def test_unwritable_output_kind_is_refused_before_any_work(graph, chips, tmp_path):
     assert_one_line_error(infer(graph, "--image_path", chips[0], "--output", tmp_path / "out.xyz"),
                           "OpenCV cannot write .xyz")

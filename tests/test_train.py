@@ -213,6 +213,7 @@ def test_fine_tuning_copies_layers_by_name_and_names_the_layer_that_does_not_fit
 
 @pytest.mark.parametrize("problem,fragments", [
     ("both", ["--snapshot", "--weights", "not both"]),
+    ("workers", ["--workers must be >= 0", "-1"]),
     ("prefix", ["cannot write snapshots", "snapshot_prefix"]),
     ("lmdb", ["LMDB not found", "missing_lmdb"]),
     ("labels", ["label 5", "3 classes"]),
@@ -223,6 +224,8 @@ def test_bad_setups_are_one_line_errors(tmp_path, capsys, problem, fragments):
     args = ["train", "--solver", str(solver)]
     if problem == "both":
         args += ["--weights", "a.caffemodel", "--snapshot", "a.solverstate"]
+    elif problem == "workers":
+        args += ["--workers", "-1"]
     elif problem == "prefix":
         (tmp_path / "file").write_text("")
         solver.write_text(solver.read_text().replace(f'"{tmp_path}/snap/tiny"', f'"{tmp_path}/file/tiny"'))

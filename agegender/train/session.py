@@ -133,6 +133,8 @@ def load_solver(options: Options) -> caffe_pb2.SolverParameter:
 def build_trainer(options: Options) -> Trainer:
     if options.weights and options.snapshot:
         raise AgegenderError("give --snapshot to resume training or --weights to fine-tune, not both")
+    if options.workers is not None and options.workers < 0:
+        raise AgegenderError(f"--workers must be >= 0 (0 reads in the training process), got {options.workers}")
     dist = init_distributed(options.device)
     setup_logging(dist.rank == 0)
     device = choose_device(options.device, dist.local_rank)
