@@ -265,6 +265,7 @@ def test_mean_of_another_size_is_refused_even_without_a_recorded_hash(graph, tmp
     ("no_xml", "graph not found"),
     ("no_bin", "graph weights not found"),
     ("no_json", "IR metadata not found"),
+    ("list_json", "is not valid \\(not a JSON object\\)"),
     ("no_mean", "named by the graph's sidecar is missing"),
     ("garbage_xml", "is not a readable OpenVINO IR"),
     ("classes", "outputs 9 classes but its sidecar names 2"),
@@ -282,6 +283,8 @@ def test_missing_or_mismatched_graph_files_are_one_clear_error(graph, tmp_path, 
         xml.with_suffix(".bin").unlink()
     elif breakage == "no_json":
         metadata_path(xml).unlink()
+    elif breakage == "list_json":
+        metadata_path(xml).write_text("[]")
     elif breakage == "no_mean":
         (folder / "age_gender_mean.npy").unlink()
     elif breakage == "garbage_xml":

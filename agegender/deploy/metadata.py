@@ -61,6 +61,8 @@ def read_metadata(xml: str | os.PathLike) -> IRMetadata:
                              f"recompile with compile2Movidius.sh")
     try:
         data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
         if data.get("format") != FORMAT:
             raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
         return IRMetadata(**data)
