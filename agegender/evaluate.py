@@ -126,10 +126,10 @@ def lmdb_batches(lmdb: str, mean: np.ndarray | None, crop: int, ten_crop: bool
     images, labels = [], []
     for _, datum in read_lmdb(lmdb):
         chw = datum_to_array(datum)
-        if mean is not None and mean.shape[1:] not in ((1, 1), chw.shape[1:]):
-            raise AgegenderError(f"mean image is {mean.shape[1]}x{mean.shape[2]} but {lmdb} holds "
-                                 f"{chw.shape[1]}x{chw.shape[2]} images; use the mean made from this LMDB")
-        images.append(oversample(chw, mean, crop) if ten_crop else transform(chw, mean, crop)[None])
+        try:
+            images.append(oversample(chw, mean, crop) if ten_crop else transform(chw, mean, crop)[None])
+        except ValueError as exc:
+            raise AgegenderError(f"LMDB {lmdb}: {exc}; use the mean and the net made for this LMDB's images") from None
         labels.append(datum.label)
         if len(images) == BATCH:
             yield np.concatenate(images), np.asarray(labels), len(labels)

@@ -34,11 +34,14 @@ def centre_offset(height: int, width: int, crop: int) -> tuple[int, int]:
 def transform(chw: np.ndarray, mean: np.ndarray | None, crop: int, scale: float = 1.0,
               offset: tuple[int, int] | None = None, mirror: bool = False) -> np.ndarray:
     """Caffe's DataTransformer on one uint8 CxHxW image: (x - mean) * scale, cropped at ``offset``
-    (centre when None; no crop when ``crop`` is 0), optionally mirrored; float32."""
+    (centre when None; no crop when ``crop`` is 0), optionally mirrored; float32. ValueError, as Caffe's
+    checks, when the mean or the crop does not fit the image."""
     c, h, w = chw.shape
-    if mean is not None and mean.shape[1:] != (h, w) and mean.shape[1:] != (1, 1):
-        raise ValueError(f"mean image is {mean.shape[1]}x{mean.shape[2]} but the image is {h}x{w}")
+    if mean is not None and (mean.shape[0] != c or mean.shape[1:] not in ((h, w), (1, 1))):
+        raise ValueError(f"mean image is {'x'.join(map(str, mean.shape))} but the image is {c}x{h}x{w}")
     crop_h, crop_w = (crop, crop) if crop else (h, w)  # crop 0: the whole image, as Caffe
+    if crop_h > h or crop_w > w:
+        raise ValueError(f"crop {crop} is larger than the {h}x{w} image")
     y, x = offset if offset is not None else ((h - crop_h) // 2, (w - crop_w) // 2)
     out = chw[:, y:y + crop_h, x:x + crop_w].astype(np.float32)
     if mean is not None:

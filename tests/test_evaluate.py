@@ -102,3 +102,15 @@ def test_label_outside_classes_is_a_clear_error(tmp_path):
     write_lmdb(tmp_path / "db", records)
     with pytest.raises(AgegenderError, match="label 5 outside the 2 classes"):
         evaluate(lambda b: np.ones((len(b), 2), np.float32), str(tmp_path / "db"), None, 4, GENDER_CLASSES)
+
+
+@pytest.mark.parametrize("mean,crop,message", [
+    (np.zeros((3, 10, 10), np.float32), 8, "mean image is 3x10x10 but the image is 3x12x12"),
+    (None, 16, "crop 16 is larger than the 12x12 image"),
+])
+def test_mean_or_crop_that_does_not_fit_the_lmdb_is_a_clear_error(tmp_path, mean, crop, message):
+    from agegender.errors import AgegenderError
+
+    path, _ = _lmdb(tmp_path, 2)
+    with pytest.raises(AgegenderError, match=f"LMDB {path}: {message}"):
+        evaluate(lambda b: np.ones((len(b), 2), np.float32), path, mean, crop, GENDER_CLASSES)

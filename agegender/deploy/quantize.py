@@ -32,7 +32,12 @@ def calibration_inputs(lmdb: str | os.PathLike, mean: np.ndarray | None, crop: i
     inputs = []
     for index, (_, datum) in enumerate(read_lmdb(lmdb)):
         if index % step == 0 and len(inputs) < size:
-            inputs.append(transform(datum_to_array(datum), mean, crop)[None])
+            chw = datum_to_array(datum)
+            try:
+                inputs.append(transform(chw, mean, crop)[None])
+            except ValueError as exc:
+                raise AgegenderError(f"calibration LMDB {lmdb}: {exc}; use the mean and the net made for this "
+                                     f"LMDB's images") from None
     return inputs
 
 
