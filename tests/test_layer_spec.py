@@ -59,3 +59,9 @@ def test_bad_parameters_are_value_errors():
         spec('type: "LRN" lrn_param { local_size: 4 }')
     with pytest.raises(KeyError):
         spec('type: "Deconvolution"')
+
+
+def test_data_layer_needs_a_batch_size_as_in_caffe():
+    with pytest.raises(ValueError, match="batch_size > 0"):
+        spec('type: "Data" data_param { source: "db" backend: LMDB }')
+    assert spec('type: "Data" data_param { source: "db" batch_size: 5 backend: LMDB }').batch_size == 5

@@ -106,7 +106,9 @@ class DataSpec(LayerSpec):
             raise ValueError("only backend: LMDB is supported (LevelDB is not)")
         if t.mean_file and t.mean_value:
             raise ValueError("transform_param gives both mean_file and mean_value; give one")
-        return cls(d.source, d.batch_size or 1, t.crop_size, t.mirror, t.scale, t.mean_file, tuple(t.mean_value))
+        if not d.batch_size:
+            raise ValueError("data_param needs batch_size > 0")  # Caffe: "Positive batch size required"
+        return cls(d.source, d.batch_size, t.crop_size, t.mirror, t.scale, t.mean_file, tuple(t.mean_value))
 
     def shapes_for(self, datum_shape: Shape, n_tops: int) -> list[Shape]:
         c, h, w = datum_shape
