@@ -13,6 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from agegender.cli import run_guarded
+from agegender.errors import AgegenderError
+
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = Path("data/reports")
 QUICK_ITERATIONS = 60
@@ -52,7 +55,10 @@ def stages(source: str, quick: bool) -> list[Stage]:
 
 def first_test_image() -> str:
     """The first image of the test list: one the nets never trained on."""
-    with open(ROOT / "data/DEF/age_test.txt") as lines:
+    lists = ROOT / "data/DEF/age_test.txt"
+    if not lists.is_file():
+        raise AgegenderError(f"{lists} not found; run the dataset stage first (--from dataset)")
+    with open(lists) as lines:
         return lines.readline().rsplit(" ", 1)[0]
 
 
@@ -61,7 +67,7 @@ def run(source: str, quick: bool, start: str | None = None) -> dict[str, float]:
     plan = stages(source, quick)
     names = [s.name for s in plan]
     if start is not None and start not in names:
-        raise SystemExit(f"run_pipeline: unknown stage {start!r}; stages: {', '.join(names)}")
+        raise AgegenderError(f"unknown stage {start!r}; stages: {', '.join(names)}")
     plan = plan[names.index(start):] if start else plan
     (ROOT / REPORTS).mkdir(parents=True, exist_ok=True)
     seconds = {}
@@ -71,9 +77,9 @@ def run(source: str, quick: bool, start: str | None = None) -> dict[str, float]:
         began = time.perf_counter()
         code = subprocess.call(command, cwd=ROOT)
         seconds[stage.name] = time.perf_counter() - began
-        if code:
-            raise SystemExit(f"run_pipeline: stage {stage.name} failed (exit {code}); fix it and resume with "
-                             f"--from {stage.name}")
+        if code:  # a stage killed by signal N returns -N; exit as a shell would, 128 + N
+            raise AgegenderError(f"stage {stage.name} failed (exit {code}); fix it and resume with "
+                                 f"--from {stage.name}", exit_code=code if code > 0 else 128 - code)
     (ROOT / REPORTS / "timings.json").write_text(json.dumps(seconds, indent=2) + "\n")
     print("\n" + "\n".join(f"{name:>14}: {s:8.1f} s" for name, s in seconds.items()))
     return seconds
@@ -85,9 +91,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="UTKFace .tar.gz, folder or URL (default ../shared/datasets/utkface-asian)")
     parser.add_argument("--quick", action="store_true", help=f"a first look: {QUICK_ITERATIONS} training iterations per net")
     parser.add_argument("--from", dest="start", help="resume from this stage")
-    args = parser.parse_args(argv)
+    return run_guarded("run_pipeline.sh", _run, parser.parse_args(argv))
+
+
+def _run(args: argparse.Namespace) -> None:
     run(args.source, args.quick, args.start)
-    return 0
 
 
 if __name__ == "__main__":

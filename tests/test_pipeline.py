@@ -6,6 +6,7 @@ import os
 import pytest
 
 from agegender import pipeline
+from agegender.errors import AgegenderError
 from conftest import ROOT
 
 
@@ -30,5 +31,5 @@ def test_order_quick_schedule_and_gender_before_age():
 
 
 def test_unknown_start_stage_is_one_clear_line():
-    with pytest.raises(SystemExit, match="unknown stage 'trian'.*train-gender"):
+    with pytest.raises(AgegenderError, match="unknown stage 'trian'.*train-gender"):
         pipeline.run("src", quick=True, start="trian")
