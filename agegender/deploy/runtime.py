@@ -31,7 +31,6 @@ except ImportError:  # OpenVINO <= 2022.3, the last runtime with the NCS2 (MYRIA
 
 # OpenVINO's AUTO never picks the NPU unless it is named, so the order is ours.
 DEVICE_PREFERENCE = ("NPU", "GPU", "CPU")
-DEVICE_CHOICES = ("AUTO", "CPU", "GPU", "NPU", "MYRIAD")
 LATENCY, THROUGHPUT = "LATENCY", "THROUGHPUT"
 
 _core: Core | None = None

@@ -147,12 +147,6 @@ class Net:
             consumed.update(node.bottoms)
         return list(reversed(outputs))
 
-    def node(self, name: str) -> Node:
-        for node in self.nodes:
-            if node.name == name:
-                return node
-        raise KeyError(name)
-
     def weights_from(self, model: caffe_pb2.NetParameter | str | os.PathLike, *,
                      strict: bool = True, model_name: str | None = None) -> dict[str, list[np.ndarray]]:
         """Parameter arrays by layer name, checked against this net's shapes (Caffe's CopyTrainedLayersFrom).
