@@ -9,7 +9,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 python=".venv/bin/python"; [ -x "$python" ] || python=python3
 start=()
 if [[ " $* " != *" --weights "* && " $* " != *" --snapshot "* ]]; then
-  gender="$(ls models/GenderNet/GenderNet_iter_*.caffemodel 2>/dev/null | sort -t_ -k3 -n | tail -1 || true)"
+  gender="$("$python" -c 'import sys; from agegender.fileio import newest_snapshot; print(newest_snapshot(sys.argv[1]))' \
+    models/GenderNet 2>/dev/null || true)"
   [ -n "$gender" ] && start=(--weights "$gender")
 fi
 exec "$python" -m agegender train --solver prototxt/AgeNet_solver.prototxt "${start[@]}" "$@"
