@@ -51,7 +51,8 @@ def _lmdb():
     return lmdb
 
 
-def _open(path: str | os.PathLike):
+def open_lmdb(path: str | os.PathLike):
+    """A read-only lmdb.Environment of ``path``; one-line errors when it is missing or unreadable."""
     lmdb = _lmdb()
     path = Path(path)
     if not (path / "data.mdb").is_file():
@@ -64,13 +65,13 @@ def _open(path: str | os.PathLike):
 
 def lmdb_size(path: str | os.PathLike) -> int:
     """Number of records."""
-    with _open(path) as env:
+    with open_lmdb(path) as env:
         return env.stat()["entries"]
 
 
 def read_lmdb(path: str | os.PathLike) -> Iterator[tuple[bytes, caffe_pb2.Datum]]:
     """(key, Datum) in key order, as Caffe's Data layer reads them."""
-    with _open(path) as env, env.begin() as txn:
+    with open_lmdb(path) as env, env.begin() as txn:
         for key, value in txn.cursor():
             datum = caffe_pb2.Datum()
             try:

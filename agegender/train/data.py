@@ -12,13 +12,13 @@ from __future__ import annotations
 import signal
 from typing import Iterator, Sequence
 
-import lmdb
 import numpy as np
 import torch
 from google.protobuf.message import DecodeError
 from torch.utils.data import DataLoader, Dataset
 
 from agegender.caffe import caffe_pb2, datum_to_array, lmdb_size, read_mean
+from agegender.caffe.datum import open_lmdb
 from agegender.errors import AgegenderError
 from agegender.layers.net import Net, Node
 from agegender.preprocess import transform
@@ -32,18 +32,15 @@ class LmdbRecords:
         self.path = path
         if lmdb_size(path) == 0:
             raise AgegenderError(f"LMDB {path} holds no records; rebuild it with create_lmdb.sh")
-        with self._open() as env, env.begin() as txn:
+        with open_lmdb(self.path) as env, env.begin() as txn:
             self.keys = list(txn.cursor().iternext(keys=True, values=False))
-
-    def _open(self) -> lmdb.Environment:
-        return lmdb.open(self.path, readonly=True, lock=False, readahead=False, max_readers=256)
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def read(self, positions: Sequence[int]) -> Iterator[tuple[np.ndarray, int]]:
         """(CxHxW uint8 image, label) of each position, wrapping around at the end."""
-        with self._open() as env, env.begin() as txn:
+        with open_lmdb(self.path) as env, env.begin() as txn:
             for position in positions:
                 key = self.keys[position % len(self.keys)]
                 datum = caffe_pb2.Datum()
