@@ -65,3 +65,19 @@ def test_data_layer_needs_a_batch_size_as_in_caffe():
     with pytest.raises(ValueError, match="batch_size > 0"):
         spec('type: "Data" data_param { source: "db" backend: LMDB }')
     assert spec('type: "Data" data_param { source: "db" batch_size: 5 backend: LMDB }').batch_size == 5
+
+
+def test_loss_weights_are_none_or_one_per_top_as_in_caffe():
+    from agegender.errors import AgegenderError
+    from agegender.layers.net import Net
+
+    def net(loss_weights: str) -> Net:
+        text = ('layer { name: "in" type: "Input" top: "x" top: "t" input_param { shape { dim: 2 dim: 3 } '
+                'shape { dim: 2 } } } '
+                f'layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "x" bottom: "t" top: "l" top: "p" {loss_weights} }}')
+        return Net.from_proto(text_format.Parse(text, caffe_pb2.NetParameter()))
+
+    assert net("").nodes[-1].loss_weights == [1.0, 0.0]
+    assert net("loss_weight: 2 loss_weight: 0").nodes[-1].loss_weights == [2.0, 0.0]
+    with pytest.raises(AgegenderError, match="1 loss_weight\\(s\\) for 2 top\\(s\\)"):
+        net("loss_weight: 2")

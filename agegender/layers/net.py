@@ -127,6 +127,9 @@ class Net:
             raise self._fail(layer, f"{exc} (input shapes {', '.join(map(str, bottoms))})") from None
         if len(tops) != len(layer.top):
             raise self._fail(layer, f"produces {len(tops)} top(s), the prototxt names {len(layer.top)}")
+        if layer.loss_weight and len(layer.loss_weight) != len(tops):
+            raise self._fail(layer, f"has {len(layer.loss_weight)} loss_weight(s) for {len(tops)} top(s); "
+                                    f"give none or one per top, as Caffe requires")
         default_loss = 1.0 if layer.type in LOSS_TYPES else 0.0
         loss_weights = list(layer.loss_weight) or [default_loss] + [0.0] * (len(tops) - 1)
         self.nodes.append(Node(layer.name, layer.type, spec, tuple(layer.bottom), tuple(layer.top), bottoms,
