@@ -1,6 +1,7 @@
 """The training engine: ``caffe train`` semantics for prototxt nets, executed by PyTorch.
 
 ``data`` feeds Data layers from LMDBs, ``solvers`` holds Caffe's update rules and learning-rate policies,
-``fillers`` Caffe's initialisers, ``snapshot`` the caffemodel/solverstate files, ``trainer`` the Solver::Solve
-loop with Caffe's log lines, ``command`` the ``python -m agegender train`` entry point.
+``fillers`` Caffe's initialisers, ``session`` sets everything up (device, ranks, nets, weights, resume),
+``trainer`` runs the Solver::Solve loop and writes snapshots, ``log`` formats Caffe's glog lines,
+``command`` is the ``python -m agegender train`` entry point.
 """
