@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from agegender.caffe import read_mean  # noqa: E402
 from agegender.deploy import quantize as q  # noqa: E402
-from agegender.deploy.compile import random_caffemodel  # noqa: E402
+from agegender.deploy.compile import CALIBRATION_SIZE, random_caffemodel  # noqa: E402
 from agegender.errors import AgegenderError  # noqa: E402
 from agegender.fileio import newest_snapshot, write_text_atomic  # noqa: E402
 from agegender.layers.net import Net  # noqa: E402
@@ -62,7 +62,7 @@ def pick_inputs(name: str, workdir: Path) -> tuple[Path, Path, np.ndarray | None
     return prototxt, weights, mean, f"{prototxt.relative_to(ROOT.parent)} + {origin} weights {weights.name}"
 
 
-def calibration(task: str, mean: np.ndarray | None, crop: int, size: int = q.DEFAULT_CALIBRATION_SIZE
+def calibration(task: str, mean: np.ndarray | None, crop: int, size: int = CALIBRATION_SIZE
                 ) -> tuple[list[np.ndarray], str]:
     lmdb = ROOT / "data" / "lmdb" / f"{task}_train_lmdb"
     if (lmdb / "data.mdb").exists():

@@ -25,6 +25,7 @@ from agegender.layers.net import Net
 PRECISIONS = ("FP16", "FP32", "INT8")
 TARGETS = ("cpu", "npu", "myriad")
 MEAN_FILE = "age_gender_mean.npy"
+CALIBRATION_SIZE = 300  # INT8 calibration images, the default of --calibration-size
 CHECKS = ("auto", "opencv", "torch", "none")
 # Relative max difference (to the reference's largest magnitude) above which the IR is refused.
 TOLERANCE = {"FP32": 1e-3, "FP16": 5e-2}
@@ -49,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", choices=sorted(CLASSES),
                         help="class names for the sidecar (default: 9 outputs -> age, 2 -> gender, else numbers)")
     parser.add_argument("--calibration", help="INT8: LMDB of calibration images, e.g. data/lmdb/age_train_lmdb")
-    parser.add_argument("--calibration-size", type=int, default=300, help="INT8: calibration images (default 300)")
+    parser.add_argument("--calibration-size", type=int, default=CALIBRATION_SIZE,
+                        help=f"INT8: calibration images (default {CALIBRATION_SIZE})")
     parser.add_argument("--test-lmdb", help="INT8: LMDB to compare INT8 with FP32 on (default: the calibration "
                                             "LMDB's *_test_lmdb sibling, when it exists)")
     parser.add_argument("--check", choices=CHECKS, default="auto",

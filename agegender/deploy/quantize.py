@@ -19,7 +19,6 @@ from agegender.caffe import datum_to_array, lmdb_size, read_lmdb
 from agegender.errors import AgegenderError
 from agegender.preprocess import transform
 
-DEFAULT_CALIBRATION_SIZE = 300
 FP32_CPU = {"INFERENCE_PRECISION_HINT": "f32"}  # no silent bf16/fp16 on CPUs that have them
 
 
