@@ -270,3 +270,23 @@ def test_two_process_distributed_data_parallel_equals_one_process_with_the_whole
     torch.manual_seed(7)  # the solver's random_seed: the fillers both runs started from
     start = TorchNet(Net.from_file(tmp_path / "net.prototxt", "TRAIN")).layer("fc").blobs[0].detach().numpy()
     assert np.abs(one["fc"][0] - start).max() > 1e-3, "the runs trained"
+
+
+def test_a_stop_requested_while_testing_stops_before_the_next_iteration(tmp_path, monkeypatch):
+    """Caffe's Solver::Step leaves the loop right after TestAll when a stop came in: no further update."""
+    from agegender.train.session import Options, build_trainer
+    from agegender.train.trainer import SignalRequests, Trainer
+
+    solver = tiny_project(tmp_path, max_iter=10, test_iter=1, test_interval=3, test_initialization="false")
+    trainer = build_trainer(Options(str(solver), workers=0))
+    tested = []
+
+    def test_then_stop(self, index):
+        tested.append(self.solver.iter)
+        self.signals.pending = SignalRequests.STOP
+
+    monkeypatch.setattr(Trainer, "test", test_then_stop)
+    trainer.solve()
+    assert tested == [3] and trainer.solver.iter == 3 and trainer.stopped
+    assert read_solverstate(tmp_path / "snap/tiny_iter_3.solverstate").iter == 3
+    assert not (tmp_path / "snap/tiny_iter_4.solverstate").exists()

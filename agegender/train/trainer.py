@@ -227,6 +227,9 @@ class Trainer:
             if (self.tests and p.test_interval and solver.iter % p.test_interval == 0
                     and (solver.iter > 0 or p.test_initialization)):
                 self.test_all()
+                if self.dist.agree(self.signals.pending) == SignalRequests.STOP:  # Caffe: stop before training on
+                    self.stopped = True
+                    break
             display = p.display and solver.iter % p.display == 0
             loss, outputs = self.forward_backward()
             if p.display:
