@@ -162,20 +162,17 @@ def evaluate(predict: Predictor, lmdb: str, mean: np.ndarray | None, crop: int, 
 
 def caffemodel_predictor(prototxt: str, weights: str) -> tuple[Predictor, int, str]:
     """The PyTorch engine on a deploy net: (predict, crop size, output blob)."""
-    import torch
-
     from agegender.layers.net import load_deploy
-    from agegender.layers.torch_net import TorchNet
+    from agegender.layers.torch_net import numpy_forward
 
     net, arrays = load_deploy(prototxt, weights)
     if len(net.inputs) != 1:
         raise AgegenderError(f"{prototxt} has inputs {net.inputs}; test needs a deploy net with one image input")
     input_name, output = net.inputs[0], net.outputs[-1]
-    model = TorchNet(net, arrays).eval()
-    torch.set_grad_enabled(False)
+    forward = numpy_forward(net, arrays)
 
     def predict(batch: np.ndarray) -> np.ndarray:
-        return model({input_name: torch.from_numpy(batch)})[output].reshape(len(batch), -1).numpy()
+        return forward({input_name: batch})[output].reshape(len(batch), -1)
 
     return predict, net.blob_shapes[input_name][-1], output
 

@@ -222,18 +222,9 @@ def opencv_forward(prototxt: Path, weights: Path, net: Net) -> Forward:
 
 
 def torch_forward(net: Net, weights: Path) -> Forward:
-    import torch
+    from agegender.layers.torch_net import numpy_forward
 
-    from agegender.layers.torch_net import TorchNet
-
-    model = TorchNet(net, net.weights_from(weights)).eval()
-
-    def forward(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        with torch.no_grad():
-            out = model({k: torch.from_numpy(v) for k, v in inputs.items()})
-        return {name: out[name].numpy() for name in net.outputs}
-
-    return forward
+    return numpy_forward(net, net.weights_from(weights))
 
 
 def random_input(shape: tuple[int, ...], mean: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:

@@ -147,3 +147,16 @@ def _reject_shared_params(net: Net) -> None:
     if shared:
         raise AgegenderError(f"{net.source}: parameter sharing (param name '{shared[0]}' in several layers) is not "
                              f"supported; give each layer its own parameters")
+
+
+def numpy_forward(net: Net, weights: dict[str, list[np.ndarray]]):
+    """The engine as a plain function of numpy arrays (no gradients): {input: array} -> {output: array}.
+    The reference forward of `compile`'s check and the caffemodel predictor of `test`."""
+    model = TorchNet(net, weights).eval()
+
+    def forward(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with torch.no_grad():
+            out = model({name: torch.from_numpy(array) for name, array in inputs.items()})
+        return {name: out[name].numpy() for name in net.outputs}
+
+    return forward
