@@ -409,10 +409,14 @@ def run_video(args: argparse.Namespace, source: str | int, finder: FaceFinder) -
             progress.update()
     except KeyboardInterrupt:  # how a camera is stopped: the output and the summary are still written
         print(file=sys.stderr)
+    except BaseException:  # a failure mid-video: no partial output is left as if it were the whole
+        if writer is not None:
+            writer.discard()
+        raise
     finally:
         capture.release()
-        if writer is not None:
-            writer.close()
+    if writer is not None:
+        writer.close()
     report.summary(label, progress.close(), "frame")
     return 0
 
@@ -424,7 +428,7 @@ def annotated(report: Report, image: np.ndarray, record: Record) -> np.ndarray:
 def _progress(args: argparse.Namespace, total: int, label: str, unit: str) -> Progress:
     """Progress on stderr, except when the per-image lines already go to the same terminal."""
     quiet = not args.json and sys.stdout.isatty() and sys.stderr.isatty()
-    return Progress(total, label, unit, stream=open(os.devnull, "w") if quiet else sys.stderr)
+    return Progress(total, label, unit, silent=quiet)
 
 
 class VideoOutput:
@@ -451,6 +455,11 @@ class VideoOutput:
             return
         self.writer.release()
         os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        self.tmp.unlink(missing_ok=True)
 
 
 def write_image(path: str | Path, image: np.ndarray) -> None:

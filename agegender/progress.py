@@ -6,9 +6,12 @@ import time
 
 
 class Progress:
-    def __init__(self, total: int, label: str, unit: str = "items", stream=None):
+    """``silent``: count and time only, print nothing (the caller's own lines already show the progress)."""
+
+    def __init__(self, total: int, label: str, unit: str = "items", silent: bool = False):
         self.total, self.label, self.unit = max(total, 0), label, unit
-        self.stream = stream or sys.stderr
+        self.stream = sys.stderr
+        self.silent = silent
         self.done = 0
         self.start = time.perf_counter()
         self._tty = self.stream.isatty()
@@ -16,6 +19,8 @@ class Progress:
 
     def update(self, n: int = 1, note: str = "") -> None:
         self.done += n
+        if self.silent:
+            return
         if self._tty:
             self.stream.write("\r" + self._line(note) + "\x1b[K")
             self.stream.flush()
@@ -27,11 +32,12 @@ class Progress:
 
     def close(self) -> float:
         """Finish the line; returns the elapsed seconds."""
-        if self._tty:
-            self.stream.write("\r" + self._line("") + "\x1b[K\n")
-        elif self._last_decile < 10:
-            self.stream.write(self._line("") + "\n")
-        self.stream.flush()
+        if not self.silent:
+            if self._tty:
+                self.stream.write("\r" + self._line("") + "\x1b[K\n")
+            elif self._last_decile < 10:
+                self.stream.write(self._line("") + "\n")
+            self.stream.flush()
         return time.perf_counter() - self.start
 
     def _line(self, note: str) -> str:

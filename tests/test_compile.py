@@ -408,6 +408,30 @@ def test_a_wrong_ir_is_refused_and_nothing_is_written(fixtures, tmp_path, monkey
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_failed_recompile_leaves_the_previous_ir_and_its_sidecar_together(fixtures, tmp_path, monkeypatch):
+    """The IR, its weights and its sidecar are staged together: a failure while writing the sidecar keeps the
+    previous trio as it was, never a new IR beside an old sidecar."""
+    import argparse
+
+    from agegender.deploy import compile as compile_command
+    from agegender.deploy import metadata
+
+    parser = argparse.ArgumentParser()
+    compile_command.add_arguments(parser)
+    prototxt, weights, _ = (fixtures / p for p in FIXTURE_NETS["lenet"])
+    base = ["--model", str(prototxt), "--weights", str(weights), "--output", str(tmp_path / "ir")]
+    assert compile_command.run(parser.parse_args(base + ["--precision", "FP32"])) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(before) == {"ir.xml", "ir.bin", "ir.json"}
+
+    def fail(*_):
+        raise OSError("disk full")
+    monkeypatch.setattr(metadata, "write_metadata", fail)
+    with pytest.raises(OSError, match="disk full"):
+        compile_command.run(parser.parse_args(base + ["--precision", "FP16"]))
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 # --- INT8 -----------------------------------------------------------------------------------------------------
 
 SMALL_CLASSIFIER = """

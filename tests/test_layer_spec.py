@@ -61,6 +61,24 @@ def test_bad_parameters_are_value_errors():
         spec('type: "Deconvolution"')
 
 
+@pytest.mark.parametrize("param,message", [
+    ('pooling_param { pool: MAX kernel_size: 3 stride_h: 2 }', "give both stride_h and stride_w"),
+    ('pooling_param { pool: MAX kernel_h: 3 }', "give both kernel_h and kernel_w"),
+    ('pooling_param { pool: AVE global_pooling: true kernel_size: 3 }', "global_pooling takes no kernel size"),
+    ('pooling_param { pool: AVE global_pooling: true stride: 2 }', "stride 1"),
+])
+def test_pooling_refuses_what_caffe_refuses(param, message):
+    with pytest.raises(ValueError, match=message):
+        spec(f'type: "Pooling" {param}')
+
+
+def test_convolution_takes_a_lone_pad_h_but_not_a_lone_stride_h_as_caffe():
+    conv = spec('type: "Convolution" convolution_param { num_output: 2 kernel_size: 3 pad_h: 1 }')
+    assert conv.pad == (1, 0) and conv.top_shapes([(1, 1, 5, 5)], 1) == [(1, 2, 5, 3)]
+    with pytest.raises(ValueError, match="give both stride_h and stride_w"):
+        spec('type: "Convolution" convolution_param { num_output: 2 kernel_size: 3 stride_h: 2 }')
+
+
 def test_data_layer_needs_a_batch_size_as_in_caffe():
     with pytest.raises(ValueError, match="batch_size > 0"):
         spec('type: "Data" data_param { source: "db" backend: LMDB }')
@@ -81,3 +99,17 @@ def test_loss_weights_are_none_or_one_per_top_as_in_caffe():
     assert net("loss_weight: 2 loss_weight: 0").nodes[-1].loss_weights == [2.0, 0.0]
     with pytest.raises(AgegenderError, match="1 loss_weight\\(s\\) for 2 top\\(s\\)"):
         net("loss_weight: 2")
+
+
+def test_a_prototxt_state_stage_selects_layers_as_in_caffe():
+    from agegender.layers.net import Net
+    proto = text_format.Parse('''
+        name: "staged" state { stage: "deploy" }
+        layer { name: "a" type: "Input" top: "a" input_param { shape { dim: 1 dim: 3 } } }
+        layer { name: "prob" type: "Softmax" bottom: "a" top: "prob" include { stage: "deploy" } }
+        layer { name: "relu" type: "ReLU" bottom: "a" top: "relu" exclude { stage: "deploy" } }
+    ''', caffe_pb2.NetParameter())
+    assert [n.name for n in Net.from_proto(proto).nodes] == ["a", "prob"]
+    proto.ClearField("state")
+    assert [n.name for n in Net.from_proto(proto).nodes] == ["a", "relu"]
+    assert [n.name for n in Net.from_proto(proto, stages=["deploy"]).nodes] == ["a", "prob"]

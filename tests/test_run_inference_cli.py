@@ -220,6 +220,28 @@ def test_camera_frames_go_through_the_same_pipeline(graph, chips, tmp_path, monk
     assert (tmp_path / "camera_out.mp4").stat().st_size > 0
 
 
+def test_a_video_that_fails_partway_leaves_no_output(graph, chips, tmp_path, monkeypatch):
+    """A failure on frame 3 (not Ctrl-C) must not leave the first frames' video as if it were the whole."""
+    from agegender import infer as infer_module
+
+    video = write_video(tmp_path / "clip.avi", chips[:4])
+    real_annotated, calls = infer_module.annotated, []
+
+    def failing(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("encoder died")
+        return real_annotated(*args)
+
+    monkeypatch.setattr(infer_module, "annotated", failing)
+    parser = argparse.ArgumentParser()
+    infer_module.add_arguments(parser)
+    args = parser.parse_args(["--image_path", str(video), "--graph_dir", str(graph), "--output", str(tmp_path / "o.avi")])
+    with pytest.raises(RuntimeError, match="encoder died"):
+        infer_module.run(args)
+    assert not (tmp_path / "o.avi").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def test_absent_camera_is_one_clear_line(graph):
     assert_one_line_error(infer(graph, "--camera", "57"), "camera 57 cannot be opened")
 

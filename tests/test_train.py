@@ -202,7 +202,7 @@ def test_fine_tuning_copies_layers_by_name_and_names_the_layer_that_does_not_fit
     solver = tiny_project(renamed, max_iter=1, display=1, fc_outputs=5)
     net_text = (renamed / "net.prototxt").read_text().replace('"fc"', '"fc_new"')
     (renamed / "net.prototxt").write_text(net_text)
-    assert main(["train", "--solver", str(solver), "--weights", str(base)]) == 0
+    assert main(["train", "--solver", str(solver), "--weights", str(base.parent)]) == 0  # a folder: its newest
     assert f"Copied weights of 1 layer(s) from {base}: conv1; initialised by fillers: fc_new" in capsys.readouterr().err
 
     (renamed / "net.prototxt").write_text(net_text.replace('"fc_new"', '"fc"'))

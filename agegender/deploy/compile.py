@@ -21,6 +21,7 @@ from agegender.errors import AgegenderError
 from agegender.fileio import make_parent, newest_snapshot
 from agegender.labels import CLASSES
 from agegender.layers.net import Net
+from agegender.deploy.metadata import metadata_path
 
 PRECISIONS = ("FP16", "FP32", "INT8")
 TARGETS = ("cpu", "npu", "myriad")
@@ -88,9 +89,8 @@ def run(args: argparse.Namespace) -> int:
         verification = verify(staged, net, reference, mean, args.check_inputs, args.precision)
         if int8_report:
             verification["int8_vs_fp32"] = int8_report
-        for suffix in (".xml", ".bin"):
-            os.replace(staged.with_suffix(suffix), xml.with_suffix(suffix))
-    _write_sidecar(args, xml, net, task, classes, prototxt, weights_path, mean, verification)
+        _write_sidecar(args, staged, net, task, classes, prototxt, weights_path, mean, verification)
+        _move_into_place(staged, xml)
     print(f"compiled {prototxt.name} + {weights_path.name} -> {xml} ({args.precision}, target {args.target}); "
           f"inputs {', '.join(net.inputs)}, outputs {', '.join(net.outputs)}")
     return 0
@@ -295,6 +295,16 @@ def _write_sidecar(args, xml: Path, net: Net, task: str, classes: list[str], pro
                       resize=resize, crop=input_shape[-1], precision=args.precision, target=args.target,
                       source=source, verification=verification, **mean_fields)
     write_metadata(xml, meta)
+
+
+def _move_into_place(staged: Path, xml: Path) -> None:
+    """Move the staged IR, sidecar and mean beside ``xml``. The old sidecar goes first and the new one comes last,
+    so an interruption leaves an IR without a sidecar (refused with a clear line), never one with another's."""
+    metadata_path(xml).unlink(missing_ok=True)
+    for name in (MEAN_FILE, xml.with_suffix(".xml").name, xml.with_suffix(".bin").name):
+        if (staged.parent / name).exists():
+            os.replace(staged.parent / name, xml.parent / name)
+    os.replace(metadata_path(staged), metadata_path(xml))
 
 
 def random_caffemodel(net: Net, path: str | os.PathLike, seed: int = 0, gain: float = 0.5) -> Path:

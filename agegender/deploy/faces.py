@@ -16,7 +16,7 @@ from agegender.errors import AgegenderError
 from agegender.preprocess import to_bgr
 
 FACE_MODES = ("auto", "haar", "none")
-CHIP_FRAME = (0.10, 0.03, 0.10, 0.17)  # left, top, right, bottom margins, as fractions of the Haar box
+CHIP_FRAME = (0.09, 0.02, 0.10, 0.17)  # left, top, right, bottom margins, as fractions of the Haar box
 DETECT_MAX_SIDE = 640       # larger photos are detected on a downscaled copy (faces are cropped at full size)
 MIN_FACE_FRACTION = 1 / 20  # smallest face searched for, as a fraction of the photo's short side
 CROP_ASPECT = (0.8, 1.25)   # an image of this aspect ratio and at most CROP_MAX_SIDE pixels ...

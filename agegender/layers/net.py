@@ -88,7 +88,9 @@ class Net:
     @classmethod
     def from_proto(cls, proto: caffe_pb2.NetParameter, phase: str = "TEST", stages: Sequence[str] = (),
                    level: int = 0, source: str = "net") -> "Net":
-        state = caffe_pb2.NetState(phase=caffe_pb2.Phase.Value(phase), level=level, stage=list(stages))
+        # as Caffe's Net(file, phase, level, stages): the prototxt's own state{} stages are kept, ``stages`` added
+        state = caffe_pb2.NetState(phase=caffe_pb2.Phase.Value(phase), level=level,
+                                   stage=[*proto.state.stage, *stages])
         net = cls(proto.name, phase, [], {}, source)
         for layer in proto.layer:
             if layer_included(layer, state):

@@ -122,11 +122,14 @@ class DataSpec(LayerSpec):
         raise ValueError("a Data layer's shape comes from its LMDB; use Net with the LMDB present")
 
 
-def _spatial(values: Sequence[int], h, w, default: int, name: str) -> tuple[int, int]:
-    """Caffe's kernel/pad/stride rule: one value for both axes, or *_h and *_w."""
+def _spatial(values: Sequence[int], h, w, default: int, name: str, lone_ok: bool = False) -> tuple[int, int]:
+    """Caffe's kernel/pad/stride rule: one value for both axes, or *_h and *_w (both, unless ``lone_ok``:
+    Caffe's convolution takes a lone pad_h or pad_w, the other being 0)."""
     if h is not None or w is not None:
         if values:
             raise ValueError(f"give either {name} or {name}_h/{name}_w, not both")
+        if (h is None or w is None) and not lone_ok:
+            raise ValueError(f"give both {name}_h and {name}_w (or one {name} for both)")
         return int(h if h is not None else default), int(w if w is not None else default)
     values = list(values)
     if len(values) > 2:
@@ -164,7 +167,7 @@ class ConvolutionSpec(LayerSpec):
         if not p.num_output:
             raise ValueError("convolution_param needs num_output")
         stride = _spatial(p.stride, _opt(p, "stride_h"), _opt(p, "stride_w"), 1, "stride")
-        pad = _spatial(p.pad, _opt(p, "pad_h"), _opt(p, "pad_w"), 0, "pad")
+        pad = _spatial(p.pad, _opt(p, "pad_h"), _opt(p, "pad_w"), 0, "pad", lone_ok=True)
         dilation = _spatial(p.dilation, None, None, 1, "dilation")
         if p.num_output % p.group:
             raise ValueError(f"num_output {p.num_output} is not divisible by group {p.group}")
@@ -221,8 +224,8 @@ class PoolingSpec(LayerSpec):
             raise ValueError("pooling_param needs kernel_size (or kernel_h and kernel_w, or global_pooling)")
         stride = _spatial([p.stride] if p.HasField("stride") else [], _opt(p, "stride_h"), _opt(p, "stride_w"), 1, "stride")
         pad = _spatial([p.pad] if p.HasField("pad") else [], _opt(p, "pad_h"), _opt(p, "pad_w"), 0, "pad")
-        if p.global_pooling and (max(pad) or max(stride) != 1):
-            raise ValueError("global_pooling takes no pad and stride 1")
+        if p.global_pooling and (max(kernel) or max(pad) or max(stride) != 1):
+            raise ValueError("global_pooling takes no kernel size, no pad and stride 1")
         return cls(method, kernel, stride, pad, p.global_pooling, p.round_mode == caffe_pb2.PoolingParameter.CEIL)
 
     def resolved(self, bottom: Shape) -> "PoolingSpec":

@@ -11,8 +11,8 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--solver", required=True, help="solver prototxt (net, lr policy, snapshots, ...)")
-    parser.add_argument("--weights", help="caffemodel(s) to fine-tune from, comma-separated: layers are copied by "
-                                          "name, the others start from their fillers")
+    parser.add_argument("--weights", help="caffemodel(s) to fine-tune from, comma-separated (a folder: its newest "
+                                          "snapshot): layers are copied by name, the others start from their fillers")
     parser.add_argument("--snapshot", help=".solverstate to resume training from")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="where to train (default: cuda when available)")

@@ -12,6 +12,7 @@ import torch
 
 from agegender.caffe import caffe_pb2, read_caffemodel, read_solver
 from agegender.errors import AgegenderError
+from agegender.fileio import newest_snapshot
 from agegender.layers.net import Net
 from agegender.layers.torch_net import TorchNet
 from agegender.train.data import data_feeds
@@ -102,7 +103,7 @@ def label_limits(net: Net) -> dict[str, int]:
 
 def copy_weights(train: TorchNet, tests: list[TorchNet], paths: list[str]) -> None:
     """Caffe's CopyLayers for --weights: layers copied by name into every net, one line saying what was and was not."""
-    for path in paths:
+    for path in map(newest_snapshot, paths):
         model = read_caffemodel(path)
         copied = train.load_weights(train.net.weights_from(model, strict=False, model_name=path))
         for test in tests:
