@@ -18,7 +18,7 @@ from agegender.errors import AgegenderError
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = Path("data/reports")
-QUICK_ITERATIONS = 60
+QUICK_ITERATIONS = 200
 FIRST_TEST_IMAGE = "<first test image>"  # resolved when the infer stage starts (the lists exist by then)
 
 

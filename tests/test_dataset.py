@@ -155,7 +155,7 @@ def test_augmented_pixels_flip_and_seeded_noise():
 # --- the build stage end to end -----------------------------------------------------------------------------------
 
 def test_build_writes_balanced_lists_without_leaking_test_images(tmp_path, faces_dir):
-    proc = build(tmp_path, faces_dir, "--seed", "3")
+    proc = build(tmp_path, faces_dir, "--seed", "3", "--balanced", "age", "gender")  # the original's lists
     assert proc.returncode == 0, proc.stderr
     n, n_test = sum(BIN_SIZES), math.ceil(sum(BIN_SIZES) / 5)
     assert f"{n - n_test} train, {n_test} test" in proc.stdout
@@ -181,6 +181,22 @@ def test_build_writes_balanced_lists_without_leaking_test_images(tmp_path, faces
     copies = sorted((tmp_path / "aug").iterdir())
     assert len(copies) == len(lists["age_train"]) - (n - n_test)
     assert all(re.search(r"\.jpg\.chip\.jpg_(flip|noise\d+|flip_noise\d+)\.jpg$", c.name) for c in copies)
+
+
+@pytest.mark.parametrize("balanced", [["age"], ["gender"], []])
+def test_tasks_left_out_of_balanced_list_each_training_face_once(tmp_path, faces_dir, balanced):
+    proc = build(tmp_path, faces_dir, "--balanced", *balanced)
+    assert proc.returncode == 0, proc.stderr
+    n_train = sum(BIN_SIZES) - math.ceil(sum(BIN_SIZES) / 5)
+    for task in ("age", "gender"):
+        train = read_list(tmp_path / "DEF" / f"{task}_train.txt")
+        if task in balanced:
+            assert len(train) == 9 * (max(BIN_SIZES) - round(max(BIN_SIZES) / 5))
+        else:
+            assert len(train) == n_train and all("/aug/" not in path for path, _ in train)
+            assert len({path for path, _ in train}) == n_train
+    tests = [[path for path, _ in read_list(tmp_path / f"DEF/{task}_test.txt")] for task in ("age", "gender")]
+    assert tests[0] == tests[1]  # the test lists never change
 
 
 def test_build_is_reproducible_byte_for_byte(tmp_path, faces_dir):

@@ -14,7 +14,7 @@ def test_real_utkface_split_oversampling_lmdbs_and_mean(utkface, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ("download: 3434 files in, 3434 images written to data/UTKFace_AsianOnly, "
                                    "0 of other races left out, 0 skipped")
-    proc = run_cli("dataset", "build", cwd=tmp_path)
+    proc = run_cli("dataset", "build", "--balanced", "age", "gender", cwd=tmp_path)  # the original protocol
     assert proc.returncode == 0, proc.stderr
     assert "(seed 42): 2747 train, 687 test" in proc.stdout
     train_table, after = proc.stdout.split("TRAIN SET:")[1].split("TEST SET:")[0], proc.stdout.split("AFTER OVERSAMPLING:")[1]

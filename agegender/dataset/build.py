@@ -98,29 +98,33 @@ def write_copies(copies: Sequence[Copy], folder: Path, seed: int, sigma: float, 
 
 
 def build(images: Path, lists: Path, augmented: Path, seed: int, fraction: Fraction, sigma: float,
-          workers: int, report: SkipReport) -> str:
-    """The whole build stage; prints the tables and returns the summary line."""
+          workers: int, report: SkipReport, balanced: Sequence[str] = TASKS) -> str:
+    """The whole build stage; prints the tables and returns the summary line. The training lists of the
+    ``balanced`` tasks hold the age-balanced oversampled set, the others each training face once."""
     faces = scan_faces(images, report)
     files_in = len(faces) + report.count
     usable = usable_faces(faces, workers, report)
     if not usable:
         raise AgegenderError(f"no usable image in {images} ({files_in} files, {report.describe()})")
     train, test = stratified_split(usable, fraction, seed, len(AGE_CLASSES))
-    copies = oversample_plan(train, len(AGE_CLASSES), seed)
+    copies = oversample_plan(train, len(AGE_CLASSES), seed) if balanced else []  # no list would name them
     for label in sorted({f.age_label for f in usable} - {f.age_label for f in train}):
         print(f"warning: age bin {AGE_CLASSES[label]} has no training image, so it stays empty", file=sys.stderr)
     print(f"Split {float(1 - fraction):.0%}/{float(fraction):.0%} stratified by age bin (seed {seed}): "
           f"{len(train)} train, {len(test)} test")
-    train_entries = [Entry(f.path, f) for f in train]
-    print(f"TRAIN SET:\n{count_table(train_entries)}\nTEST SET:\n{count_table([Entry(f.path, f) for f in test])}")
+    faces_once = [Entry(f.path, f) for f in train]
+    print(f"TRAIN SET:\n{count_table(faces_once)}\nTEST SET:\n{count_table([Entry(f.path, f) for f in test])}")
     with atomic_directory(lists) as lists_tmp, atomic_directory(augmented) as copies_tmp:
         write_copies(copies, copies_tmp, seed, sigma, workers)
-        train_entries += [Entry(str(augmented / c.name), c.source) for c in sorted(copies, key=lambda c: c.name)]
+        oversampled = faces_once + [Entry(str(augmented / c.name), c.source) for c in sorted(copies, key=lambda c: c.name)]
         for task in TASKS:
-            (lists_tmp / f"{task}_train.txt").write_text(list_text(train_entries, task))
+            entries = oversampled if task in balanced else faces_once
+            (lists_tmp / f"{task}_train.txt").write_text(list_text(entries, task))
             (lists_tmp / f"{task}_test.txt").write_text(list_text([Entry(f.path, f) for f in test], task))
         shutil.rmtree(lists, ignore_errors=True)  # old lists must not outlive the copies they name
-    print(f"\nAFTER OVERSAMPLING:\n{count_table(train_entries)}")
+    if balanced:
+        print(f"\nAFTER OVERSAMPLING:\n{count_table(oversampled)}")
+    lines = ", ".join(f"{task} {len(oversampled) if task in balanced else len(faces_once)}" for task in TASKS)
     return (f"dataset: {files_in} files in, {len(usable)} images used ({len(train)} train, {len(test)} test), "
-            f"{len(copies)} augmented copies written to {augmented}, {len(train_entries)} training and {len(test)} "
-            f"test lines in {lists}/{{age,gender}}_{{train,test}}.txt, {report.describe()}")
+            f"{len(copies)} augmented copies written to {augmented}, training lines {lines} and {len(test)} "
+            f"test lines each in {lists}/{{age,gender}}_{{train,test}}.txt, {report.describe()}")

@@ -30,6 +30,9 @@ def _fraction(text: str) -> Fraction:
     return value
 
 
+BALANCED_BY_DEFAULT = ()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="step", metavar="step", required=True)
     fetch = sub.add_parser("fetch", help="copy UTKFace images of one race into data/ (download.sh)",
@@ -50,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--test-fraction", type=_fraction, default=Fraction(1, 5), help="test share (default 0.2)")
     build.add_argument("--noise-sigma", type=float, default=DEFAULT_NOISE_SIGMA,
                        help=f"std of the added Gaussian noise, 0-255 scale (default {DEFAULT_NOISE_SIGMA:g})")
+    build.add_argument("--balanced", nargs="*", choices=("age", "gender"), default=list(BALANCED_BY_DEFAULT),
+                       metavar="TASK", help="tasks whose training list is the age-balanced oversampled set; the "
+                                            "others list each training face once (default: "
+                                            f"{' '.join(BALANCED_BY_DEFAULT) or 'none'}; the original: age gender)")
     build.add_argument("--workers", type=int, default=default_workers(), help="threads (default: CPU cores)")
 
 
@@ -69,5 +76,6 @@ def run(args: argparse.Namespace) -> int:
     from agegender.dataset.build import build
 
     augmented = args.augmented or args.images.with_name(args.images.name + "_augmented")
-    print(build(args.images, args.lists, augmented, args.seed, args.test_fraction, args.noise_sigma, args.workers, report))
+    print(build(args.images, args.lists, augmented, args.seed, args.test_fraction, args.noise_sigma, args.workers, report,
+                args.balanced))
     return 0
