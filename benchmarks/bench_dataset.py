@@ -1,7 +1,7 @@
 """Time the whole dataset stage on the real UTKFace Asian faces, through the doors a user runs:
 download.sh -> build_dataset.py (lists, oversampling) -> create_lmdb.sh (4 LMDBs, 256x256) -> create_mean.sh.
 
-    .venv/bin/python benchmarks/bench_dataset.py [SOURCE] [--keep] [--resize N]
+    .venv/bin/python benchmarks/bench_dataset.py [SOURCE] [--keep] [--resize N] [--balanced age gender]
 
 Runs in a fresh temporary folder (its data/ is deleted afterwards unless --keep), so the checkout's data/ is
 untouched; checks the record counts and the mean's shape. Each stage's line gives its wall time and the CPU
@@ -37,11 +37,13 @@ def main() -> int:
     parser.add_argument("source", nargs="?", default=str(ROOT.parent / "shared/datasets/utkface-asian"))
     parser.add_argument("--resize", default="256", help="create_lmdb.sh --resize (default 256)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and print its path")
+    parser.add_argument("--balanced", nargs="*", choices=("age", "gender"), default=[],
+                        help="build_dataset.py --balanced (the original's oversampled lists: age gender)")
     args = parser.parse_args()
     source = str(Path(args.source).resolve()) if "://" not in args.source else args.source
     work = Path(tempfile.mkdtemp(prefix="bench_dataset."))
     stages = [("download", [str(ROOT / "download.sh"), source]),
-              ("lists", [sys.executable, str(ROOT / "build_dataset.py")]),
+              ("lists", [sys.executable, str(ROOT / "build_dataset.py"), "--balanced", *args.balanced]),
               ("lmdb", [str(ROOT / "create_lmdb.sh"), "--resize", args.resize]),
               ("mean", [str(ROOT / "create_mean.sh")])]
     seconds = {}
