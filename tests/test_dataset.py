@@ -200,11 +200,12 @@ def test_tasks_left_out_of_balanced_list_each_training_face_once(tmp_path, faces
 
 
 def test_build_is_reproducible_byte_for_byte(tmp_path, faces_dir):
-    assert build(tmp_path, faces_dir).returncode == 0
+    balanced = ("--balanced", "age", "gender")  # with the augmented copies, whose noise must repeat too
+    assert build(tmp_path, faces_dir, *balanced).returncode == 0
     first = tree_digest(tmp_path / "DEF", tmp_path / "aug")
-    assert build(tmp_path, faces_dir, "--workers", "1").returncode == 0
+    assert build(tmp_path, faces_dir, *balanced, "--workers", "1").returncode == 0
     assert tree_digest(tmp_path / "DEF", tmp_path / "aug") == first
-    assert build(tmp_path, faces_dir, "--seed", "9").returncode == 0
+    assert build(tmp_path, faces_dir, *balanced, "--seed", "9").returncode == 0
     assert tree_digest(tmp_path / "DEF")["DEF/age_test.txt"] != first["DEF/age_test.txt"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
 
@@ -262,7 +263,7 @@ def test_build_stops_with_one_line_when_nothing_is_usable(tmp_path):
 
 
 def test_interrupted_build_keeps_the_previous_lists_and_copies(tmp_path, faces_dir, monkeypatch):
-    assert build(tmp_path, faces_dir).returncode == 0
+    assert build(tmp_path, faces_dir, "--balanced", "age", "gender").returncode == 0
     before = tree_digest(tmp_path / "DEF", tmp_path / "aug")
     calls = []
 
@@ -275,7 +276,7 @@ def test_interrupted_build_keeps_the_previous_lists_and_copies(tmp_path, faces_d
     monkeypatch.setattr(build_module, "augment", dies_after_five)
     with pytest.raises(KeyboardInterrupt):
         build_module.build(faces_dir, tmp_path / "DEF", tmp_path / "aug", 11, Fraction(1, 5), 10.0, 1,
-                           SkipReport(io.StringIO()))
+                           SkipReport(io.StringIO()), balanced=("age", "gender"))
     assert tree_digest(tmp_path / "DEF", tmp_path / "aug") == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 

@@ -98,7 +98,7 @@ def write_copies(copies: Sequence[Copy], folder: Path, seed: int, sigma: float, 
 
 
 def build(images: Path, lists: Path, augmented: Path, seed: int, fraction: Fraction, sigma: float,
-          workers: int, report: SkipReport, balanced: Sequence[str] = TASKS) -> str:
+          workers: int, report: SkipReport, balanced: Sequence[str] = ()) -> str:
     """The whole build stage; prints the tables and returns the summary line. The training lists of the
     ``balanced`` tasks hold the age-balanced oversampled set, the others each training face once."""
     faces = scan_faces(images, report)
@@ -115,7 +115,8 @@ def build(images: Path, lists: Path, augmented: Path, seed: int, fraction: Fract
     faces_once = [Entry(f.path, f) for f in train]
     print(f"TRAIN SET:\n{count_table(faces_once)}\nTEST SET:\n{count_table([Entry(f.path, f) for f in test])}")
     with atomic_directory(lists) as lists_tmp, atomic_directory(augmented) as copies_tmp:
-        write_copies(copies, copies_tmp, seed, sigma, workers)
+        if copies:
+            write_copies(copies, copies_tmp, seed, sigma, workers)
         oversampled = faces_once + [Entry(str(augmented / c.name), c.source) for c in sorted(copies, key=lambda c: c.name)]
         for task in TASKS:
             entries = oversampled if task in balanced else faces_once

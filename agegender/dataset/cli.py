@@ -30,9 +30,6 @@ def _fraction(text: str) -> Fraction:
     return value
 
 
-BALANCED_BY_DEFAULT = ()
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="step", metavar="step", required=True)
     fetch = sub.add_parser("fetch", help="copy UTKFace images of one race into data/ (download.sh)",
@@ -53,10 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--test-fraction", type=_fraction, default=Fraction(1, 5), help="test share (default 0.2)")
     build.add_argument("--noise-sigma", type=float, default=DEFAULT_NOISE_SIGMA,
                        help=f"std of the added Gaussian noise, 0-255 scale (default {DEFAULT_NOISE_SIGMA:g})")
-    build.add_argument("--balanced", nargs="*", choices=("age", "gender"), default=list(BALANCED_BY_DEFAULT),
-                       metavar="TASK", help="tasks whose training list is the age-balanced oversampled set; the "
-                                            "others list each training face once (default: "
-                                            f"{' '.join(BALANCED_BY_DEFAULT) or 'none'}; the original: age gender)")
+    build.add_argument("--balanced", nargs="*", choices=("age", "gender"), default=[], metavar="TASK",
+                       help="tasks whose training list is the age-balanced oversampled set (the original: age "
+                            "gender); by default each training list names each training face once")
     build.add_argument("--workers", type=int, default=default_workers(), help="threads (default: CPU cores)")
 
 

@@ -17,11 +17,11 @@ from typing import Callable
 import numpy as np
 
 from agegender.caffe import array_to_blob, caffe_pb2, read_mean, read_net, write_caffemodel, write_mean
+from agegender.deploy.metadata import metadata_path
 from agegender.errors import AgegenderError
 from agegender.fileio import make_parent, newest_snapshot
 from agegender.labels import CLASSES
 from agegender.layers.net import Net
-from agegender.deploy.metadata import metadata_path
 
 PRECISIONS = ("FP16", "FP32", "INT8")
 TARGETS = ("cpu", "npu", "myriad")
