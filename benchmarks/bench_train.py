@@ -54,14 +54,16 @@ def engine_solver(folder: Path, lmdb: Path, mean: Path) -> Path:
 
 
 def handwritten_agenet(classes: int = 9) -> nn.Module:
-    """Levi & Hassner's AgeNet written directly in torch.nn, as one would without a prototxt."""
+    """Levi & Hassner's AgeNet written directly in torch.nn, as one would without a prototxt, with the
+    prototxt's pool0 (2x2 average: 227 -> 114) in front."""
     return nn.Sequential(
+        nn.AvgPool2d(2, 2, ceil_mode=True),
         nn.Conv2d(3, 96, 7, stride=4), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, ceil_mode=True),
         nn.LocalResponseNorm(5, 1e-4, 0.75),
         nn.Conv2d(96, 256, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, ceil_mode=True),
         nn.LocalResponseNorm(5, 1e-4, 0.75),
         nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, ceil_mode=True),
-        nn.Flatten(), nn.Linear(384 * 7 * 7, 512), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Flatten(), nn.Linear(384 * 3 * 3, 512), nn.ReLU(inplace=True), nn.Dropout(0.5),
         nn.Linear(512, 512), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(512, classes))
 
 
