@@ -138,8 +138,8 @@ _ULTRA = ("https://raw.githubusercontent.com/Linzaer/Ultra-Light-Fast-Generic-Fa
 _YU = "https://raw.githubusercontent.com/ShiqiYu/libfacedetection/2a28111f3963f0cbb3806b95d01dcafcf5cc150a/models/caffe/"
 
 REGISTRY: dict[str, Entry] = {entry.name: entry for entry in (
-    Entry("haar", "OpenCV Haar cascade (frontal faces)", "BSD (OpenCV)", {}, (), (0.09, 0.02, 0.10, 0.17), False,
-          _haar, "185 of 430 UTKFace chips with one face"),
+    Entry("haar", "OpenCV Haar cascade (frontal faces)", "BSD (OpenCV)", {}, (), (0.10, 0.03, 0.11, 0.18), False,
+          _haar, "205 of 430 UTKFace chips with one face"),
     Entry("mtcnn", "MTCNN P-, R-, O-Net (kpzhang93), 5 landmarks", "MIT", {
         "det1.prototxt": (_MTCNN + "det1.prototxt", "adc1756d8515d3ca3a6a186c0fadab66fcae04bd8d3c6388e2fe8797a626dde4"),
         "det1.caffemodel": (_MTCNN + "det1.caffemodel", "d6085e7f48ba7e6b6f1b58964595f6bce5b97bcc4866751f7b4bdc98f920c096"),
@@ -147,7 +147,8 @@ REGISTRY: dict[str, Entry] = {entry.name: entry for entry in (
         "det2.caffemodel": (_MTCNN + "det2.caffemodel", "39b20f7a57bb8176cc9466cea4dfd52da6a6f876de60c7ab222a309f2d0ca08c"),
         "det3.prototxt": (_MTCNN + "det3.prototxt", "a8385a3aad241acf5902b79466f9a359ea9f03a3b6dcbe1e1efa050908cf7d04"),
         "det3.caffemodel": (_MTCNN + "det3.caffemodel", "9d6098829a4d6d318f37cec42142465637fafe4c673f2e93b69495bf7ca23d2d"),
-    }, ("mtcnn", "mtcnn-complete"), (0.0, 0.0, 0.0, 0.0), True, _mtcnn),
+    }, ("mtcnn", "mtcnn-complete"), (0.08, -0.08, 0.09, 0.04), True, _mtcnn, "419 of 430 UTKFace chips with one face",
+        ((59.9, 57.7), (138.5, 57.6), (97.9, 104.7), (66.3, 139.5), (131.5, 139.2))),
     Entry("ultraface", "Ultra-Light-Fast-Generic-Face-Detector-1MB RFB-320 (Linzaer)", "MIT", {
         "RFB-320.prototxt": (_ULTRA + "RFB-320.prototxt", "d2d93df9e05dd16888e7fd6b3f13676fc9b5020f07dc7f904e2d6157ecefc9f4"),
         "RFB-320.caffemodel": (_ULTRA + "RFB-320.caffemodel",

@@ -2,12 +2,13 @@
 
 The IR is built from the prototxt + caffemodel by the same code as ``agegender compile``
 (``agegender.layers.openvino_ops.build_model``), once per input shape, and kept in the model cache
-(``<cache>/detectors/<prototxt stem>-<caffemodel sha256[:12]>-NxCxHxW.xml``), so the next start only reads it.
+(``<cache>/detectors/<prototxt stem>-<sha256 of caffemodel, prototxt>-NxCxHxW.xml``), so the next start only reads it.
 Compiled models are shared between threads; each thread gets its own infer request.
 """
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -21,8 +22,8 @@ DYNAMIC = -1  # a batch dimension left open in the compiled model (R-Net/O-Net t
 
 
 def ir_path(prototxt: Path, caffemodel: Path, shape: Sequence[int], cache_dir: Path | None) -> Path:
-    digest = sha256_file(caffemodel)[:12]
-    folder = (cache_dir or Path(prototxt).parent) / "detectors"
+    digest = sha256_file(caffemodel)[:8] + sha256_file(prototxt)[:4]
+    folder = Path(cache_dir or Path(tempfile.gettempdir()) / f"agegender-{os.getuid()}") / "detectors"
     return folder / f"{prototxt.stem}-{digest}-{'x'.join(map(str, shape))}.xml"
 
 
