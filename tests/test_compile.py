@@ -534,3 +534,12 @@ def test_compile2movidius_compiles_the_newest_snapshots(lh_weights, fixtures, tm
 def test_compile2movidius_without_snapshots_says_train_first(tmp_path):
     proc = run_movidius(tmp_path)
     assert_one_line_error(proc, "no AgeNet snapshot", "train first with train_AgeNet.sh")
+
+
+def test_every_deployable_layer_type_has_an_openvino_builder_and_registries_refuse_duplicates():
+    from agegender.layers.openvino_ops import BUILDERS, builder
+    from agegender.layers.spec import REGISTRY
+
+    assert set(BUILDERS) == {t for t, spec in REGISTRY.items() if not spec.not_deployable}
+    with pytest.raises(ValueError, match="OpenVINO builder for layer type 'Permute' is already registered"):
+        builder("Permute")(lambda node, inputs, blobs: inputs)

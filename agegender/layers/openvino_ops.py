@@ -16,23 +16,15 @@ import openvino.opset1 as ops
 
 from agegender.errors import AgegenderError
 from agegender.layers.net import Net, Node
+from agegender.layers.spec import register_once
 
 Outputs = list[ov.Output]
 Builder = Callable[[Node, Outputs, Sequence[np.ndarray]], Outputs]
 BUILDERS: dict[str, Builder] = {}
 
-# Layers that have no place in a compiled deploy net, with what to do instead.
-NOT_DEPLOYABLE = {
-    "Data": "feeds from an LMDB; a deploy prototxt starts with an Input layer (or input/input_dim)",
-    "SoftmaxWithLoss": "is a training loss; a deploy prototxt ends with a Softmax layer",
-    "Accuracy": "is a training metric; remove it from the deploy prototxt",
-}
-
-
 def builder(*types: str):
     def register(fn: Builder) -> Builder:
-        for layer_type in types:
-            BUILDERS[layer_type] = fn
+        register_once(BUILDERS, types, fn, "an OpenVINO builder")
         return fn
     return register
 
@@ -222,6 +214,55 @@ def scale(node, inputs, blobs):
     return [y.output(0)]
 
 
+@builder("Permute")
+def permute(node, inputs, blobs):
+    order = node.spec.full_order(len(node.bottom_shapes[0]))
+    return [ops.transpose(inputs[0], _const(order, np.int64)).output(0)]
+
+
+@builder("Normalize")
+def normalize(node, inputs, blobs):
+    """NormalizeL2 with eps added inside the square root (SSD's sqrt(sum x^2 + eps)), then the learned scale."""
+    spec = node.spec
+    axes = [1, 2, 3] if spec.across_spatial else [1]
+    y = ops.normalize_l2(inputs[0], _const(axes, np.int64), spec.eps, "add")
+    return [ops.multiply(y, _const(_channel_shape(blobs[0].reshape(-1), 4))).output(0)]
+
+
+@builder("PriorBox")
+def prior_box(node, inputs, blobs):
+    """OpenVINO's PriorBox (Caffe's order with scale_all_sizes), for the feature and image sizes the net has;
+    its 2 x N output becomes Caffe's 1 x 2 x N. Steps must be square (OpenVINO has one step)."""
+    spec = node.spec
+    (img_h, img_w), (step_h, step_w) = spec.geometry(node.bottom_shapes)
+    if spec.step_hw[0] != spec.step_hw[1]:
+        raise AgegenderError(f"{node.describe()}: step_h {step_h} differs from step_w {step_w}; OpenVINO's PriorBox "
+                             f"takes one step")
+    attrs = {"min_size": list(spec.min_sizes), "max_size": list(spec.max_sizes),
+             "aspect_ratio": list(spec.aspect_ratios[1:]), "flip": False,  # already expanded, in Caffe's order
+             "clip": spec.clip, "step": float(spec.step_hw[0]), "offset": spec.offset,
+             "variance": list(spec.variances), "scale_all_sizes": True}
+    boxes = ops.prior_box(_const(node.bottom_shapes[0][2:], np.int64), _const([img_h, img_w], np.int64), attrs)
+    return [ops.unsqueeze(boxes, _const([0], np.int64)).output(0)]
+
+
+@builder("DetectionOutput")
+def detection_output(node, inputs, blobs):
+    """OpenVINO's DetectionOutput: Caffe's decoding, per-class NMS and keep_top_k; rows after the last
+    detection have image id -1."""
+    spec = node.spec
+    if spec.code_type == "CORNER_SIZE" or spec.eta != 1.0:
+        raise AgegenderError(f"{node.describe()}: OpenVINO's DetectionOutput has no code_type CORNER_SIZE nor "
+                             f"adaptive NMS (eta {spec.eta}); use CORNER or CENTER_SIZE and eta 1")
+    attrs = {"num_classes": spec.num_classes, "background_label_id": spec.background_label_id,
+             "top_k": spec.top_k, "variance_encoded_in_target": spec.variance_encoded_in_target,
+             "keep_top_k": [spec.keep_top_k], "code_type": f"caffe.PriorBoxParameter.{spec.code_type}",
+             "share_location": spec.share_location, "nms_threshold": spec.nms_threshold,
+             "confidence_threshold": max(spec.confidence_threshold, -3.0e38), "normalized": True}
+    loc, conf = (_reshape(x, [0, -1]) for x in inputs[:2])
+    return [ops.detection_output(loc, conf, inputs[2], attrs).output(0)]
+
+
 def batch_norm_affine(node: Node, blobs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Caffe's inference BatchNorm as y = x * scale + shift: stored mean and variance are divided by
     the third blob (the moving-average normaliser; 0 means no statistics yet)."""
@@ -284,8 +325,10 @@ def _fold(node: Node, blobs: list[np.ndarray], conv_blobs: list[np.ndarray]) -> 
     return True
 
 
-def build_model(net: Net, weights: dict[str, list[np.ndarray]], fold: bool = True) -> ov.Model:
-    """The net as an ov.Model whose inputs and outputs carry the Caffe blob names."""
+def build_model(net: Net, weights: dict[str, list[np.ndarray]], fold: bool = True,
+                expose: Sequence[str] | None = None) -> ov.Model:
+    """The net as an ov.Model whose inputs and outputs carry the Caffe blob names; ``expose`` (default: the
+    net's outputs) may name any blob, e.g. an intermediate one to compare."""
     if fold:
         weights, folded = fold_into_convolutions(net, weights)
     else:
@@ -303,7 +346,7 @@ def build_model(net: Net, weights: dict[str, list[np.ndarray]], fold: bool = Tru
             parameters += [o.get_node() for o in outputs]
         blobs.update(zip(node.tops, outputs))
     results = []
-    for name in net.outputs:
+    for name in expose or net.outputs:
         output = blobs[name]
         output.get_tensor().add_names({name})
         results.append(ops.result(output))
@@ -325,8 +368,8 @@ def _name_ops(layer: str, outputs: Outputs, named: set[str]) -> None:
 
 
 def _build_node(node: Node, inputs: Outputs, blobs: Sequence[np.ndarray]) -> Outputs:
-    if node.type in NOT_DEPLOYABLE:
-        raise AgegenderError(f"{node.describe()} {NOT_DEPLOYABLE[node.type]}")
+    if node.spec.not_deployable:
+        raise AgegenderError(f"{node.describe()} {node.spec.not_deployable}")
     build = BUILDERS.get(node.type)
     if build is None:
         raise AgegenderError(f"{node.describe()}: layer type '{node.type}' cannot be compiled to OpenVINO; "

@@ -35,10 +35,17 @@ def _filler(param: caffe_pb2.FillerParameter, default_type: str = "constant", va
     return caffe_pb2.FillerParameter(type=default_type, value=value)
 
 
+def register_once(registry: dict, types: Sequence[str], value, what: str) -> None:
+    """Add ``value`` under each type name, refusing a name already taken (as Caffe's LayerRegistry::AddCreator)."""
+    for name in types:
+        if name in registry:
+            raise ValueError(f"{what} for layer type '{name}' is already registered")
+        registry[name] = value
+
+
 def register(*types: str):
     def wrap(cls):
-        for name in types:
-            REGISTRY[name] = cls
+        register_once(REGISTRY, types, cls, "a layer spec")
         cls.types = types
         return cls
     return wrap
@@ -46,10 +53,24 @@ def register(*types: str):
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """Base: a layer with no parameters whose single top has its first bottom's shape."""
+    """Base: a layer with no parameters whose single top has its first bottom's shape.
+
+    Per-type traits are class attributes, read by the net builder and the backends:
+    ``in_place`` (Caffe computes it correctly with top == bottom), ``fed`` (its tops are fed from outside the
+    net), ``is_loss`` (its first top has loss_weight 1 by default), ``learns`` (its blobs take gradients; False
+    for statistics Caffe forces to lr_mult 0), ``trainable`` (the PyTorch engine runs it) and ``not_deployable``
+    (why a compiled deploy net cannot hold it, or "").
+    """
 
     types: ClassVar[tuple[str, ...]] = ()
     n_bottoms: ClassVar[tuple[int, int]] = (1, 1)  # (min, max); max -1 for any
+    needs_top: ClassVar[bool] = True
+    in_place: ClassVar[bool] = False
+    fed: ClassVar[bool] = False
+    is_loss: ClassVar[bool] = False
+    learns: ClassVar[bool] = True
+    trainable: ClassVar[bool] = True
+    not_deployable: ClassVar[str] = ""
 
     @classmethod
     def parse(cls, layer: caffe_pb2.LayerParameter) -> "LayerSpec":
@@ -72,6 +93,7 @@ class LayerSpec:
 @register("Input")
 @dataclass(frozen=True)
 class InputSpec(LayerSpec):
+    fed: ClassVar = True
     shapes: tuple[Shape, ...]
     n_bottoms: ClassVar = (0, 0)
 
@@ -89,6 +111,8 @@ class InputSpec(LayerSpec):
 @dataclass(frozen=True)
 class DataSpec(LayerSpec):
     """LMDB input. Top shapes need the first record, so the net builder supplies ``datum_shape``."""
+    fed: ClassVar = True
+    not_deployable: ClassVar = "feeds from an LMDB; a deploy prototxt starts with an Input layer (or input/input_dim)"
 
     source: str
     batch_size: int
@@ -285,6 +309,7 @@ class LRNSpec(LayerSpec):
 @register("ReLU")
 @dataclass(frozen=True)
 class ReLUSpec(LayerSpec):
+    in_place: ClassVar = True
     negative_slope: float
 
     @classmethod
@@ -295,6 +320,7 @@ class ReLUSpec(LayerSpec):
 @register("PReLU")
 @dataclass(frozen=True)
 class PReLUSpec(LayerSpec):
+    in_place: ClassVar = True
     channel_shared: bool
     filler: caffe_pb2.FillerParameter
 
@@ -313,19 +339,20 @@ class PReLUSpec(LayerSpec):
 @register("Sigmoid")
 @dataclass(frozen=True)
 class SigmoidSpec(LayerSpec):
-    pass
+    in_place: ClassVar = True
 
 
 @register("TanH")
 @dataclass(frozen=True)
 class TanHSpec(LayerSpec):
-    pass
+    in_place: ClassVar = True
 
 
 @register("Dropout")
 @dataclass(frozen=True)
 class DropoutSpec(LayerSpec):
     """Inverted dropout: Caffe scales kept values by 1/(1-ratio) at train time, identity at test time."""
+    in_place: ClassVar = True
 
     ratio: float
 
@@ -388,6 +415,8 @@ class SoftmaxSpec(LayerSpec):
 @register("SoftmaxWithLoss")
 @dataclass(frozen=True)
 class SoftmaxWithLossSpec(LayerSpec):
+    is_loss: ClassVar = True
+    not_deployable: ClassVar = "is a training loss; a deploy prototxt ends with a Softmax layer"
     axis: int
     ignore_label: int | None
     normalization: str  # FULL, VALID, BATCH_SIZE or NONE
@@ -411,6 +440,7 @@ class SoftmaxWithLossSpec(LayerSpec):
 @register("Accuracy")
 @dataclass(frozen=True)
 class AccuracySpec(LayerSpec):
+    not_deployable: ClassVar = "is a training metric; remove it from the deploy prototxt"
     top_k: int
     axis: int
     ignore_label: int | None
@@ -560,6 +590,8 @@ class ReshapeSpec(LayerSpec):
 @dataclass(frozen=True)
 class BatchNormSpec(LayerSpec):
     """Caffe's BatchNorm: blobs are mean, variance (both unnormalised) and a scale factor to divide them by."""
+    in_place: ClassVar = True
+    learns: ClassVar = False  # Caffe forces lr_mult 0 on the statistics
 
     use_global_stats: bool | None
     moving_average_fraction: float
@@ -581,6 +613,7 @@ class BatchNormSpec(LayerSpec):
 @register("Scale")
 @dataclass(frozen=True)
 class ScaleSpec(LayerSpec):
+    in_place: ClassVar = True
     axis: int
     num_axes: int
     bias_term: bool
@@ -620,12 +653,193 @@ class ScaleSpec(LayerSpec):
 @dataclass(frozen=True)
 class SilenceSpec(LayerSpec):
     n_bottoms: ClassVar = (1, -1)
+    needs_top: ClassVar = False
 
     def top_shapes(self, bottoms, n_tops):
         return []
 
 
-LOSS_TYPES = {"SoftmaxWithLoss"}
+# --- the SSD fork's layers (weiliu89/caffe) ------------------------------------------------------------------
+
+@register("Permute")
+@dataclass(frozen=True)
+class PermuteSpec(LayerSpec):
+    """SSD's PermuteLayer: axes reordered; ``order`` may name only the leading axes, the rest follow in order."""
+
+    order: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, layer):
+        order = tuple(int(o) for o in layer.permute_param.order)
+        if len(set(order)) != len(order):
+            raise ValueError(f"permute_param order {list(order)} repeats an axis")
+        return cls(order)
+
+    def full_order(self, ndim: int) -> tuple[int, ...]:
+        if any(o >= ndim for o in self.order):
+            raise ValueError(f"permute_param order {list(self.order)} names an axis beyond the {ndim}-D input")
+        return self.order + tuple(a for a in range(ndim) if a not in self.order)
+
+    def top_shapes(self, bottoms, n_tops):
+        return [tuple(bottoms[0][a] for a in self.full_order(len(bottoms[0])))]
+
+
+@register("Normalize")
+@dataclass(frozen=True)
+class NormalizeSpec(LayerSpec):
+    """SSD's NormalizeLayer: x / sqrt(sum of x^2 + eps), the sum over C x H x W (across_spatial) or over C at each
+    position, then times a learned scale (one value, or one per channel)."""
+
+    across_spatial: bool
+    channel_shared: bool
+    eps: float
+    scale_filler: caffe_pb2.FillerParameter
+
+    @classmethod
+    def parse(cls, layer):
+        p = layer.norm_param
+        return cls(p.across_spatial, p.channel_shared, p.eps, _filler(p.scale_filler, "constant", 1.0))
+
+    def top_shapes(self, bottoms, n_tops):
+        return [_four_d(bottoms[0], "Normalize")]
+
+    def blob_shapes(self, bottoms):
+        return [(1,)] if self.channel_shared else [(bottoms[0][1],)]
+
+    def fillers(self):
+        return [self.scale_filler]
+
+
+@register("PriorBox")
+@dataclass(frozen=True)
+class PriorBoxSpec(LayerSpec):
+    """SSD's PriorBoxLayer: for every feature-map cell, boxes of each min_size (square), sqrt(min * max), and each
+    aspect ratio (1 and duplicates dropped, 1/r added with flip), normalised by the image size; top 1 x 2 x
+    (H * W * priors * 4): the boxes, then their variances."""
+
+    min_sizes: tuple[float, ...]
+    max_sizes: tuple[float, ...]
+    aspect_ratios: tuple[float, ...]  # as Caffe expands them: 1 first, then each new ratio (and 1/ratio with flip)
+    flip: bool
+    clip: bool
+    variances: tuple[float, ...]
+    img_hw: tuple[int, int]  # (0, 0): take bottom 1's
+    step_hw: tuple[float, float]  # (0, 0): image size / feature size
+    offset: float
+    n_bottoms: ClassVar = (2, 2)
+    trainable: ClassVar = True
+
+    @classmethod
+    def parse(cls, layer):
+        p = layer.prior_box_param
+        if not p.min_size:
+            raise ValueError("prior_box_param needs min_size")
+        if p.max_size and len(p.max_size) != len(p.min_size):
+            raise ValueError(f"{len(p.max_size)} max_size for {len(p.min_size)} min_size; give one per min_size")
+        if any(mx <= mn for mn, mx in zip(p.min_size, p.max_size)) or min(p.min_size) <= 0:
+            raise ValueError("each max_size must exceed its min_size, and min_size must be positive")
+        ratios = [1.0]
+        for r in p.aspect_ratio:
+            for value in (r, 1.0 / r) if p.flip else (r,):
+                if all(abs(value - known) >= 1e-6 for known in ratios):
+                    ratios.append(value)
+        variances = tuple(p.variance) or (0.1,)
+        if len(variances) not in (1, 4):
+            raise ValueError(f"prior_box_param has {len(variances)} variances; give 1 or 4")
+        img = (p.img_size, p.img_size) if p.HasField("img_size") else (p.img_h, p.img_w)
+        step = (p.step, p.step) if p.HasField("step") else (p.step_h, p.step_w)
+        return cls(tuple(p.min_size), tuple(p.max_size), tuple(ratios), p.flip, p.clip, variances,
+                   img, step, p.offset)
+
+    @property
+    def priors_per_cell(self) -> int:
+        return len(self.min_sizes) * len(self.aspect_ratios) + len(self.max_sizes)
+
+    def top_shapes(self, bottoms, n_tops):
+        _, _, h, w = _four_d(bottoms[0], "PriorBox")
+        return [(1, 2, h * w * self.priors_per_cell * 4)]
+
+    def geometry(self, bottoms: Sequence[Shape]) -> tuple[tuple[int, int], tuple[float, float]]:
+        """(image height, width) and (step y, step x) as Caffe resolves them from the parameters and bottoms."""
+        feature, image = bottoms[0][2:], bottoms[1][2:]
+        img = self.img_hw if all(self.img_hw) else tuple(image)
+        step = self.step_hw if all(self.step_hw) else (img[0] / feature[0], img[1] / feature[1])
+        return img, step
+
+    def priors(self, bottoms: Sequence[Shape]) -> np.ndarray:
+        """prior_box_layer.cpp's Forward_cpu: the 1 x 2 x N top as float32."""
+        (img_h, img_w), (step_h, step_w) = self.geometry(bottoms)
+        h, w = bottoms[0][2:]
+        sizes = []  # (width, height) of each prior of a cell, in Caffe's order
+        for i, min_size in enumerate(self.min_sizes):
+            sizes.append((min_size, min_size))
+            if self.max_sizes:
+                side = math.sqrt(min_size * self.max_sizes[i])
+                sizes.append((side, side))
+            sizes += [(min_size * math.sqrt(r), min_size / math.sqrt(r)) for r in self.aspect_ratios[1:]]
+        sizes = np.asarray(sizes, np.float32)
+        cy, cx = np.meshgrid((np.arange(h, dtype=np.float32) + self.offset) * step_h,
+                             (np.arange(w, dtype=np.float32) + self.offset) * step_w, indexing="ij")
+        centre = np.stack([cx, cy], -1).reshape(h * w, 1, 2)
+        boxes = np.concatenate([(centre - sizes / 2) / [img_w, img_h], (centre + sizes / 2) / [img_w, img_h]], -1)
+        boxes = boxes.reshape(-1).astype(np.float32)
+        if self.clip:
+            boxes = boxes.clip(0.0, 1.0)
+        variances = np.broadcast_to(np.asarray(self.variances, np.float32), (boxes.size // 4, 4)).reshape(-1)
+        return np.stack([boxes, variances])[None]
+
+
+@register("DetectionOutput")
+@dataclass(frozen=True)
+class DetectionOutputSpec(LayerSpec):
+    """SSD's DetectionOutputLayer: decode each prior's box, per-class NMS, keep the best keep_top_k per image.
+    Caffe's top is 1 x 1 x (number kept) x 7 [image, label, score, xmin, ymin, xmax, ymax]; a compiled net has a
+    fixed shape, so its top holds keep_top_k rows per image, the rows after the last detection marked image -1."""
+
+    num_classes: int
+    share_location: bool
+    background_label_id: int
+    nms_threshold: float
+    top_k: int  # -1: all
+    eta: float
+    code_type: str  # CORNER, CENTER_SIZE or CORNER_SIZE
+    variance_encoded_in_target: bool
+    keep_top_k: int  # -1: all
+    confidence_threshold: float
+    n_bottoms: ClassVar = (3, 3)
+    trainable: ClassVar = False
+
+    @classmethod
+    def parse(cls, layer):
+        p = layer.detection_output_param
+        if not p.num_classes:
+            raise ValueError("detection_output_param needs num_classes")
+        nms = p.nms_param
+        return cls(p.num_classes, p.share_location, p.background_label_id, nms.nms_threshold,
+                   nms.top_k if nms.HasField("top_k") else -1, nms.eta,
+                   caffe_pb2.PriorBoxParameter.CodeType.Name(p.code_type), p.variance_encoded_in_target,
+                   p.keep_top_k, p.confidence_threshold if p.HasField("confidence_threshold") else -float("inf"))
+
+    def num_priors(self, bottoms: Sequence[Shape]) -> int:
+        loc, conf, prior = (_count(b[1:]) if i < 2 else b[2] for i, b in enumerate(bottoms))
+        priors = prior // 4
+        classes_per_loc = 1 if self.share_location else self.num_classes
+        if loc != priors * 4 * classes_per_loc or conf != priors * self.num_classes:
+            raise ValueError(f"{priors} priors need {priors * 4 * classes_per_loc} locations and "
+                             f"{priors * self.num_classes} confidences per image")
+        return priors
+
+    def rows_per_image(self, bottoms: Sequence[Shape]) -> int:
+        """keep_top_k, else (-1) NMS's top_k per class, else every prior of every class (OpenVINO's rule)."""
+        priors = self.num_priors(bottoms)
+        if self.keep_top_k > 0:
+            return self.keep_top_k
+        return self.num_classes * (self.top_k if self.top_k > 0 else priors)
+
+    def top_shapes(self, bottoms, n_tops):
+        return [(1, 1, bottoms[0][0] * self.rows_per_image(bottoms), 7)]
+
+
 SUPPORTED_TYPES = tuple(sorted(REGISTRY))
 
 

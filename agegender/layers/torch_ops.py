@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from agegender.layers import spec as specs
 from agegender.layers.net import Node
 
-FED_TYPES = ("Input", "Data")
+FED_TYPES = tuple(sorted(t for t, spec in specs.REGISTRY.items() if spec.fed))
 FLT_MAX = float(torch.finfo(torch.float32).max)
 LOG_FLT_MIN = math.log(float(torch.finfo(torch.float32).tiny))
 BUILDERS: dict[str, type["CaffeLayer"]] = {}
@@ -25,8 +25,7 @@ BUILDERS: dict[str, type["CaffeLayer"]] = {}
 
 def builds(*types: str):
     def wrap(cls):
-        for name in types:
-            BUILDERS[name] = cls
+        specs.register_once(BUILDERS, types, cls, "a PyTorch module")
         return cls
     return wrap
 
@@ -329,6 +328,32 @@ class Silence(CaffeLayer):
     def compute(self, *bottoms):
         return []
 
+
+
+@builds("Permute")
+class Permute(CaffeLayer):
+    def compute(self, x):
+        return x.permute(self.spec.full_order(x.dim()))
+
+
+@builds("Normalize")
+class Normalize(CaffeLayer):
+    """SSD's Normalize: x / sqrt(sum of x^2 + eps) over C x H x W or over C, times the learned scale."""
+
+    def compute(self, x):
+        s = self.spec
+        dims = (1, 2, 3) if s.across_spatial else (1,)
+        norm = (x.square().sum(dims, keepdim=True) + s.eps).sqrt()
+        return x / norm * self.blobs[0].reshape(1, -1, 1, 1)
+
+
+@builds("PriorBox")
+class PriorBox(CaffeLayer):
+    """Constant boxes of the feature map's geometry; like Caffe's, its backward passes nothing."""
+
+    def compute(self, feature, image):
+        priors = self.spec.priors([tuple(feature.shape), tuple(image.shape)])
+        return torch.from_numpy(priors).to(feature.dtype)
 
 def build_layer(node: Node) -> CaffeLayer:
     """The module for ``node``; KeyError when the torch backend lacks its type."""
