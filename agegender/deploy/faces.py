@@ -114,10 +114,12 @@ class FaceFinder:
     ``detector``: a loaded detectors.Detector (default: the Haar cascade). Thread-safe: decode/detect
     workers share one finder."""
 
-    def __init__(self, mode: str = "auto", detector: detectors.Detector | None = None):
+    def __init__(self, mode: str = "auto", detector: detectors.Detector | None = None,
+                 no_detect_side: int = CROP_NO_DETECT_SIDE):
+        """``no_detect_side`` 0: auto detects on every image (as before face crops skipped the detector)."""
         if mode not in FACE_MODES:
             raise AgegenderError(f"--faces {mode!r}: choose one of {', '.join(FACE_MODES)}")
-        self.mode = mode
+        self.mode, self.no_detect_side = mode, no_detect_side
         if mode != "none" and (detector is None or (mode == "haar" and detector.name != "haar")):
             detector = detectors.load("haar", [])
         self.detector = detector if mode != "none" else None
@@ -127,7 +129,7 @@ class FaceFinder:
     def find(self, image: np.ndarray) -> Faces:
         if self.mode == "none":
             return Faces([whole(image)], "whole", 0)
-        if self.mode == "auto" and looks_like_face_crop(image, CROP_NO_DETECT_SIDE):
+        if self.mode == "auto" and looks_like_face_crop(image, self.no_detect_side):
             return Faces([whole(image)], "crop", None)
         found = self.detect(image)
         boxes = [box for box, _ in found]
