@@ -103,3 +103,16 @@ def test_workers_keep_the_input_order_and_the_results(graph, chips, photo, tmp_p
 def test_bad_workers_count_is_one_line(graph, photo):
     proc = infer(graph, "--image_path", photo, "--workers", "-1")
     assert proc.returncode == 2 and "--workers must be 0" in proc.stderr
+
+
+@pytest.mark.parametrize("detector", ["mtcnn", "ultraface"])
+def test_cnn_detectors_compile_and_run_with_only_the_edge_requirements(graph, photo, detector, tmp_path):
+    """A Pi has requirements-edge.txt only: the detector's Caffe files compile to IR there without torch."""
+    from test_run_inference import run_inference
+
+    proc = run_inference("--graph_dir", graph, "--image_path", photo, "--detector", detector, "--detector-dir",
+                         need_shared(FIXTURES), "--cache_dir", tmp_path / "cache",
+                         blocked=("torch", "lmdb", "PIL", "sklearn", "nncf"))
+    assert proc.returncode == 0, proc.stderr
+    assert len(re.findall(r"^Face \d at", proc.stdout, re.M)) == 3
+    assert "torch" not in proc.imported and list((tmp_path / "cache" / "detectors").glob("*.xml"))
