@@ -85,6 +85,8 @@ class CaffeNet:
         if shape[0] == DYNAMIC:
             model.reshape({model.input(0).get_any_name(): [-1, *shape[1:]]})
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if self.cache_dir:  # OpenVINO's compiled-model cache, as the nets': the next start skips compiling
+            config["CACHE_DIR"] = str(self.cache_dir)
         try:
             return core().compile_model(model, self.device, config)
         except RuntimeError as exc:
