@@ -4,10 +4,11 @@ detector seam, in the same run: folder mode on UTKFace chips (faces/s) and one 1
     .venv/bin/python benchmarks/bench_run_inference.py [--images 200] [--device CPU] [--graph_dir graph]
                      [--detector NAME] [--detector-dir ../shared/caffe-fixtures] [--workers 0]
 
-"before": the Haar cascade on every image, decoding, detecting and preprocessing on the calling thread while
-both nets' async queues run (run_inference at d12b715). "now": --detector (default: the best installed in
---detector-dir), face crops <= 256 px used whole without a detector pass, and decode/detect/crop/preprocess
-in --workers threads feeding the same queues. Rounds alternate the two so load changes hit both alike.
+"before" (run_inference at d12b715): the Haar cascade on every image; in a folder, decoding, detecting and
+preprocessing on the calling thread while both nets' async queues run; for one photo, its faces one at a
+time through both nets (LATENCY). "now": --detector (default: the best installed in --detector-dir), face
+crops <= 256 px used whole without a detector pass; in a folder, decode/detect/crop/preprocess in --workers
+threads feeding the same queues; for one photo, all its faces in both nets' async queues at once. Rounds alternate the two so load changes hit both alike.
 Graphs: the compiled graph/AgeNet.xml + GenderNet.xml when present; else stand-ins of the same size
 (prototxt/*_deploy.prototxt with random weights, compiled to FP16 IR by `agegender compile`); the first
 output line says which. Images: the first --images real UTKFace chips of ../shared (200x200 JPEG), and a
@@ -36,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from agegender.deploy import detectors  # noqa: E402
 from agegender.deploy.faces import FaceFinder  # noqa: E402
 from agegender.deploy.runtime import LATENCY, THROUGHPUT, Classifier  # noqa: E402
-from agegender.infer import Nets, _load, read_image, stream  # noqa: E402
+from agegender.infer import Nets, _load, predict_faces, read_image, stream  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 UTKFACE = SHARED / "datasets" / "utkface-asian"
@@ -121,29 +122,35 @@ def photo(paths: list[Path], target: Path) -> Path:
     return target
 
 
-def per_photo(nets: Nets, finder: FaceFinder, path: Path, repeats: int) -> dict:
-    """Median ms of each step of a single-image run (run_inference --image_path): decode, detect, crop and
-    preprocess, both nets (one request at a time, LATENCY), and the total."""
-    steps = {"decode": [], "detect": [], "crop": [], "nets": [], "total": []}
+def nets_before(nets: Nets, image: np.ndarray, faces) -> None:
+    """Before: one face after another, age then gender, one request at a time (LATENCY)."""
+    for box in faces.boxes:
+        x_age, x_gender = nets.inputs(box.crop(image))
+        nets.age.predict(x_age), nets.gender.predict(x_gender)
+
+
+def per_photo(ways: dict, path: Path, repeats: int) -> dict:
+    """Median ms of each step of a single-image run (run_inference --image_path) for each way
+    (name -> (nets, finder, run_nets)), the ways alternating run by run: decode, detect, crop + preprocess +
+    both nets, and the total."""
+    steps = {way: {"decode": [], "detect": [], "nets": [], "total": [], "faces": []} for way in ways}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        image = read_image(path)
-        t1 = time.perf_counter()
-        faces = finder.find(image)
-        t2 = time.perf_counter()
-        inputs = [nets.inputs(crop) for crop in faces.crops(image)]
-        t3 = time.perf_counter()
-        for x_age, x_gender in inputs:
-            nets.age.predict(x_age), nets.gender.predict(x_gender)
-        t4 = time.perf_counter()
-        for step, ms in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t4 - t0)):
-            steps[step].append(1000 * ms)
-    return {step: statistics.median(v) for step, v in steps.items()} | {"faces": len(faces.boxes)}
+        for way, (nets, finder, run_nets) in ways.items():
+            t0 = time.perf_counter()
+            image = read_image(path)
+            t1 = time.perf_counter()
+            faces = finder.find(image)
+            t2 = time.perf_counter()
+            run_nets(nets, image, faces)
+            t3 = time.perf_counter()
+            for step, value in zip(steps[way], (t1 - t0, t2 - t1, t3 - t2, t3 - t0, len(faces.boxes) / 1000)):
+                steps[way][step].append(1000 * value)
+    return {way: {step: statistics.median(v) for step, v in s.items()} for way, s in steps.items()}
 
 
 def _stages(m: dict) -> str:
-    return (f"{m['total']:.1f} ms (decode {m['decode']:.1f}, detect {m['detect']:.1f}, crop {m['crop']:.1f}, "
-            f"both nets {m['nets']:.1f}; {m['faces']} face{'s' * (m['faces'] != 1)})")
+    return (f"{m['total']:.1f} ms (decode {m['decode']:.1f}, detect {m['detect']:.1f}, crop + both nets "
+            f"{m['nets']:.1f}; {m['faces']:.0f} face{'s' * (m['faces'] != 1)})")
 
 
 def main() -> int:
@@ -204,12 +211,10 @@ def main() -> int:
               f"= {rates['now']:.1f} faces/s")
 
         photo_path = photo(paths, scratch / "photo.jpg")
-        per = {}
-        for what, finder in (("before", before), ("now", now)):
-            per[what] = {"chip": per_photo(sync_nets, finder, paths[0], args.repeats),
-                         "photo": per_photo(sync_nets, finder, photo_path, args.repeats)}
+        ways = {"before": (sync_nets, before, nets_before), "now": (async_nets, now, predict_faces)}
+        per = {"chip": per_photo(ways, paths[0], args.repeats), "photo": per_photo(ways, photo_path, args.repeats)}
         for key, label in (("chip", "200x200 UTKFace chip"), ("photo", "1280x960 photo")):
-            b, n = per["before"][key], per["now"][key]
+            b, n = per[key]["before"], per[key]["now"]
             print(f"end to end per photo, {label}: before {_stages(b)}; now {_stages(n)}; "
                   f"before/now {b['total'] / n['total']:.2f}")
         print(f"load average {os.getloadavg()[0]:.1f} at the end")
