@@ -8,7 +8,8 @@ detector seam, in the same run: folder mode on UTKFace chips (faces/s) and one 1
 preprocessing on the calling thread while both nets' async queues run; for one photo, its faces one at a
 time through both nets (LATENCY). "now": --detector (default: the best installed in --detector-dir), face
 crops <= 256 px used whole without a detector pass; in a folder, decode/detect/crop/preprocess in --workers
-threads feeding the same queues; for one photo, all its faces in both nets' async queues at once. Rounds alternate the two so load changes hit both alike.
+threads feeding the same queues; for one photo, all its faces in both nets' async queues at once.
+Beside wall time, the process's CPU time (all threads), which other work on a loaded machine disturbs less. Rounds alternate the two so load changes hit both alike.
 Graphs: the compiled graph/AgeNet.xml + GenderNet.xml when present; else stand-ins of the same size
 (prototxt/*_deploy.prototxt with random weights, compiled to FP16 IR by `agegender compile`); the first
 output line says which. Images: the first --images real UTKFace chips of ../shared (200x200 JPEG), and a
@@ -133,9 +134,10 @@ def per_photo(ways: dict, path: Path, repeats: int) -> dict:
     """Median ms of each step of a single-image run (run_inference --image_path) for each way
     (name -> (nets, finder, run_nets)), the ways alternating run by run: decode, detect, crop + preprocess +
     both nets, and the total."""
-    steps = {way: {"decode": [], "detect": [], "nets": [], "total": [], "faces": []} for way in ways}
+    steps = {way: {"decode": [], "detect": [], "nets": [], "total": [], "faces": [], "cpu": []} for way in ways}
     for _ in range(repeats):
         for way, (nets, finder, run_nets) in ways.items():
+            cpu = time.process_time()
             t0 = time.perf_counter()
             image = read_image(path)
             t1 = time.perf_counter()
@@ -143,14 +145,15 @@ def per_photo(ways: dict, path: Path, repeats: int) -> dict:
             t2 = time.perf_counter()
             run_nets(nets, image, faces)
             t3 = time.perf_counter()
-            for step, value in zip(steps[way], (t1 - t0, t2 - t1, t3 - t2, t3 - t0, len(faces.boxes) / 1000)):
+            cpu = time.process_time() - cpu
+            for step, value in zip(steps[way], (t1 - t0, t2 - t1, t3 - t2, t3 - t0, len(faces.boxes) / 1000, cpu)):
                 steps[way][step].append(1000 * value)
     return {way: {step: statistics.median(v) for step, v in s.items()} for way, s in steps.items()}
 
 
 def _stages(m: dict) -> str:
     return (f"{m['total']:.1f} ms (decode {m['decode']:.1f}, detect {m['detect']:.1f}, crop + both nets "
-            f"{m['nets']:.1f}; {m['faces']:.0f} face{'s' * (m['faces'] != 1)})")
+            f"{m['nets']:.1f}; {m['faces']:.0f} face{'s' * (m['faces'] != 1)}; {m['cpu']:.1f} CPU ms)")
 
 
 def main() -> int:
@@ -196,19 +199,24 @@ def main() -> int:
         print(f"both nets only, {len(inputs)} faces: one request at a time {nets_sync:.1f} faces/s, "
               f"async queue {nets_async:.1f} faces/s")
 
-        totals = {"before": [0, 0.0], "now": [0, 0.0]}
+        totals = {"before": [0, 0.0, 0.0], "now": [0, 0.0, 0.0]}
+        runs = {"before": lambda chunk: folder_before(async_nets, before, chunk, args.jobs),
+                "now": lambda chunk: folder_now(async_nets, now, chunk, args.jobs, args.workers)}
         for round_ in range(ROUNDS):  # interleaved, so a change in the machine's load hits both alike
             chunk = paths[round_::ROUNDS]
-            for what, (faces, seconds) in (("before", folder_before(async_nets, before, chunk, args.jobs)),
-                                           ("now", folder_now(async_nets, now, chunk, args.jobs, args.workers))):
+            for what, run in runs.items():
+                cpu = time.process_time()
+                faces, seconds = run(chunk)
                 totals[what][0] += faces
                 totals[what][1] += seconds
-        rates = {what: faces / seconds for what, (faces, seconds) in totals.items()}
+                totals[what][2] += time.process_time() - cpu
+        rates = {what: faces / seconds for what, (faces, seconds, _) in totals.items()}
+        cpu_ms = {what: 1000 * cpu / faces for what, (faces, _, cpu) in totals.items()}
         print(f"folder of {len(paths)} UTKFace chips, --faces auto, device {async_nets.age.device}:")
         print(f"  before (Haar on every chip, one thread): {totals['before'][0]} faces in {totals['before'][1]:.2f} s "
-              f"= {rates['before']:.1f} faces/s")
+              f"= {rates['before']:.1f} faces/s, {cpu_ms['before']:.1f} CPU ms per face")
         print(f"  now (chips skip the detector, workers):  {totals['now'][0]} faces in {totals['now'][1]:.2f} s "
-              f"= {rates['now']:.1f} faces/s")
+              f"= {rates['now']:.1f} faces/s, {cpu_ms['now']:.1f} CPU ms per face")
 
         photo_path = photo(paths, scratch / "photo.jpg")
         ways = {"before": (sync_nets, before, nets_before), "now": (async_nets, now, predict_faces)}
@@ -222,7 +230,7 @@ def main() -> int:
         args.json.write_text(json.dumps({
             "graphs": which, "device": args.device, "images": len(paths), "detector": detector.name,
             "start_ms": starts, "nets_only_faces_per_s": {"sync": nets_sync, "async": nets_async},
-            "folder_faces_per_s": rates, "per_photo_ms": per}, indent=2) + "\n")
+            "folder_faces_per_s": rates, "folder_cpu_ms_per_face": cpu_ms, "per_photo_ms": per}, indent=2) + "\n")
     print(f"now/before faces per second: {rates['now'] / rates['before']:.2f}")
     return 0
 
