@@ -770,7 +770,6 @@ class PriorBoxSpec(LayerSpec):
     step_hw: tuple[float, float]  # (0, 0): image size / feature size
     offset: float
     n_bottoms: ClassVar = (2, 2)
-    trainable: ClassVar = True
 
     @classmethod
     def parse(cls, layer):
