@@ -93,3 +93,20 @@ def test_detection_difference_ignores_order_and_padding_but_not_a_moved_box():
     assert detection_difference(rows[:1][None, None], rows[None, None]) > 0.3  # a confident box lost
     assert detection_difference(rows[:1][None, None], rows[None, None], threshold=0.85) == 0.0  # below the cut-off
     assert detection_difference(rows[:1][None, None], rows[None, None], keep=1) == 0.0  # beyond keep_top_k
+
+
+@pytest.mark.parametrize("name", ["res10_300x300_ssd_deploy", "squeezenet_v1.0_deploy", "squeezenet_v1.1_deploy"])
+def test_prototxt_only_nets_inspect_and_compile_with_random_weights_matching_opencv(fixtures, tmp_path, name):
+    from agegender.deploy.metadata import read_metadata
+
+    prototxt = fixtures / "prototxt-only" / f"{name}.prototxt"
+    proc = run_cli("inspect", prototxt)
+    assert proc.returncode == 0, proc.stderr
+    net = Net.from_file(prototxt)
+    assert all(n.name in proc.stdout for n in net.nodes)
+    weights = random_caffemodel(net, tmp_path / f"{name}.caffemodel", seed=1)
+    proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--output", tmp_path / name,
+                   "--precision", "FP32", "--check", "opencv", "--check-inputs", "1")
+    assert proc.returncode == 0, proc.stderr
+    verification = read_metadata(tmp_path / f"{name}.xml").verification
+    assert verification["reference"] == "opencv" and verification["max_abs_diff"] <= 1e-4, verification

@@ -297,6 +297,9 @@ def test_v1_layers_keep_their_power_and_exp_parameters(tmp_path):
      ["layer 'up' (Foo): unsupported layer type 'Foo'", "agegender supports"]),
     ('layer { foo_param { } name: "late" type: "Bar" bottom: "data" top: "up" }\n',
      ["net.prototxt:2:9: layer 'late' (Bar): unknown field 'foo_param'"]),
+    # a Caffe type whose parameters the schema knows but agegender does not run
+    ('layer { name: "t" type: "Tile" bottom: "data" top: "t" tile_param { axis: 1 tiles: 2 } }\n',
+     ["layer 't' (Tile): unsupported layer type 'Tile'"]),
 ])
 def test_unknown_layer_type_with_or_without_its_parameters_stops_in_one_line(tmp_path, layer, fragments):
     path = tmp_path / "net.prototxt"

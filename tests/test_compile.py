@@ -385,9 +385,9 @@ def test_training_layers_fail_in_one_line_naming_layer_and_type(tmp_path):
 def test_unknown_layer_type_fails_in_one_line(tmp_path):
     prototxt = tmp_path / "net.prototxt"
     prototxt.write_text('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 } } }\n'
-                        'layer { name: "up" type: "Deconvolution" bottom: "data" top: "up" }\n')
+                        'layer { name: "up" type: "Upsample" bottom: "data" top: "up" }\n')
     proc = run_cli("compile", "--model", prototxt, "--weights", prototxt, "--output", tmp_path / "ir")
-    assert_one_line_error(proc, "layer 'up' (Deconvolution)", "unsupported layer type")
+    assert_one_line_error(proc, "layer 'up' (Upsample)", "unsupported layer type")
 
 
 def test_a_wrong_ir_is_refused_and_nothing_is_written(fixtures, tmp_path, monkeypatch):

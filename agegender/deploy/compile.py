@@ -34,7 +34,9 @@ TOLERANCE = {"FP32": 1e-3, "FP16": 5e-2}
 MYRIAD_OPS = frozenset((op, "opset1") for op in (
     "Parameter", "Result", "Constant", "Convert", "Convolution", "GroupConvolution", "MaxPool", "AvgPool", "Pad",
     "LRN", "Relu", "PRelu", "Sigmoid", "Tanh", "MatMul", "Add", "Multiply", "Maximum", "Softmax", "Concat",
-    "Split", "VariadicSplit", "Reshape", "Transpose", "Unsqueeze", "NormalizeL2", "PriorBox", "DetectionOutput"))
+    "Split", "VariadicSplit", "Reshape", "Transpose", "Unsqueeze", "NormalizeL2", "PriorBox", "DetectionOutput",
+    "ConvolutionBackpropData", "GroupConvolutionBackpropData", "Power", "Exp", "Log", "Abs", "Elu", "Clamp",
+    "StridedSlice", "TopK", "ReduceMean", "Subtract", "Divide"))
 
 Forward = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 

@@ -54,15 +54,16 @@ def input_layer(node: Node, inputs: Outputs, blobs) -> Outputs:
     return outputs
 
 
-@builder("Convolution")
+@builder("Convolution", "ConvolutionDepthwise")
 def convolution(node, inputs, blobs):
     spec = node.spec
     weights, strides, pads, dilations = blobs[0], list(spec.stride), list(spec.pad), list(spec.dilation)
-    if spec.group == 1:
+    group = spec.groups(node.bottom_shapes[0][1])
+    if group == 1:
         y = ops.convolution(inputs[0], _const(weights), strides, pads, pads, dilations)
     else:
         o, i, kh, kw = weights.shape
-        grouped = weights.reshape(spec.group, o // spec.group, i, kh, kw)
+        grouped = weights.reshape(group, o // group, i, kh, kw)
         y = ops.group_convolution(inputs[0], _const(grouped), strides, pads, pads, dilations)
     if len(blobs) > 1:  # Caffe's bias, or the one a folded BatchNorm/Scale left
         y = ops.add(y, _const(_channel_shape(blobs[1], 4)))
@@ -212,6 +213,127 @@ def scale(node, inputs, blobs):
     if bias is not None:
         y = ops.add(y, _const(_channel_shape(bias, len(bottom), axis)))
     return [y.output(0)]
+
+
+@builder("Deconvolution")
+def deconvolution(node, inputs, blobs):
+    """Caffe's weights C_in x (C_out / group) x kh x kw are OpenVINO's backprop-data filters as they are."""
+    spec = node.spec
+    weights, strides, pads, dilations = blobs[0], list(spec.stride), list(spec.pad), list(spec.dilation)
+    if spec.group == 1:
+        y = ops.convolution_backprop_data(inputs[0], _const(weights), strides, pads_begin=pads, pads_end=pads,
+                                          dilations=dilations)
+    else:
+        i, o, kh, kw = weights.shape
+        grouped = weights.reshape(spec.group, i // spec.group, o, kh, kw)
+        y = ops.group_convolution_backprop_data(inputs[0], _const(grouped), strides, pads_begin=pads,
+                                                pads_end=pads, dilations=dilations)
+    if len(blobs) > 1:
+        y = ops.add(y, _const(_channel_shape(blobs[1], 4)))
+    return [y.output(0)]
+
+
+def _affine_input(node: Node, x: ov.Output, scale: float, shift: float) -> ov.Output:
+    """shift + scale * x, skipping a multiplication by 1 and an addition of 0."""
+    if scale != 1:
+        x = ops.multiply(x, _const(scale)).output(0)
+    return ops.add(x, _const(shift)).output(0) if shift != 0 else x
+
+
+@builder("Power")
+def power(node, inputs, blobs):
+    spec = node.spec
+    y = _affine_input(node, inputs[0], spec.scale, spec.shift)
+    return [y if spec.power == 1 else ops.power(y, _const(spec.power)).output(0)]
+
+
+@builder("Exp")
+def exp(node, inputs, blobs):
+    spec = node.spec
+    return [ops.exp(_affine_input(node, inputs[0], spec.log_base * spec.scale, spec.log_base * spec.shift)).output(0)]
+
+
+@builder("Log")
+def log(node, inputs, blobs):
+    spec = node.spec
+    y = ops.log(_affine_input(node, inputs[0], spec.scale, spec.shift)).output(0)
+    return [y if spec.log_base == 1 else ops.multiply(y, _const(1.0 / spec.log_base)).output(0)]
+
+
+@builder("AbsVal")
+def abs_value(node, inputs, blobs):
+    return [ops.abs(inputs[0]).output(0)]
+
+
+@builder("BNLL")
+def bnll(node, inputs, blobs):
+    """log(1 + exp(x)) = max(x, 0) + log(1 + exp(-|x|)): no overflow, opset1 only (SoftPlus is opset4)."""
+    x = inputs[0]
+    tail = ops.log(ops.add(ops.exp(ops.multiply(ops.abs(x), _const(-1.0))), _const(1.0)))
+    return [ops.add(ops.maximum(x, _const(0.0)), tail).output(0)]
+
+
+@builder("ELU")
+def elu(node, inputs, blobs):
+    return [ops.elu(inputs[0], node.spec.alpha).output(0)]
+
+
+@builder("ReLU6")
+def relu6(node, inputs, blobs):
+    return [ops.clamp(inputs[0], 0.0, 6.0).output(0)]
+
+
+@builder("Bias")
+def bias(node, inputs, blobs):
+    bottom = node.bottom_shapes[0]
+    axis = node.spec.axis % len(bottom) if bottom else 0
+    shape = node.spec.bias_shape(node.bottom_shapes)
+    layout = (1,) * axis + tuple(shape) + (1,) * (len(bottom) - axis - len(shape))
+    b = _const(blobs[0].reshape(layout)) if node.spec.learned else _reshape(inputs[1], layout)
+    return [ops.add(inputs[0], b).output(0)]
+
+
+@builder("Crop")
+def crop(node, inputs, blobs):
+    starts = node.spec.starts(node.bottom_shapes)
+    ends = [s + size for s, size in zip(starts, node.top_shapes[0])]
+    ones = [1] * len(starts)
+    return [ops.strided_slice(inputs[0], _const(starts, np.int64), _const(ends, np.int64), _const(ones, np.int64),
+                              [0] * len(starts), [0] * len(starts)).output(0)]
+
+
+@builder("ArgMax")
+def argmax(node, inputs, blobs):
+    """TopK by value; indices as floats, as Caffe writes them. Without an axis each sample is flattened and
+    ``out_max_val`` gives indices, then values, along axis 1."""
+    spec, bottom, top = node.spec, node.bottom_shapes[0], node.top_shapes[0]
+    x, axis = (inputs[0], spec.axis % len(bottom)) if spec.axis is not None else (_reshape(inputs[0], [0, -1]), 1)
+    best = ops.topk(x, _const(spec.top_k, np.int64), axis, "max", "value")
+    values, indices = best.output(0), ops.convert(best.output(1), np.float32).output(0)
+    if spec.axis is not None:
+        return [values if spec.out_max_val else indices]
+    y = ops.concat([indices, values], 1).output(0) if spec.out_max_val else indices
+    return [_reshape(y, [0, *top[1:]])]
+
+
+@builder("ShuffleChannel")
+def shuffle_channel(node, inputs, blobs):
+    n, c, h, w = node.bottom_shapes[0]
+    g = node.spec.group
+    grouped = _reshape(inputs[0], [0, g, c // g, h * w])
+    return [_reshape(ops.transpose(grouped, _const([0, 2, 1, 3], np.int64)).output(0), [0, c, h, w])]
+
+
+@builder("MVN")
+def mvn(node, inputs, blobs):
+    """(x - mean) / (sqrt(mean of (x - mean)^2) + eps) from opset1 reductions (MVN itself is opset2)."""
+    spec, x = node.spec, inputs[0]
+    axes = _const(spec.axes(len(node.bottom_shapes[0])), np.int64)
+    centred = ops.subtract(x, ops.reduce_mean(x, axes, True)).output(0)
+    if not spec.normalize_variance:
+        return [centred]
+    deviation = ops.power(ops.reduce_mean(ops.multiply(centred, centred), axes, True), _const(0.5))
+    return [ops.divide(centred, ops.add(deviation, _const(spec.eps))).output(0)]
 
 
 @builder("Permute")

@@ -198,10 +198,15 @@ class ConvolutionSpec(LayerSpec):
         return cls(p.num_output, kernel, stride, pad, dilation, p.group, p.bias_term,
                    _filler(p.weight_filler), _filler(p.bias_filler))
 
+    def groups(self, channels: int) -> int:
+        """The group count for ``channels`` input channels (ConvolutionDepthwise: one group per channel)."""
+        return self.group
+
     def top_shapes(self, bottoms, n_tops):
         n, c, h, w = _four_d(bottoms[0], "Convolution")
-        if c % self.group:
-            raise ValueError(f"{c} input channels are not divisible by group {self.group}")
+        group = self.groups(c)
+        if c % group or self.num_output % group:
+            raise ValueError(f"{c} input channels and num_output {self.num_output} are not divisible by group {group}")
         out = [(size + 2 * p - (d * (k - 1) + 1)) // s + 1 for size, k, s, p, d in
                zip((h, w), self.kernel, self.stride, self.pad, self.dilation)]
         if min(out) <= 0:
@@ -210,14 +215,52 @@ class ConvolutionSpec(LayerSpec):
 
     def blob_shapes(self, bottoms):
         c = bottoms[0][1]
-        shapes = [(self.num_output, c // self.group, *self.kernel)]
+        shapes = [(self.num_output, c // self.groups(c), *self.kernel)]
         return shapes + [(self.num_output,)] if self.bias_term else shapes
 
     def fillers(self):
         return [self.weight_filler, self.bias_filler][: 2 if self.bias_term else 1]
 
     def macs(self, bottoms, tops):
-        return _count(tops[0]) * (bottoms[0][1] // self.group) * self.kernel[0] * self.kernel[1]
+        return _count(tops[0]) * (bottoms[0][1] // self.groups(bottoms[0][1])) * self.kernel[0] * self.kernel[1]
+
+
+@register("Deconvolution")
+@dataclass(frozen=True)
+class DeconvolutionSpec(ConvolutionSpec):
+    """Caffe's DeconvolutionLayer: convolution's backward pass; weights C_in x (num_output / group) x kh x kw."""
+
+    def top_shapes(self, bottoms, n_tops):
+        n, c, h, w = _four_d(bottoms[0], "Deconvolution")
+        if c % self.group:
+            raise ValueError(f"{c} input channels are not divisible by group {self.group}")
+        out = [s * (size - 1) + d * (k - 1) + 1 - 2 * p for size, k, s, p, d in
+               zip((h, w), self.kernel, self.stride, self.pad, self.dilation)]
+        if min(out) <= 0:
+            raise ValueError(f"pad {self.pad} leaves no output of the {h}x{w} input")
+        return [(n, self.num_output, *out)] * n_tops
+
+    def blob_shapes(self, bottoms):
+        shapes = [(bottoms[0][1], self.num_output // self.group, *self.kernel)]
+        return shapes + [(self.num_output,)] if self.bias_term else shapes
+
+    def macs(self, bottoms, tops):
+        return _count(bottoms[0]) * (self.num_output // self.group) * self.kernel[0] * self.kernel[1]
+
+
+@register("ConvolutionDepthwise")
+@dataclass(frozen=True)
+class ConvolutionDepthwiseSpec(ConvolutionSpec):
+    """Forks' ConvolutionDepthwise (MobileNet): a Convolution with group = input channels."""
+
+    @classmethod
+    def parse(cls, layer):
+        layer = caffe_pb2.LayerParameter(convolution_param=layer.convolution_param)
+        layer.convolution_param.group = 1  # resolved to the channels once they are known
+        return super().parse(layer)
+
+    def groups(self, channels: int) -> int:
+        return channels
 
 
 def _four_d(shape: Shape, layer_type: str) -> Shape:
@@ -727,7 +770,6 @@ class PriorBoxSpec(LayerSpec):
     step_hw: tuple[float, float]  # (0, 0): image size / feature size
     offset: float
     n_bottoms: ClassVar = (2, 2)
-    trainable: ClassVar = True
 
     @classmethod
     def parse(cls, layer):
@@ -838,6 +880,242 @@ class DetectionOutputSpec(LayerSpec):
 
     def top_shapes(self, bottoms, n_tops):
         return [(1, 1, bottoms[0][0] * self.rows_per_image(bottoms), 7)]
+
+
+# --- element-wise layers of BVLC Caffe and forks -------------------------------------------------------------
+
+@register("Power")
+@dataclass(frozen=True)
+class PowerSpec(LayerSpec):
+    """y = (shift + scale * x) ^ power."""
+
+    power: float
+    scale: float
+    shift: float
+    in_place: ClassVar = True
+
+    @classmethod
+    def parse(cls, layer):
+        p = layer.power_param
+        return cls(p.power, p.scale, p.shift)
+
+
+@register("Exp")
+@dataclass(frozen=True)
+class ExpSpec(LayerSpec):
+    """y = base ^ (shift + scale * x), base e when -1; kept as y = exp(log_base * (shift + scale * x))."""
+
+    log_base: float
+    scale: float
+    shift: float
+    in_place: ClassVar = True
+
+    @classmethod
+    def parse(cls, layer):
+        return cls(*_log_base(layer.exp_param, "exp_param"), layer.exp_param.scale, layer.exp_param.shift)
+
+
+@register("Log")
+@dataclass(frozen=True)
+class LogSpec(LayerSpec):
+    """y = log_base(shift + scale * x), base e when -1: ln(shift + scale * x) / log_base."""
+
+    log_base: float
+    scale: float
+    shift: float
+    in_place: ClassVar = True
+
+    @classmethod
+    def parse(cls, layer):
+        return cls(*_log_base(layer.log_param, "log_param"), layer.log_param.scale, layer.log_param.shift)
+
+
+def _log_base(param, name: str) -> tuple[float]:
+    """ln(base) of an Exp/Log parameter; Caffe's base -1 means e."""
+    if param.base == -1:
+        return (1.0,)
+    if param.base <= 0:
+        raise ValueError(f"{name} base {param.base} must be positive (or -1 for e)")
+    return (math.log(param.base),)
+
+
+@register("AbsVal")
+@dataclass(frozen=True)
+class AbsValSpec(LayerSpec):
+    pass  # Caffe refuses AbsVal in place
+
+
+@register("BNLL")
+@dataclass(frozen=True)
+class BNLLSpec(LayerSpec):
+    """y = log(1 + exp(x)), computed as Caffe does without overflow: x + log(1 + exp(-x)) for x > 0."""
+
+    in_place: ClassVar = True
+
+
+@register("ELU")
+@dataclass(frozen=True)
+class ELUSpec(LayerSpec):
+    alpha: float
+    in_place: ClassVar = True
+
+    @classmethod
+    def parse(cls, layer):
+        return cls(layer.elu_param.alpha)
+
+
+@register("ReLU6")
+@dataclass(frozen=True)
+class ReLU6Spec(LayerSpec):
+    """Forks' ReLU6 (MobileNet v2): y = min(max(x, 0), 6)."""
+
+    in_place: ClassVar = True
+
+
+@register("Bias")
+@dataclass(frozen=True)
+class BiasSpec(LayerSpec):
+    """y = x + b, b laid out from ``axis`` (a learned blob, or a second bottom), as Caffe's BiasLayer."""
+
+    axis: int
+    num_axes: int
+    filler: caffe_pb2.FillerParameter
+    learned: bool
+    n_bottoms: ClassVar = (1, 2)
+    in_place: ClassVar = True
+
+    @classmethod
+    def parse(cls, layer):
+        p = layer.bias_param
+        return cls(p.axis, p.num_axes, _filler(p.filler), len(layer.bottom) == 1)
+
+    def bias_shape(self, bottoms: Sequence[Shape]) -> Shape:
+        if not self.learned:
+            return tuple(bottoms[1])
+        return ScaleSpec(self.axis, self.num_axes, False, self.filler, self.filler).scale_shape(bottoms[0])
+
+    def top_shapes(self, bottoms, n_tops):
+        shape, axis = self.bias_shape(bottoms), _axis(self.axis, len(bottoms[0])) if bottoms[0] else 0
+        if tuple(bottoms[0][axis:axis + len(shape)]) != shape:
+            raise ValueError(f"bias of shape {shape} does not fit the input from axis {axis}")
+        return [bottoms[0]]
+
+    def blob_shapes(self, bottoms):
+        return [self.bias_shape(bottoms)] if self.learned else []
+
+    def fillers(self):
+        return [self.filler] if self.learned else []
+
+
+# --- shape and structure layers --------------------------------------------------------------------------------
+
+@register("Crop")
+@dataclass(frozen=True)
+class CropSpec(LayerSpec):
+    """Caffe's CropLayer: bottom 0 cut to bottom 1's shape from ``axis`` on, starting at the offsets."""
+
+    axis: int
+    offsets: tuple[int, ...]
+    n_bottoms: ClassVar = (2, 2)
+
+    @classmethod
+    def parse(cls, layer):
+        return cls(layer.crop_param.axis, tuple(layer.crop_param.offset))
+
+    def starts(self, bottoms: Sequence[Shape]) -> list[int]:
+        """The first index kept along every axis of bottom 0."""
+        data, reference = bottoms
+        axis = _axis(self.axis, len(data))
+        cropped = len(data) - axis
+        if len(self.offsets) not in (0, 1, cropped):
+            raise ValueError(f"{len(self.offsets)} crop offsets for {cropped} cropped axes; give 0, 1 or {cropped}")
+        offsets = list(self.offsets) * cropped if len(self.offsets) == 1 else list(self.offsets) or [0] * cropped
+        starts = [0] * axis + offsets
+        for i in range(axis, len(data)):
+            if starts[i] + reference[i] > data[i]:
+                raise ValueError(f"crop of {reference[i]} from offset {starts[i]} exceeds the input's {data[i]} "
+                                 f"on axis {i}")
+        return starts
+
+    def top_shapes(self, bottoms, n_tops):
+        if len(bottoms[0]) != len(bottoms[1]):
+            raise ValueError(f"Crop bottoms have {len(bottoms[0])} and {len(bottoms[1])} axes; they must match")
+        self.starts(bottoms)
+        axis = _axis(self.axis, len(bottoms[0]))
+        return [tuple(bottoms[0][:axis]) + tuple(bottoms[1][axis:])]
+
+
+@register("ArgMax")
+@dataclass(frozen=True)
+class ArgMaxSpec(LayerSpec):
+    """Caffe's ArgMaxLayer: the top_k indices (or with ``out_max_val`` and no axis, indices then values) of each
+    sample's flattened values, or along ``axis`` (then ``out_max_val`` gives the values only)."""
+
+    out_max_val: bool
+    top_k: int
+    axis: int | None
+    trainable: ClassVar = False
+
+    @classmethod
+    def parse(cls, layer):
+        p = layer.argmax_param
+        if p.top_k < 1:
+            raise ValueError("argmax_param top_k must be at least 1")
+        return cls(p.out_max_val, p.top_k, p.axis if p.HasField("axis") else None)
+
+    def top_shapes(self, bottoms, n_tops):
+        b = bottoms[0]
+        if self.axis is not None:
+            axis = _axis(self.axis, len(b))
+            if self.top_k > b[axis]:
+                raise ValueError(f"top_k {self.top_k} exceeds the {b[axis]} values along axis {axis}")
+            return [(*b[:axis], self.top_k, *b[axis + 1:])]
+        if self.top_k > _count(b[1:]):
+            raise ValueError(f"top_k {self.top_k} exceeds the {_count(b[1:])} values of a sample")
+        shape = [1] * max(3, len(b))
+        shape[0], shape[1], shape[2] = b[0], 2 if self.out_max_val else 1, self.top_k
+        return [tuple(shape)]
+
+
+@register("ShuffleChannel")
+@dataclass(frozen=True)
+class ShuffleChannelSpec(LayerSpec):
+    """ShuffleNet forks' channel shuffle: C = group x (C / group) channels transposed to (C / group) x group."""
+
+    group: int
+
+    @classmethod
+    def parse(cls, layer):
+        return cls(layer.shuffle_channel_param.group)
+
+    def top_shapes(self, bottoms, n_tops):
+        if self.group < 1 or _four_d(bottoms[0], "ShuffleChannel")[1] % self.group:
+            raise ValueError(f"{bottoms[0][1]} channels do not split into {self.group} groups")
+        return [bottoms[0]]
+
+
+@register("MVN")
+@dataclass(frozen=True)
+class MVNSpec(LayerSpec):
+    """Caffe's MVNLayer: minus the mean over H x W (or C x H x W across_channels), then divided by the standard
+    deviation plus eps (Caffe adds eps to the deviation, not to the variance)."""
+
+    normalize_variance: bool
+    across_channels: bool
+    eps: float
+
+    @classmethod
+    def parse(cls, layer):
+        p = layer.mvn_param
+        return cls(p.normalize_variance, p.across_channels, p.eps)
+
+    def axes(self, ndim: int) -> tuple[int, ...]:
+        return tuple(range(1 if self.across_channels else 2, ndim))
+
+    def top_shapes(self, bottoms, n_tops):
+        if len(bottoms[0]) < 2 or not self.axes(len(bottoms[0])):
+            raise ValueError(f"MVN needs an N x C x ... input with axes to normalise over, got {bottoms[0]}")
+        return [bottoms[0]]
 
 
 SUPPORTED_TYPES = tuple(sorted(REGISTRY))
