@@ -111,6 +111,11 @@ def read_test_lists(age_list: str | Path, gender_list: str | Path, race: str = "
             for (path, age), (_, gender) in zip(ages, genders)]
 
 
+def list_images(path: str | Path) -> list[str]:
+    """The image paths of a ``path label`` list, in order."""
+    return [image for image, _ in _list_lines(path)]
+
+
 def _list_lines(path: str | Path) -> list[tuple[str, int]]:
     path = Path(path)
     if not path.is_file():

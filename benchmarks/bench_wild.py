@@ -158,7 +158,7 @@ def utkface_folder(truths_paths: list[tuple[wild.Truth, Path]], folder: Path) ->
 def utkface(args: argparse.Namespace, folder: Path) -> tuple[list[wild.Truth], Path, dict]:
     lists = ROOT / args.lists
     truths = wild.read_test_lists(lists / "age_test.txt", lists / "gender_test.txt")
-    paths = [line.rpartition(" ")[0] for line in (lists / "age_test.txt").read_text().splitlines() if line.strip()]
+    paths = wild.list_images(lists / "age_test.txt")
     utkface_folder([(t, ROOT / p) for t, p in zip(truths, paths)], folder)
     return truths, folder, {"all": frozenset()}
 
@@ -180,7 +180,9 @@ def report(title: str, run: dict, truths: list[wild.Truth], groups: dict) -> dic
             print("  " + wild.format_score(f"{GROUP_TITLES[group]}, faces found only", figures[f"{group}_found"]))
     if len(figures["gender_by_race"]) > 1:
         print("  " + wild.format_gender_by_race(figures["gender_by_race"]))
-    return figures | {key: value for key, value in run.items() if key != "guesses"}
+    per_image = {name: [None if g.age is None else wild.AGE_CLASSES[g.age], g.gender]
+                 for name, g in sorted(run["guesses"].items())}
+    return figures | {key: value for key, value in run.items() if key != "guesses"} | {"per_image": per_image}
 
 
 def run(args: argparse.Namespace) -> int:

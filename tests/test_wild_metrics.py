@@ -135,7 +135,9 @@ def test_test_lists_give_bins_and_genders(tmp_path):
     (tmp_path / "age.txt").write_text("data/x/25_1_2_a.jpg.chip.jpg 2\ndata/x/3_0_2_b.jpg.chip.jpg 0\n")
     (tmp_path / "gender.txt").write_text("data/x/25_1_2_a.jpg.chip.jpg 1\ndata/x/3_0_2_b.jpg.chip.jpg 0\n")
     truths = wild.read_test_lists(tmp_path / "age.txt", tmp_path / "gender.txt")
-    assert truths == [truth("25_1_2_a.jpg.chip.jpg", {2}, "Female", "Asian"), truth("3_0_2_b.jpg.chip.jpg", {0}, "Male", "Asian")]
+    assert truths == [truth("25_1_2_a.jpg.chip.jpg", {2}, "Female", "Asian"),
+                      truth("3_0_2_b.jpg.chip.jpg", {0}, "Male", "Asian")]
+    assert wild.list_images(tmp_path / "age.txt") == ["data/x/25_1_2_a.jpg.chip.jpg", "data/x/3_0_2_b.jpg.chip.jpg"]
     (tmp_path / "gender.txt").write_text("data/x/3_0_2_b.jpg.chip.jpg 0\ndata/x/25_1_2_a.jpg.chip.jpg 1\n")
     with pytest.raises(AgegenderError, match="same images"):
         wild.read_test_lists(tmp_path / "age.txt", tmp_path / "gender.txt")
@@ -176,3 +178,4 @@ def test_benchmark_counts_an_image_without_a_face(tmp_path):
         assert ours["all"]["n"] == 5 and ours["all"]["not_found"] == not_found
         assert ours["all_found"]["n"] == 5 - not_found and ours["all"]["gender"]["correct"] <= 5 - not_found
         assert json.loads(out.read_text())["fairface"]["peer"] == {"skipped": "--no-peer"}
+        assert (ours["per_image"]["blank.jpg"] == [None, None]) == bool(not_found)
