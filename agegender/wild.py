@@ -190,7 +190,8 @@ def score(truths: Sequence[Truth], guesses: Mapping[str, Guess], found_only: boo
 def evaluate(truths: Sequence[Truth], guesses: Mapping[str, Guess],
              groups: Mapping[str, frozenset[str]] | None = None) -> dict:
     """Every figure of one system: per group (default: all faces, and the East/Southeast Asian ones) with
-    not-found counted wrong and on found faces only, and gender per race."""
+    not-found counted wrong, on found faces only, and (``_detected``, when run_inference fed some images
+    whole) on faces the detector found only; and gender per race."""
     groups = {"all": frozenset(), "east_southeast_asian": EAST_SOUTHEAST_ASIAN} if groups is None else groups
     result = {}
     for group, races in groups.items():
@@ -198,6 +199,9 @@ def evaluate(truths: Sequence[Truth], guesses: Mapping[str, Guess],
         if members:
             result[group] = score(members, guesses)
             result[f"{group}_found"] = score(members, guesses, found_only=True)
+            if any(guesses.get(t.name, NOT_FOUND).whole for t in members):
+                detected = [t for t in members if not guesses.get(t.name, NOT_FOUND).whole]
+                result[f"{group}_detected"] = score(detected, guesses, found_only=True)
     result["gender_by_race"] = {race: score([t for t in truths if t.race == race], guesses)["gender"] | {
         "n": sum(t.race == race for t in truths)} for race in sorted({t.race for t in truths})}
     return result

@@ -166,21 +166,20 @@ def utkface(args: argparse.Namespace, folder: Path) -> tuple[list[wild.Truth], P
 # ---------------------------------------------------------------------------------------------- report
 
 def report(title: str, run: dict, truths: list[wild.Truth], groups: dict) -> dict:
-    """Prints one system's figures on one data set; returns them (without the per-image guesses)."""
+    """Prints one system's figures on one data set; returns them (each image's answer too)."""
     if "skipped" in run:
-        print(f"== {title}: skipped: {run['skipped']}")
+        print(f"== {title}: skipped: {run['skipped']}", flush=True)
         return {"skipped": run["skipped"]}
     figures = wild.evaluate(truths, run["guesses"], groups)
     print(f"== {title}: {len(truths)} images in {run['seconds']:.1f} s")
-    for group in ("east_southeast_asian", "all"):
-        if group in figures:
-            print("  " + wild.format_score(GROUP_TITLES[group], figures[group]))
-    for group in ("east_southeast_asian", "all"):
-        if group in figures:
-            print("  " + wild.format_score(f"{GROUP_TITLES[group]}, faces found only", figures[f"{group}_found"]))
+    for suffix, note in (("", ""), ("_found", ", faces found only"), ("_detected", ", detected faces only")):
+        for group in ("east_southeast_asian", "all"):
+            if f"{group}{suffix}" in figures:
+                print("  " + wild.format_score(GROUP_TITLES[group] + note, figures[f"{group}{suffix}"]))
     if len(figures["gender_by_race"]) > 1:
         print("  " + wild.format_gender_by_race(figures["gender_by_race"]))
-    per_image = {name: [None if g.age is None else wild.AGE_CLASSES[g.age], g.gender]
+    sys.stdout.flush()
+    per_image = {name: [None if g.age is None else wild.AGE_CLASSES[g.age], g.gender, g.whole]
                  for name, g in sorted(run["guesses"].items())}
     return figures | {key: value for key, value in run.items() if key != "guesses"} | {"per_image": per_image}
 
@@ -194,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     results = {"graph_dir": args.graph_dir, "infer_args": args.extra, "machine": platform.processor() or
                platform.machine(), "cpus": os.cpu_count(), "load_before": load}
     if python is None and not args.no_peer:
-        print(f"peer skipped: {reason}")
+        print(f"peer skipped: {reason}", flush=True)
     if python is not None:
         results["peer"] = {"package": PEER, "venv": args.peer_venv, "packages": peer_packages(python)}
     with tempfile.TemporaryDirectory(prefix="bench_wild_") as tmp:
@@ -207,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
             peer = report(f"peer {PEER}, {name}", run_peer(python, folder) if python else {"skipped": reason},
                           truths, groups)
             results[key] = {"agegender": ours, "peer": peer}
+            if args.json:  # after each data set, so an interrupted run keeps what it measured
+                write_text_atomic(args.json, json.dumps(results, indent=1) + "\n")
     results |= {"wall_seconds": time.perf_counter() - start, "load_after": os.getloadavg()}
     print(f"wall time {results['wall_seconds']:.1f} s; load average {load[0]:.2f} before, "
           f"{results['load_after'][0]:.2f} after, on {os.cpu_count()} CPUs")

@@ -100,11 +100,13 @@ def test_an_image_without_a_face_counts_wrong_and_is_counted():
 def test_evaluate_splits_east_southeast_asian_faces_and_gender_by_race():
     truths = [truth("a", {2}, "Male", "East Asian"), truth("b", {2}, "Female", "Southeast Asian"),
               truth("c", {2}, "Female", "White"), truth("d", {2}, "Male", "White")]
-    guesses = {"a": wild.Guess(2, "Male"), "b": wild.Guess(2, "Male"), "c": wild.Guess(5, "Female")}
+    guesses = {"a": wild.Guess(2, "Male"), "b": wild.Guess(2, "Male"), "c": wild.Guess(5, "Female", whole=True)}
     result = wild.evaluate(truths, guesses)
     assert result["east_southeast_asian"]["n"] == 2 and result["east_southeast_asian"]["gender"]["correct"] == 1
     assert result["all"]["gender"]["accuracy"] == 0.5 and result["all"]["not_found"] == 1
-    assert result["all_found"]["n"] == 3
+    assert result["all_found"]["n"] == 3 and result["all_found"]["whole_image"] == 1
+    assert result["all_detected"]["n"] == 2 and result["all_detected"]["gender"]["correct"] == 1
+    assert "east_southeast_asian_detected" not in result  # no image of that group was fed whole
     assert result["gender_by_race"]["White"] == {"correct": 1, "accuracy": 0.5, "n": 2}
     assert "White 50.0% (1/2)" in wild.format_gender_by_race(result["gender_by_race"])
 
@@ -178,4 +180,4 @@ def test_benchmark_counts_an_image_without_a_face(tmp_path):
         assert ours["all"]["n"] == 5 and ours["all"]["not_found"] == not_found
         assert ours["all_found"]["n"] == 5 - not_found and ours["all"]["gender"]["correct"] <= 5 - not_found
         assert json.loads(out.read_text())["fairface"]["peer"] == {"skipped": "--no-peer"}
-        assert (ours["per_image"]["blank.jpg"] == [None, None]) == bool(not_found)
+        assert (ours["per_image"]["blank.jpg"] == [None, None, False]) == bool(not_found)
