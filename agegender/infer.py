@@ -267,7 +267,7 @@ class Report:
                 entry["ms"] = round(face.ms, 3)
             faces.append(entry)
         return {"image": record.name, "device": self.nets.age.device, "faces_from": record.faces.source,
-                "faces": faces}
+                "detected": record.faces.detected, "faces": faces}
 
     def label(self, face: FaceResult) -> str:
         age, gender = self.top(face)

@@ -69,7 +69,7 @@ def test_auto_uses_a_face_chip_whole_as_in_training(graph, chips):
     """UTKFace chips are what the nets were trained on: auto feeds them whole, like --faces none."""
     auto = json.loads(infer(graph, "--image_path", chips[1], "--json").stdout)
     whole = json.loads(infer(graph, "--image_path", chips[1], "--json", "--faces", "none").stdout)
-    assert auto["faces_from"] == "crop" and whole["faces_from"] == "whole"
+    assert auto["faces_from"] == "crop" and whole["faces_from"] == "whole" and whole["detected"] == 0
     assert auto["faces"][0]["box"] == whole["faces"][0]["box"] == [0, 0, 200, 200]
     assert auto["faces"][0]["age"] == whole["faces"][0]["age"]
 
@@ -109,6 +109,7 @@ def test_grayscale_alpha_16bit_and_very_large_images_work(graph, chips, tmp_path
         assert len(result["faces"]) >= 1
     box = result["faces"][0]["box"]  # the face in the 4000x3000 photo, found on a downscaled copy
     assert result["faces_from"] == "detected" and 1300 < box[0] + box[2] / 2 < 2900 and box[2] > 600
+    assert result["detected"] == len(result["faces"])  # the detector's count, which the wild benchmark reads
     rgba = json.loads(infer(graph, "--image_path", alpha, "--json", "--faces", "none").stdout)
     plain = json.loads(infer(graph, "--image_path", chips[2], "--json", "--faces", "none").stdout)
     assert rgba["faces"][0]["gender"]["probability"] == pytest.approx(plain["faces"][0]["gender"]["probability"],
