@@ -16,13 +16,19 @@ from agegender.errors import AgegenderError
 
 COMMANDS = {
     "inspect": ("agegender.inspect", "layer table of a prototxt: shapes, parameters, MACs; checks a caffemodel"),
-    "test": ("agegender.evaluate", "accuracy, confusion matrix and per-class scores of a caffemodel or IR on a test LMDB"),
-    "infer": ("agegender.infer", "age and gender of the faces in an image, folder, video or camera, on any OpenVINO device"),
-    "compile": ("agegender.deploy.compile", "Caffe deploy prototxt + caffemodel -> verified OpenVINO IR (FP16, FP32, INT8) + sidecar"),
-    "dataset": ("agegender.dataset.cli", "UTKFace: fetch a race's faces (download.sh), split + oversample into lists (build_dataset.py)"),
-    "lmdb": ("agegender.dataset.lmdb_stage", "lists -> LMDBs of Caffe Datum, shuffled and resized, like convert_imageset"),
+    "test": ("agegender.evaluate",
+             "accuracy, confusion matrix and per-class scores of a caffemodel or IR on a test LMDB"),
+    "infer": ("agegender.infer",
+              "age and gender of the faces in an image, folder, video or camera, on any OpenVINO device"),
+    "compile": ("agegender.deploy.compile",
+                "Caffe deploy prototxt + caffemodel -> verified OpenVINO IR (FP16, FP32, INT8) + sidecar"),
+    "dataset": ("agegender.dataset.cli",
+                "UTKFace: fetch a race's faces (download.sh), split + oversample into lists (build_dataset.py)"),
+    "lmdb": ("agegender.dataset.lmdb_stage",
+             "lists -> LMDBs of Caffe Datum, shuffled and resized, like convert_imageset"),
     "mean": ("agegender.dataset.mean_stage", "mean.binaryproto + mean.npy of a training LMDB, like compute_image_mean"),
-    "train": ("agegender.train.command", "train a prototxt net like `caffe train`: solvers, snapshots, resume, fine-tune, multi-GPU"),
+    "train": ("agegender.train.command",
+              "train a prototxt net like `caffe train`: solvers, snapshots, resume, fine-tune, multi-GPU"),
 }
 
 

@@ -183,11 +183,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--ir", help="compiled OpenVINO IR (graph/AgeNet.xml), run by OpenVINO")
     parser.add_argument("--weights", help="caffemodel for --model, or a folder: its newest *_iter_N.caffemodel")
     parser.add_argument("--lmdb", required=True, help="test LMDB, e.g. data/lmdb/age_test_lmdb")
-    parser.add_argument("--mean", help="mean.binaryproto or .npy (needed for --model; for --ir checked against its sidecar)")
-    parser.add_argument("--labels", choices=sorted(CLASSES), help="class names (default: from the IR, or 9 -> age, 2 -> gender)")
+    parser.add_argument("--mean",
+                        help="mean.binaryproto or .npy (needed for --model; for --ir checked against its sidecar)")
+    parser.add_argument("--labels", choices=sorted(CLASSES),
+                        help="class names (default: from the IR, or 9 -> age, 2 -> gender)")
     parser.add_argument("--device", default="CPU", help="OpenVINO device for --ir (default CPU)")
     parser.add_argument("--oversample", action="store_true", help="average 10 crops (corners, centre, mirrors)")
-    parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the scores as JSON (stdout with no FILE)")
+    parser.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                        help="write the scores as JSON (stdout with no FILE)")
     parser.add_argument("--plot", metavar="FILE.png", help="save a confusion-matrix picture")
 
 

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import cv2
 import numpy as np
 
+from agegender.cli import run_guarded
 from agegender.dataset import images as dataset_images
 from agegender.deploy.faces import FACE_MODES, Box, FaceFinder, Faces, draw
-from agegender.cli import run_guarded
 from agegender.errors import AgegenderError
 from agegender.fileio import make_parent, write_bytes_atomic
 from agegender.progress import Progress
@@ -275,7 +275,8 @@ class Report:
         rate = self.faces / seconds if seconds > 0 else 0.0
         skipped = f", {self.skipped} skipped" if self.skipped else ""
         line = (f"{what}: {_count(self.images, unit)}, {_count(self.faces, 'face')}{skipped} in {seconds:.2f} s: "
-                f"{self.images / seconds if seconds > 0 else 0:.1f} {unit}s/s, {rate:.1f} faces/s on {self.nets.age.device}")
+                f"{self.images / seconds if seconds > 0 else 0:.1f} {unit}s/s, {rate:.1f} faces/s "
+                f"on {self.nets.age.device}")
         print(line, file=sys.stderr if self.as_json else sys.stdout)
 
 

@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run_pipeline.sh", description=__doc__)
     parser.add_argument("source", nargs="?", default="../shared/datasets/utkface-asian",
                         help="UTKFace .tar.gz, folder or URL (default ../shared/datasets/utkface-asian)")
-    parser.add_argument("--quick", action="store_true", help=f"a first look: {QUICK_ITERATIONS} training iterations per net")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a first look: {QUICK_ITERATIONS} training iterations per net")
     parser.add_argument("--from", dest="start", help="resume from this stage")
     return run_guarded("run_pipeline.sh", _run, parser.parse_args(argv))
 

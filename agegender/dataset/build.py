@@ -117,7 +117,8 @@ def build(images: Path, lists: Path, augmented: Path, seed: int, fraction: Fract
     with atomic_directory(lists) as lists_tmp, atomic_directory(augmented) as copies_tmp:
         if copies:
             write_copies(copies, copies_tmp, seed, sigma, workers)
-        oversampled = faces_once + [Entry(str(augmented / c.name), c.source) for c in sorted(copies, key=lambda c: c.name)]
+        oversampled = faces_once + [Entry(str(augmented / c.name), c.source)
+                                    for c in sorted(copies, key=lambda c: c.name)]
         for task in TASKS:
             entries = oversampled if task in balanced else faces_once
             (lists_tmp / f"{task}_train.txt").write_text(list_text(entries, task))

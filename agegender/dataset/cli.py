@@ -35,11 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fetch = sub.add_parser("fetch", help="copy UTKFace images of one race into data/ (download.sh)",
                            description="Copy the UTKFace images of one race from an archive, a folder or a URL.")
     fetch.add_argument("source", nargs="?", help="UTKFace .tar.gz/.zip archive, folder of its images, or URL of an "
-                                                 "archive (downloaded only then); e.g. ../shared/datasets/utkface-asian")
+                       "archive (downloaded only then); e.g. ../shared/datasets/utkface-asian")
     fetch.add_argument("--race", type=_race, default=ASIAN, metavar="RACE",
                        help="0 White, 1 Black, 2 Asian (default), 3 Indian, 4 Others, or all")
-    fetch.add_argument("--out", type=Path, help="output folder (default data/UTKFace_AsianOnly, data/UTKFace for all, ...)")
-    build = sub.add_parser("build", help="split 80/20, oversample the training part, write the lists (build_dataset.py)",
+    fetch.add_argument("--out", type=Path,
+                       help="output folder (default data/UTKFace_AsianOnly, data/UTKFace for all, ...)")
+    build = sub.add_parser("build",
+                           help="split 80/20, oversample the training part, write the lists (build_dataset.py)",
                            description="Split the faces 80/20 stratified by age bin, oversample the training part "
                                        "by flipping and Gaussian noise into balanced age bins, write the lists.")
     build.add_argument("--images", type=Path, default=DATA / face_folder_name(ASIAN),
@@ -72,6 +74,6 @@ def run(args: argparse.Namespace) -> int:
     from agegender.dataset.build import build
 
     augmented = args.augmented or args.images.with_name(args.images.name + "_augmented")
-    print(build(args.images, args.lists, augmented, args.seed, args.test_fraction, args.noise_sigma, args.workers, report,
-                args.balanced))
+    print(build(args.images, args.lists, augmented, args.seed, args.test_fraction, args.noise_sigma, args.workers,
+                report, args.balanced))
     return 0

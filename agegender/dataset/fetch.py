@@ -70,7 +70,8 @@ def _members(source: str, scratch: Path) -> Iterator[Member]:
             raise AgegenderError(f"UTKFace source folder {source} is empty")
         yield from _folder_members(path)
     elif not path.exists():
-        raise AgegenderError(f"UTKFace source not found: {source}; give a UTKFace .tar.gz, a folder of its images or a URL")
+        raise AgegenderError(f"UTKFace source not found: {source}; "
+                             f"give a UTKFace .tar.gz, a folder of its images or a URL")
     elif tarfile.is_tarfile(path) or zipfile.is_zipfile(path):
         yield from _archive_members(path)
     else:

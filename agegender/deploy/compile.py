@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="deploy prototxt (Input layer or input/input_dim, TEST phase)")
     parser.add_argument("--weights", required=True, help="caffemodel, or a folder: its newest *_iter_N.caffemodel")
     parser.add_argument("--mean", help="mean.binaryproto or .npy; copied to OUTPUT's folder as " + MEAN_FILE)
-    parser.add_argument("--output", required=True, help="IR path without extension, e.g. graph/AgeNet (.xml/.bin/.json)")
+    parser.add_argument("--output", required=True,
+                        help="IR path without extension, e.g. graph/AgeNet (.xml/.bin/.json)")
     parser.add_argument("--precision", choices=PRECISIONS, default="FP16", help="weights and compute (default FP16)")
     parser.add_argument("--target", choices=TARGETS, default="cpu",
                         help="device family: cpu, npu, or myriad (NCS2, OpenVINO <= 2022.3: FP16, opset1 only)")
@@ -109,9 +110,11 @@ def _load_net(prototxt: Path, batch: int | None) -> Net:
 
 def _check_options(args: argparse.Namespace) -> None:
     if args.target == "myriad" and args.precision != "FP16":
-        raise AgegenderError(f"--target myriad runs FP16 only (the NCS2 computes in FP16); drop --precision {args.precision}")
+        raise AgegenderError(f"--target myriad runs FP16 only (the NCS2 computes in FP16); "
+                             f"drop --precision {args.precision}")
     if args.precision == "INT8" and not args.calibration:
-        raise AgegenderError("--precision INT8 needs --calibration LMDB (e.g. data/lmdb/age_train_lmdb) to quantize with")
+        raise AgegenderError("--precision INT8 needs --calibration LMDB (e.g. data/lmdb/age_train_lmdb) "
+                             "to quantize with")
     if args.calibration and args.precision != "INT8":
         raise AgegenderError("--calibration is for --precision INT8")
     if args.calibration_size < 1 or args.check_inputs < 1 or (args.batch is not None and args.batch < 1):
@@ -268,7 +271,8 @@ def verify(xml: Path, net: Net, reference: tuple[str, Forward] | None, mean: np.
           f"(relative {relative:.3g}), top-1 agreement {agree}/{samples}")
     limit = TOLERANCE.get(precision)
     if limit is not None and relative > limit:
-        raise AgegenderError(f"the {precision} IR does not match {name} (relative difference {relative:.3g} > {limit}); "
+        raise AgegenderError(f"the {precision} IR does not match {name} "
+                             f"(relative difference {relative:.3g} > {limit}); "
                              f"nothing written - please report this with the prototxt")
     return result
 

@@ -90,7 +90,8 @@ class TorchNet(nn.Module):
         """Feed the Input/Data tops; returns the net's output blobs (and any loss-weighted blob)."""
         missing = [name for name in self.input_names if name not in inputs]
         if missing:
-            raise ValueError(f"net input(s) {', '.join(missing)} not given; the net takes {', '.join(self.input_names)}")
+            raise ValueError(f"net input(s) {', '.join(missing)} not given; "
+                             f"the net takes {', '.join(self.input_names)}")
         blobs = dict(inputs)
         for node, layer in zip(self.nodes, self.layers):
             blobs.update(zip(node.tops, layer(*(blobs[b] for b in node.bottoms))))

@@ -49,7 +49,8 @@ class LmdbRecords:
                     image = datum_to_array(datum)
                 except (DecodeError, ValueError) as exc:
                     raise AgegenderError(f"LMDB {self.path}: record {key.decode(errors='replace')} is not a valid "
-                                         f"image Datum ({exc or 'truncated'}); rebuild it with create_lmdb.sh") from None
+                                         f"image Datum ({exc or 'truncated'}); "
+                                         f"rebuild it with create_lmdb.sh") from None
                 yield image, datum.label
 
 
@@ -65,7 +66,8 @@ def load_mean(spec, datum_shape: tuple[int, ...], source: str) -> np.ndarray | N
     if spec.mean_value:
         values = np.asarray(spec.mean_value, dtype=np.float32)
         if values.size not in (1, channels):
-            raise AgegenderError(f"{values.size} mean_value(s) for {channels}-channel images in {source}; give 1 or {channels}")
+            raise AgegenderError(f"{values.size} mean_value(s) for {channels}-channel images in {source}; "
+                                 f"give 1 or {channels}")
         return np.broadcast_to(values, (channels,)).copy().reshape(channels, 1, 1)
     return None
 
