@@ -3,6 +3,5 @@
 # its images, or the URL of an archive (downloaded only then). Run from the repository root:
 #   ./download.sh ../shared/datasets/utkface-asian        (--race all|0-4, --out DIR: see --help)
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-python="$root/.venv/bin/python"; [ -x "$python" ] || python=python3
-PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m agegender dataset fetch "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/scripts/python.sh"
+exec "$python" -m agegender dataset fetch "$@"

@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
         command = importlib.import_module(module)
-        command.add_arguments(sub.add_parser(name, help=help_text, description=command.__doc__))
+        # no abbreviations: the shell doors look for the flags they default (--ir, --weights, ...) by their full name
+        command.add_arguments(sub.add_parser(name, help=help_text, description=command.__doc__, allow_abbrev=False))
     return parser
 
 
