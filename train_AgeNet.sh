@@ -4,13 +4,4 @@
 # name), when there is one and neither --weights nor --snapshot is given.
 # Extra arguments go to `python -m agegender train` untouched: --max-iter N, --snapshot S.solverstate (resume),
 # --weights W.caffemodel (fine-tune), --device auto|cpu|cuda, --workers N. Several GPUs: see docs/training.md.
-set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/scripts/python.sh"
-cd "$root"
-start=()
-if ! given --weights "$@" && ! given --snapshot "$@"; then
-  gender="$("$python" -c 'import sys; from agegender.fileio import newest_snapshot; print(newest_snapshot(sys.argv[1]))' \
-    models/GenderNet 2>/dev/null || true)"
-  [ -n "$gender" ] && start=(--weights "$gender")
-fi
-exec "$python" -m agegender train --solver prototxt/AgeNet_solver.prototxt "${start[@]}" "$@"
+exec "$(dirname "$0")/scripts/train_net.sh" AgeNet "$@"

@@ -2,7 +2,4 @@
 # Train GenderNet from prototxt/GenderNet_solver.prototxt on data/lmdb; snapshots go to models/GenderNet/.
 # Extra arguments go to `python -m agegender train` untouched: --max-iter N, --snapshot S.solverstate (resume),
 # --weights W.caffemodel (fine-tune), --device auto|cpu|cuda, --workers N. Several GPUs: see docs/training.md.
-set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/scripts/python.sh"
-cd "$root"
-exec "$python" -m agegender train --solver prototxt/GenderNet_solver.prototxt "$@"
+exec "$(dirname "$0")/scripts/train_net.sh" GenderNet "$@"

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
-import sys
-from typing import Callable
 
-from agegender.errors import AgegenderError
+from agegender.errors import run_guarded
 
 COMMANDS = {
     "inspect": ("agegender.inspect", "layer table of a prototxt: shapes, parameters, MACs; checks a caffemodel"),
@@ -41,24 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
         # no abbreviations: the shell doors look for the flags they default (--ir, --weights, ...) by their full name
         command.add_arguments(sub.add_parser(name, help=help_text, description=command.__doc__, allow_abbrev=False))
     return parser
-
-
-def run_guarded(prog: str, run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    """Run a command; bad input becomes one line on stderr and its exit code, never a traceback."""
-    try:
-        return run(args) or 0
-    except AgegenderError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug, not bad input: one line unless the user asks for the traceback
-        if os.environ.get("AGEGENDER_DEBUG"):
-            raise
-        print(f"{prog}: internal error: {type(exc).__name__}: {exc} "
-              f"(set AGEGENDER_DEBUG=1 for the traceback and report it)", file=sys.stderr)
-        return 1
 
 
 def main(argv: list[str] | None = None) -> int:

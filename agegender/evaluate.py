@@ -17,9 +17,9 @@ import numpy as np
 from agegender.caffe import datum_to_array, lmdb_size, read_lmdb, read_mean
 from agegender.errors import AgegenderError
 from agegender.fileio import newest_snapshot
-from agegender.labels import CLASSES
 from agegender.preprocess import oversample, transform
 from agegender.progress import Progress
+from agegender.tasks import TASKS, by_outputs
 
 Predictor = Callable[[np.ndarray], np.ndarray]  # N x C x H x W float32 -> N x classes probabilities
 BATCH = 32
@@ -68,9 +68,14 @@ class Scores:
         data = {"task": task, "accuracy": self.accuracy, "correct": self.correct, "total": self.total,
                 "classes": self.classes, "confusion": self.confusion.tolist(),
                 "per_class": self.per_class(), "macro_f1": self.macro_f1}
-        if task == "age":
+        if _ordinal(task):
             data["one_off"] = self.one_off
         return data
+
+
+def _ordinal(task: str) -> bool:
+    """Whether the task's classes are ordered (age bins): then the 1-off accuracy means something."""
+    return task in TASKS and TASKS[task].ordinal
 
 
 def score(labels: Sequence[int], predictions: Sequence[int], classes: Sequence[str]) -> Scores:
@@ -82,7 +87,7 @@ def score(labels: Sequence[int], predictions: Sequence[int], classes: Sequence[s
 def format_report(scores: Scores, task: str) -> str:
     """The original project's report (tab-separated confusion matrix), then what it lacked."""
     lines = [f"Accuracy: {100 * scores.accuracy:.1f}%, {scores.correct}/{scores.total} corrects"]
-    if task == "age":
+    if _ordinal(task):
         lines.append(f"1-off accuracy: {100 * scores.one_off:.1f}%")
     lines += ["", "Confusion matrix:", "Actual\\Predict\t" + "\t".join(scores.classes) + "\t",
               "\t\t" + "-" * 47]
@@ -151,8 +156,9 @@ def evaluate(predict: Predictor, lmdb: str, mean: np.ndarray | None, crop: int, 
             raise AgegenderError(f"the model has {probs.shape[-1]} outputs but --labels names {len(classes)} classes")
         probs = probs.reshape(n, -1, len(classes)).mean(1)
         if batch_labels.max() >= len(classes) or batch_labels.min() < 0:
+            others = [t.name for t in TASKS.values() if len(t.classes) > batch_labels.max()]
             raise AgegenderError(f"LMDB {lmdb} has label {batch_labels.max()} outside the {len(classes)} classes; "
-                                 f"is it the {'gender' if len(classes) == 9 else 'age'} LMDB?")
+                                 f"is it the LMDB of another task ({', '.join(others) or 'none fits'})?")
         labels += batch_labels.tolist()
         predictions += probs.argmax(1).tolist()
         progress.update(n)
@@ -185,8 +191,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lmdb", required=True, help="test LMDB, e.g. data/lmdb/age_test_lmdb")
     parser.add_argument("--mean",
                         help="mean.binaryproto or .npy (needed for --model; for --ir checked against its sidecar)")
-    parser.add_argument("--labels", choices=sorted(CLASSES),
-                        help="class names (default: from the IR, or 9 -> age, 2 -> gender)")
+    parser.add_argument("--labels", choices=list(TASKS), metavar="TASK",
+                        help=f"the task, {'|'.join(TASKS)}: its class names (default: from the IR, else the task "
+                             f"with as many classes as the model has outputs)")
     parser.add_argument("--device", default="CPU", help="OpenVINO device for --ir (default CPU)")
     parser.add_argument("--oversample", action="store_true", help="average 10 crops (corners, centre, mirrors)")
     parser.add_argument("--json", nargs="?", const="-", metavar="FILE",
@@ -215,10 +222,10 @@ def run(args: argparse.Namespace) -> int:
         predict, crop, mean, task = _ir_predictor(args)
         task, model_name = args.labels or task, args.ir
     n_classes = predict(np.zeros((1, 3, crop, crop), np.float32)).shape[-1]
-    task = task or {9: "age", 2: "gender"}.get(n_classes)
+    task = task or getattr(by_outputs(n_classes), "name", None)
     if task is None:
-        raise AgegenderError(f"the model has {n_classes} classes; give --labels age|gender")
-    scores = evaluate(predict, args.lmdb, mean, crop, CLASSES[task], args.oversample)
+        raise AgegenderError(f"the model has {n_classes} classes; give --labels {'|'.join(TASKS)}")
+    scores = evaluate(predict, args.lmdb, mean, crop, TASKS[task].classes, args.oversample)
     report = scores.to_dict(task) | {"model": model_name, "lmdb": args.lmdb, "oversample": args.oversample}
     if args.json == "-":
         json.dump(report, sys.stdout, indent=2)

@@ -23,10 +23,9 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import cv2
 import numpy as np
 
-from agegender.cli import run_guarded
 from agegender.dataset import images as dataset_images
 from agegender.deploy.faces import FACE_MODES, Box, FaceFinder, Faces, draw
-from agegender.errors import AgegenderError
+from agegender.errors import AgegenderError, run_guarded
 from agegender.fileio import make_parent, write_bytes_atomic
 from agegender.progress import Progress
 

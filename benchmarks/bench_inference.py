@@ -157,9 +157,9 @@ def int8_accuracy(task: str, irs: dict[str, Path], mean, crop: int) -> dict | No
     test = ROOT / "data" / "lmdb" / f"{task}_test_lmdb"
     if not (test / "data.mdb").exists():
         return None
-    from agegender.labels import CLASSES
+    from agegender.tasks import TASKS
 
-    return q.compare_int8(irs["FP32"], irs["INT8"], str(test), mean, crop, CLASSES[task])
+    return q.compare_int8(irs["FP32"], irs["INT8"], str(test), mean, crop, TASKS[task].classes)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 from agegender.dataset import DEFAULT_NOISE_SIGMA, DEFAULT_SEED
 from agegender.dataset.parallel import default_workers
 from agegender.dataset.utkface import ASIAN, face_folder_name, race_code
+from agegender.tasks import TASKS
 
 DATA = Path("data")
 
@@ -52,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--test-fraction", type=_fraction, default=Fraction(1, 5), help="test share (default 0.2)")
     build.add_argument("--noise-sigma", type=float, default=DEFAULT_NOISE_SIGMA,
                        help=f"std of the added Gaussian noise, 0-255 scale (default {DEFAULT_NOISE_SIGMA:g})")
-    build.add_argument("--balanced", nargs="*", choices=("age", "gender"), default=[], metavar="TASK",
+    build.add_argument("--balanced", nargs="*", choices=list(TASKS), default=[], metavar="TASK",
                        help="tasks whose training list is the age-balanced oversampled set (the original: age "
                             "gender); by default each training list names each training face once")
     build.add_argument("--workers", type=int, default=default_workers(), help="threads (default: CPU cores)")

@@ -20,8 +20,8 @@ from agegender.caffe import array_to_blob, caffe_pb2, read_mean, read_net, write
 from agegender.deploy.metadata import metadata_path
 from agegender.errors import AgegenderError
 from agegender.fileio import make_parent, newest_snapshot
-from agegender.labels import CLASSES
 from agegender.layers.net import Net
+from agegender.tasks import TASKS, by_outputs
 
 PRECISIONS = ("FP16", "FP32", "INT8")
 TARGETS = ("cpu", "npu", "myriad")
@@ -49,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", choices=TARGETS, default="cpu",
                         help="device family: cpu, npu, or myriad (NCS2, OpenVINO <= 2022.3: FP16, opset1 only)")
     parser.add_argument("--batch", type=int, help="batch size of the IR's inputs (default: as the prototxt says)")
-    parser.add_argument("--labels", choices=sorted(CLASSES),
-                        help="class names for the sidecar (default: 9 outputs -> age, 2 -> gender, else numbers)")
+    parser.add_argument("--labels", choices=list(TASKS), metavar="TASK",
+                        help=f"the task, {'|'.join(TASKS)}: its class names go to the sidecar (default: the task "
+                             f"with as many classes as the net has outputs, else numbers)")
     parser.add_argument("--calibration", help="INT8: LMDB of calibration images, e.g. data/lmdb/age_train_lmdb")
     parser.add_argument("--calibration-size", type=int, default=CALIBRATION_SIZE,
                         help=f"INT8: calibration images (default {CALIBRATION_SIZE})")
@@ -168,13 +169,14 @@ def _quantize(args, model, net: Net, mean, classes: list[str], staged: Path) -> 
 
 
 def _labels(labels: str | None, net: Net) -> tuple[str, list[str]]:
-    """(task, class names) from --labels, else from the number of outputs (9 age, 2 gender), else ("", numbers)."""
+    """(task, class names) from --labels, else the task with as many classes as the net has outputs,
+    else ("", numbers)."""
     n_classes = int(np.prod(net.blob_shapes[net.outputs[-1]][1:]))
-    if labels and len(CLASSES[labels]) != n_classes:
-        raise AgegenderError(f"--labels {labels} names {len(CLASSES[labels])} classes but output "
+    if labels and len(TASKS[labels].classes) != n_classes:
+        raise AgegenderError(f"--labels {labels} names {len(TASKS[labels].classes)} classes but output "
                              f"'{net.outputs[-1]}' has {n_classes}")
-    task = labels or {len(names): task for task, names in CLASSES.items()}.get(n_classes, "")
-    return task, list(CLASSES[task]) if task else [str(i) for i in range(n_classes)]
+    task = labels or getattr(by_outputs(n_classes), "name", "")
+    return task, list(TASKS[task].classes) if task else [str(i) for i in range(n_classes)]
 
 
 # --- verification -------------------------------------------------------------------------------------------
