@@ -2,24 +2,28 @@
 
 The model is a caffemodel run by the PyTorch engine (``--model`` + ``--weights``) or a compiled IR run by
 OpenVINO (``--ir``); both see exactly the TEST-phase preprocessing (mean at the crop offset, centre crop),
-or Levi & Hassner's 10-crop over-sampling with ``--oversample``.
+or Levi & Hassner's 10-crop over-sampling with ``--oversample``. ``score_model(Options(...))`` is the importable
+function, ``write_outputs`` prints and saves its result; ``add_arguments``/``run`` are the argparse adapter.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from agegender.caffe import datum_to_array, lmdb_size, read_lmdb, read_mean
+from agegender.devices import add_device_argument
 from agegender.errors import AgegenderError
 from agegender.fileio import newest_snapshot
 from agegender.preprocess import oversample, transform
 from agegender.progress import Progress
 from agegender.tasks import TASKS, by_outputs
+from agegender.tasks import get as get_task
 
 Predictor = Callable[[np.ndarray], np.ndarray]  # N x C x H x W float32 -> N x classes probabilities
 BATCH = 32
@@ -183,6 +187,32 @@ def caffemodel_predictor(prototxt: str, weights: str) -> tuple[Predictor, int, s
     return predict, net.blob_shapes[input_name][-1], output
 
 
+@dataclass
+class Options:
+    """What ``agegender test`` takes, flag for flag: a caffemodel (``model`` + ``weights`` + ``mean``) or an IR."""
+    lmdb: str | os.PathLike
+    model: str | os.PathLike | None = None    # deploy prototxt, run by the PyTorch engine
+    ir: str | os.PathLike | None = None       # compiled IR, run by OpenVINO
+    weights: str | os.PathLike | None = None  # caffemodel, or a folder: its newest *_iter_N.caffemodel
+    mean: str | os.PathLike | None = None     # needed for model; for ir checked against the sidecar
+    labels: str | None = None                 # the task; None: the IR's, else guessed from the outputs
+    device: str = "CPU"                       # OpenVINO device for ir
+    oversample: bool = False                  # average Levi & Hassner's 10 crops
+    json: str | None = None                   # report file; "-" prints the JSON instead of the text report
+    plot: str | None = None                   # confusion-matrix PNG
+
+
+@dataclass
+class Result:
+    task: str
+    scores: Scores
+    model: str  # the caffemodel or IR that was tested
+
+    def report(self, options: Options) -> dict:
+        return self.scores.to_dict(self.task) | {"model": self.model, "lmdb": str(options.lmdb),
+                                                  "oversample": options.oversample}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="deploy prototxt (with --weights), run by the PyTorch engine")
@@ -192,50 +222,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mean",
                         help="mean.binaryproto or .npy (needed for --model; for --ir checked against its sidecar)")
     parser.add_argument("--labels", choices=list(TASKS), metavar="TASK",
-                        help=f"the task, {'|'.join(TASKS)}: its class names (default: from the IR, else the task "
+                        help=f"the task, {'|'.join(TASKS)}: its class names (default: the IR's, else the task "
                              f"with as many classes as the model has outputs)")
-    parser.add_argument("--device", default="CPU", help="OpenVINO device for --ir (default CPU)")
+    add_device_argument(parser, "CPU", "OpenVINO device for --ir (default CPU; --model runs on the CPU)")
     parser.add_argument("--oversample", action="store_true", help="average 10 crops (corners, centre, mirrors)")
     parser.add_argument("--json", nargs="?", const="-", metavar="FILE",
-                        help="write the scores as JSON (stdout with no FILE)")
+                        help="write the scores as JSON to FILE; with no FILE, print them instead of the report")
     parser.add_argument("--plot", metavar="FILE.png", help="save a confusion-matrix picture")
 
 
-def _ir_predictor(args) -> tuple[Predictor, int, np.ndarray, str]:
-    from agegender.deploy.runtime import Classifier
-
-    classifier = Classifier(args.ir, device=args.device, mean_file=args.mean)
-    return classifier.predict, classifier.meta.crop, classifier.mean, classifier.meta.task
-
-
 def run(args: argparse.Namespace) -> int:
-    if args.model:
-        if not args.weights or not args.mean:
-            raise AgegenderError("--model needs --weights W.caffemodel and --mean mean.binaryproto")
-        weights = newest_snapshot(args.weights)
+    options = Options(**{f.name: getattr(args, f.name) for f in fields(Options)})
+    write_outputs(score_model(options), options)
+    return 0
+
+
+def score_model(options: Options) -> Result:
+    """Test a caffemodel (PyTorch engine) or an IR (OpenVINO) on the LMDB; nothing printed but progress."""
+    if options.model:
+        if not options.weights or not options.mean or options.ir:
+            raise AgegenderError("--model needs --weights W.caffemodel and --mean mean.binaryproto (and no --ir)")
+        weights = newest_snapshot(options.weights)
         print(f"testing {weights}", file=sys.stderr)
-        predict, crop, _ = caffemodel_predictor(args.model, str(weights))
-        mean, task, model_name = read_mean(args.mean), args.labels, str(weights)
-    else:
-        if args.weights:
+        predict, crop, _ = caffemodel_predictor(str(options.model), str(weights))
+        mean, task, classes, model_name = read_mean(options.mean), options.labels, None, str(weights)
+    elif options.ir:
+        if options.weights:
             raise AgegenderError("--weights goes with --model, not --ir (the IR holds its weights)")
-        predict, crop, mean, task = _ir_predictor(args)
-        task, model_name = args.labels or task, args.ir
+        predict, crop, mean, (task, classes) = _ir_predictor(options.ir, options.device, options.mean)
+        if options.labels and options.labels != task:
+            task, classes = options.labels, None
+        model_name = str(options.ir)
+    else:
+        raise AgegenderError("test needs --model (with --weights and --mean) or --ir")
     n_classes = predict(np.zeros((1, 3, crop, crop), np.float32)).shape[-1]
     task = task or getattr(by_outputs(n_classes), "name", None)
     if task is None:
         raise AgegenderError(f"the model has {n_classes} classes; give --labels {'|'.join(TASKS)}")
-    scores = evaluate(predict, args.lmdb, mean, crop, TASKS[task].classes, args.oversample)
-    report = scores.to_dict(task) | {"model": model_name, "lmdb": args.lmdb, "oversample": args.oversample}
-    if args.json == "-":
+    classes = classes or get_task(task).classes
+    scores = evaluate(predict, str(options.lmdb), mean, crop, classes, options.oversample)
+    return Result(task, scores, model_name)
+
+
+def _ir_predictor(ir, device: str, mean_file) -> tuple[Predictor, int, np.ndarray, tuple[str, list[str]]]:
+    """(predict, crop, mean, (task, class names)) of an IR, all from its sidecar."""
+    from agegender.deploy.runtime import Classifier
+
+    classifier = Classifier(ir, device=device, mean_file=mean_file)
+    task = classifier.meta.task
+    return classifier.predict, classifier.meta.crop, classifier.mean, (task, classifier.classes if task else None)
+
+
+def write_outputs(result: Result, options: Options) -> None:
+    """The original's report on stdout (or the JSON with ``json="-"``), the JSON file, the picture."""
+    report, scores, task = result.report(options), result.scores, result.task
+    if options.json == "-":
         json.dump(report, sys.stdout, indent=2)
         print()
     else:
         print(format_report(scores, task))
-        if args.json:
+        if options.json:
             from agegender.fileio import write_text_atomic
 
-            write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
-    if args.plot:
-        plot_confusion(scores, args.plot, f"{task}: {100 * scores.accuracy:.1f}% ({scores.correct}/{scores.total})")
-    return 0
+            write_text_atomic(options.json, json.dumps(report, indent=2) + "\n")
+    if options.plot:
+        plot_confusion(scores, options.plot, f"{task}: {100 * scores.accuracy:.1f}% ({scores.correct}/{scores.total})")

@@ -164,7 +164,7 @@ def test_myriad_refuses_fp32_in_one_line(fixtures, tmp_path):
     prototxt, weights, _ = (fixtures / p for p in FIXTURE_NETS["lenet"])
     proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--output", tmp_path / "x",
                    "--target", "myriad", "--precision", "FP32")
-    assert_one_line_error(proc, "--target myriad runs FP16 only")
+    assert_one_line_error(proc, "--device MYRIAD runs FP16 only")
 
 
 def test_ir_reshapes_to_ten_crops(lh_weights, tmp_path):
