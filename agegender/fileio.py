@@ -90,5 +90,5 @@ def newest_snapshot(path: str | os.PathLike, suffix: str = ".caffemodel") -> Pat
             snapshots.append((int(iteration), candidate))
     if not snapshots:
         raise AgegenderError(f"no *_iter_N{suffix} snapshot in {path}; "
-                             f"train first (train_AgeNet.sh / train_GenderNet.sh)")
+                             f"train first with `agegender train`")
     return max(snapshots)[1]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import cv2
 import numpy as np
 
-from agegender.dataset import images as dataset_images
+from agegender import images as dataset_images
 from agegender.deploy.faces import FACE_MODES, Box, FaceFinder, Faces, draw
 from agegender.devices import add_device_argument
 from agegender.errors import AgegenderError, run_guarded

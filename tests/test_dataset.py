@@ -250,7 +250,8 @@ def test_build_reports_and_skips_every_bad_file(tmp_path, faces_dir):
 
 
 def test_build_stops_with_one_line_when_nothing_is_usable(tmp_path):
-    assert_one_line_error(build(tmp_path, tmp_path / "absent"), "face folder not found", "absent", "download.sh")
+    assert_one_line_error(build(tmp_path, tmp_path / "absent"), "face folder not found", "absent",
+                          "agegender dataset fetch")
     empty = tmp_path / "empty"
     empty.mkdir()
     assert_one_line_error(build(tmp_path, empty), "no UTKFace image in", str(empty))

@@ -164,7 +164,7 @@ def test_mean_of_mixed_sizes_or_empty_lmdb_is_a_one_line_error(tmp_path):
 
 def test_lmdb_without_lists_says_to_build_them(tmp_path):
     assert_one_line_error(run_cli("lmdb", "--lists", tmp_path / "DEF", "--out", tmp_path / "lmdb"),
-                          "image list not found", "age_train.txt", "build_dataset.py")
+                          "image list not found", "age_train.txt", "agegender dataset build")
     assert run_cli("lmdb", "--resize", "12x").returncode == 2
 
 

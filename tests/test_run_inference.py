@@ -196,11 +196,11 @@ def test_preprocess_is_the_training_transform_in_bgr(graph, utkface):
 
 
 def test_ir_gives_the_same_class_and_probability_as_the_test_stage(graph, utkface, tmp_path):
-    """Test-set images through the `test` stage (the LMDB stage's `agegender lmdb`, then agegender.evaluate's
+    """Test-set images through the `test` stage (the LMDB stage's `agegender lmdb`, then agegender.scoring's
     batches -> Classifier.predict) and through run_inference.py --json: same class, same probability."""
     from agegender.caffe.datum import read_lmdb
     from agegender.deploy.runtime import Classifier
-    from agegender.evaluate import lmdb_batches
+    from agegender.scoring import lmdb_batches
 
     from conftest import run_cli
 

@@ -9,9 +9,9 @@ from google.protobuf import text_format
 
 from agegender.caffe import caffe_pb2, read_net
 from agegender.errors import AgegenderError
+from agegender.layers.fillers import fill
 from agegender.layers.net import Net
 from agegender.layers.torch_net import TorchNet
-from agegender.train.fillers import fill
 
 
 def filled(shape, **fields) -> torch.Tensor:

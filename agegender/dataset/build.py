@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Sequence
 
 from agegender.dataset.augment import Copy, augment, encode_jpeg, oversample_plan
-from agegender.dataset.images import BadImage, read_image
 from agegender.dataset.parallel import parallel_map
 from agegender.dataset.report import SkipReport
 from agegender.dataset.split import stratified_split
 from agegender.dataset.utkface import Face, scan_faces
 from agegender.errors import AgegenderError
 from agegender.fileio import atomic_directory
+from agegender.images import BadImage, read_image
 from agegender.labels import AGE_CLASSES
 from agegender.progress import Progress
 from agegender.tasks import TASKS
@@ -89,7 +89,7 @@ def write_copies(copies: Sequence[Copy], folder: Path, seed: int, sigma: float, 
     progress = Progress(len(copies), "oversampling (flip, noise)", "images")
     for job, problem in zip(jobs, parallel_map(_write_copies, jobs, workers)):
         if problem:
-            raise AgegenderError(f"source image changed while building: {problem}; run build_dataset.py again")
+            raise AgegenderError(f"source image changed while building: {problem}; run `agegender dataset build` again")
         progress.update(len(job[1]))
     progress.close()
 

@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
 
         if not args.source:
             raise AgegenderError("no SOURCE: give a UTKFace .tar.gz, a folder of its images or a URL "
-                                 "(UTKFace: https://susanqq.github.io/UTKFace/), e.g. ./download.sh UTKFace.tar.gz")
+                                 "(UTKFace: https://susanqq.github.io/UTKFace/), "
+                                 "e.g. agegender dataset fetch UTKFace.tar.gz")
         print(fetch(args.source, args.out or DATA / face_folder_name(args.race), args.race, report))
         return 0
     from agegender.dataset.build import build

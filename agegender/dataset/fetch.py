@@ -10,11 +10,11 @@ import zlib
 from pathlib import Path
 from typing import Callable, Iterator
 
-from agegender.dataset.images import BadImage, check_image_bytes
 from agegender.dataset.report import SkipReport
 from agegender.dataset.utkface import RACES, parse_name
 from agegender.errors import AgegenderError
 from agegender.fileio import atomic_directory
+from agegender.images import BadImage, check_image_bytes
 from agegender.progress import Progress
 
 Member = tuple[str, Callable[[], bytes]]  # (path shown to the user, reader of its bytes)

@@ -16,10 +16,10 @@ import numpy as np
 
 from agegender.caffe import caffe_pb2, write_lmdb
 from agegender.dataset import DEFAULT_SEED
-from agegender.dataset.images import BadImage, read_image
 from agegender.dataset.parallel import default_workers, parallel_map
 from agegender.dataset.report import SkipReport
 from agegender.errors import AgegenderError
+from agegender.images import BadImage, read_image
 from agegender.preprocess import resize_like_lmdb
 from agegender.progress import Progress
 from agegender.tasks import TASKS
@@ -37,7 +37,7 @@ class ListEntry:
 def read_list(path: Path, report: SkipReport) -> list[ListEntry]:
     """``path label`` lines (the path may hold spaces: the label is after the last one); bad lines reported."""
     if not path.is_file():
-        raise AgegenderError(f"image list not found: {path}; run build_dataset.py first")
+        raise AgegenderError(f"image list not found: {path}; run `agegender dataset build` first")
     entries = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():

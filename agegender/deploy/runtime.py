@@ -92,10 +92,10 @@ def load_mean(meta: IRMetadata, graph_dir: Path, mean_file: str | os.PathLike | 
             return None
         if not recorded.is_file():
             raise AgegenderError(f"mean file {recorded} named by the graph's sidecar is missing; "
-                                 f"pass --mean_file or recompile with compile2Movidius.sh")
+                                 f"pass --mean or recompile with `agegender compile`")
         if meta.mean_sha256 and sha256_file(recorded) != meta.mean_sha256:
             raise AgegenderError(f"mean file {recorded} has changed since the graph was compiled (its sha256 "
-                                 f"differs from the sidecar's); restore it or recompile with compile2Movidius.sh")
+                                 f"differs from the sidecar's); restore it or recompile with `agegender compile`")
         mean_file = recorded
     mean_file = require_file(mean_file, "mean file")
     mean = read_mean(mean_file)
@@ -165,7 +165,7 @@ class Classifier:
             model = core().read_model(str(self.xml))
         except RuntimeError as exc:
             raise AgegenderError(f"graph {self.xml} is not a readable OpenVINO IR ({_first_line(exc)}); "
-                                 f"recompile with compile2Movidius.sh") from None
+                                 f"recompile with `agegender compile`") from None
         if len(model.inputs) != 1:
             raise AgegenderError(f"graph {self.xml} has {len(model.inputs)} inputs; a classifier has one image input")
         shape = model.input(0).get_partial_shape()

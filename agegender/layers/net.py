@@ -70,7 +70,7 @@ def lmdb_datum_shape(source: str) -> Shape:
     """(C, H, W) of the first record of an LMDB, as Caffe's DataLayer does at set-up."""
     for _, datum in read_lmdb(source):
         return datum_to_array(datum).shape
-    raise AgegenderError(f"LMDB {source} holds no records; rebuild it with create_lmdb.sh")
+    raise AgegenderError(f"LMDB {source} holds no records; rebuild it with `agegender lmdb`")
 
 
 @dataclass

@@ -15,9 +15,9 @@ from torch import Tensor, nn
 
 from agegender.caffe import array_to_blob, caffe_pb2
 from agegender.errors import AgegenderError
+from agegender.layers.fillers import fill
 from agegender.layers.net import Net
 from agegender.layers.torch_ops import FED_TYPES, build_layer
-from agegender.train.fillers import fill
 
 NO_LEARNING_TYPES = ("BatchNorm",)  # Caffe forces lr_mult 0 on these layers' blobs
 
