@@ -41,8 +41,10 @@ def test_every_flag_is_kebab_case_but_the_originals_aliases():
     for name, parser in parsers.items():
         for flag, action in options(parser).items():
             if "_" in flag:
-                assert name.split()[0] in ("infer", "detector") and flag in SNAKE_ALIASES, (name, flag)
+                assert name.split()[0] in ("infer", "detector"), (name, flag)  # run_inference.py's family
                 assert flag.replace("_", "-") in action.option_strings or flag == "--mean_file", (name, flag)
+    infer = options(parsers["infer"])
+    assert SNAKE_ALIASES <= set(infer)  # the original's names keep working
 
 
 def test_one_mean_one_device_one_json():
