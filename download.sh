@@ -5,10 +5,9 @@
 # Or fetch a CNN face detector's Caffe files (pinned URLs, sha256 checked) into graph/detectors/NAME:
 #   ./download.sh --detector ultraface|mtcnn|yunet-ssd    (--out DIR, --graph_dir DIR)
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-python="$root/.venv/bin/python"; [ -x "$python" ] || python=python3
+source "$(dirname "${BASH_SOURCE[0]}")/scripts/python.sh"
 if [ "${1:-}" = "--detector" ]; then
   shift
-  PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m agegender detector fetch "$@"
+  exec "$python" -m agegender detector fetch "$@"
 fi
-PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m agegender dataset fetch "$@"
+exec "$python" -m agegender dataset fetch "$@"

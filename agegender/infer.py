@@ -12,6 +12,7 @@ import collections
 import concurrent.futures
 import contextlib
 import functools
+import io
 import json
 import os
 import sys
@@ -24,12 +25,12 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 import cv2
 import numpy as np
 
-from agegender.dataset import images as dataset_images
+from agegender import images as dataset_images
 from agegender.deploy import detectors
 from agegender.deploy.faces import FACE_MODES, Box, FaceFinder, Faces, draw
-from agegender.cli import run_guarded
-from agegender.errors import AgegenderError
-from agegender.fileio import make_parent, write_bytes_atomic
+from agegender.devices import add_device_argument
+from agegender.errors import AgegenderError, run_guarded
+from agegender.fileio import make_parent, write_bytes_atomic, write_text_atomic
 from agegender.progress import Progress
 
 if TYPE_CHECKING:  # the runtime imports openvino: only when a command runs, so --help stays fast
@@ -43,15 +44,18 @@ CAMERA_FPS = 15.0  # written to --output when the camera does not say
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--image_path", metavar="PATH", help="an image, a folder of images, or a video file")
+    # kebab-case like every command; the original's snake_case names stay as aliases (run_inference.py's docs)
+    source.add_argument("--image-path", "--image_path", metavar="PATH",
+                        help="an image, a folder of images, or a video file")
     source.add_argument("--camera", type=int, metavar="INDEX", help="a camera (0 = the first), read until Ctrl-C")
-    parser.add_argument("--mean_file", metavar="M", help="mean image (.npy or .binaryproto), checked against the "
+    parser.add_argument("--mean", "--mean-file", "--mean_file", dest="mean_file", metavar="M",
+                        help="mean image (.npy or .binaryproto), checked against the "
                         "graph's sidecar (default: the mean named by the sidecar, e.g. graph/age_gender_mean.npy)")
-    parser.add_argument("--graph_dir", default="graph", help="folder of AgeNet.xml/.bin/.json and GenderNet.* "
+    parser.add_argument("--graph-dir", "--graph_dir", default="graph",
+                        help="folder of AgeNet.xml/.bin/.json and GenderNet.* "
                         "(default: graph)")
-    parser.add_argument("--device", metavar="AUTO|CPU|GPU|NPU|MYRIAD",
-                        help="OpenVINO device (default AUTO: the first present of NPU, GPU, CPU); "
-                             "an absent device falls back to CPU")
+    add_device_argument(parser, None, "OpenVINO device (default AUTO: the first present of NPU, GPU, CPU); "
+                        "an absent device falls back to CPU")
     parser.add_argument("--faces", choices=FACE_MODES, default="auto",
                         help="auto: detect faces, but use an image that is already a face crop whole; "
                              "detect: detect faces only; haar: detect faces only, with the Haar cascade; "
@@ -65,11 +69,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="threads that decode, detect and crop for folders and videos (default: one per CPU)")
     parser.add_argument("--output", metavar="FILE", help="draw boxes and labels: an image file for an image, "
                         "a folder for a folder, a .avi/.mp4 file for a video or camera")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per image or frame instead")
-    parser.add_argument("--max_frames", type=int, metavar="N", help="stop a video or camera after N frames")
+    parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="one JSON object per image or frame, "
+                        "written to FILE; with no FILE, printed instead of the report")
+    parser.add_argument("--max-frames", "--max_frames", type=int, metavar="N",
+                        help="stop a video or camera after N frames")
     parser.add_argument("--jobs", type=int, default=0, metavar="N",
                         help="requests in flight for folders and videos (default: the device's optimal number)")
-    parser.add_argument("--cache_dir", metavar="DIR", help="OpenVINO model cache, so the next start is fast "
+    parser.add_argument("--cache-dir", "--cache_dir", metavar="DIR",
+                        help="OpenVINO model cache, so the next start is fast "
                         "(default: ~/.cache/agegender/openvino; \"\" turns it off)")
 
 
@@ -291,7 +298,8 @@ class Report:
         rate = self.faces / seconds if seconds > 0 else 0.0
         skipped = f", {self.skipped} skipped" if self.skipped else ""
         line = (f"{what}: {_count(self.images, unit)}, {_count(self.faces, 'face')}{skipped} in {seconds:.2f} s: "
-                f"{self.images / seconds if seconds > 0 else 0:.1f} {unit}s/s, {rate:.1f} faces/s on {self.nets.age.device}")
+                f"{self.images / seconds if seconds > 0 else 0:.1f} {unit}s/s, {rate:.1f} faces/s "
+                f"on {self.nets.age.device}")
         print(line, file=sys.stderr if self.as_json else sys.stdout)
 
 
@@ -544,6 +552,15 @@ def check_output(args: argparse.Namespace, kind: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json in (None, "-"):
+        return _run(args)
+    with contextlib.redirect_stdout(io.StringIO()) as lines:  # --json FILE: the JSON lines, written whole
+        code = _run(args)
+    write_text_atomic(args.json, lines.getvalue())
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise AgegenderError("--max_frames must be at least 1")
     if args.jobs < 0:

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agegender.cli import run_guarded
-from agegender.errors import AgegenderError
+from agegender.errors import AgegenderError, run_guarded
+from agegender.tasks import TASKS, Task, training_order
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = Path("data/reports")
@@ -28,26 +28,33 @@ class Stage:
     command: list[str]
 
 
+def door(kind: str, task: Task) -> list[str]:
+    """``./train_AgeNet.sh`` / ``./test_AgeNet.sh`` where the net has its door, else the shared body behind them."""
+    if (ROOT / f"{kind}_{task.net}.sh").is_file():
+        return [f"./{kind}_{task.net}.sh"]
+    return [f"scripts/{kind}_net.sh", task.net] + ([task.name] if kind == "test" else [])
+
+
 def stages(source: str, quick: bool) -> list[Stage]:
+    """Every stage; training, test and IR test stages once per task (agegender.tasks), in training order."""
     python = sys.executable
     schedule = ["--max-iter", str(QUICK_ITERATIONS)] if quick else []
-    reports = []
-    for net, task in (("AgeNet", "age"), ("GenderNet", "gender")):
-        reports.append(Stage(f"test-{task}", [f"./test_{net}.sh", "--json", str(REPORTS / f"{task}_caffemodel.json"),
-                                              "--plot", str(REPORTS / f"{task}_caffemodel.png")]))
-    for net, task in (("AgeNet", "age"), ("GenderNet", "gender")):
-        reports.append(Stage(f"test-{task}-ir", [f"./test_{net}.sh", "--ir", f"graph/{net}.xml",
-                                                 "--json", str(REPORTS / f"{task}_ir.json")]))
+    trains = [Stage(f"train-{task.name}", [*door("train", task), *schedule]) for task in training_order()]
+    tests = [Stage(f"test-{task.name}", [*door("test", task), "--json", str(REPORTS / f"{task.name}_caffemodel.json"),
+                                         "--plot", str(REPORTS / f"{task.name}_caffemodel.png")])
+             for task in TASKS.values()]
+    ir_tests = [Stage(f"test-{task.name}-ir", [*door("test", task), "--ir", f"graph/{task.net}.xml",
+                                               "--json", str(REPORTS / f"{task.name}_ir.json")])
+                for task in TASKS.values()]
     return [
         Stage("download", ["./download.sh", source]),
         Stage("dataset", [python, "build_dataset.py"]),
         Stage("lmdb", ["./create_lmdb.sh"]),
         Stage("mean", ["./create_mean.sh"]),
-        Stage("train-gender", ["./train_GenderNet.sh", *schedule]),
-        Stage("train-age", ["./train_AgeNet.sh", *schedule]),
-        *reports[:2],
+        *trains,
+        *tests,
         Stage("compile", ["./compile2Movidius.sh"]),
-        *reports[2:],
+        *ir_tests,
         Stage("infer", [python, "run_inference.py", "--mean_file", "graph/age_gender_mean.npy",
                         "--image_path", FIRST_TEST_IMAGE]),
     ]
@@ -55,7 +62,7 @@ def stages(source: str, quick: bool) -> list[Stage]:
 
 def first_test_image() -> str:
     """The first image of the test list: one the nets never trained on."""
-    lists = ROOT / "data/DEF/age_test.txt"
+    lists = ROOT / "data/DEF" / next(iter(TASKS.values())).list_name("test")
     if not lists.is_file():
         raise AgegenderError(f"{lists} not found; run the dataset stage first (--from dataset)")
     with open(lists) as lines:
@@ -89,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run_pipeline.sh", description=__doc__)
     parser.add_argument("source", nargs="?", default="../shared/datasets/utkface-asian",
                         help="UTKFace .tar.gz, folder or URL (default ../shared/datasets/utkface-asian)")
-    parser.add_argument("--quick", action="store_true", help=f"a first look: {QUICK_ITERATIONS} training iterations per net")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a first look: {QUICK_ITERATIONS} training iterations per net")
     parser.add_argument("--from", dest="start", help="resume from this stage")
     return run_guarded("run_pipeline.sh", _run, parser.parse_args(argv))
 

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from agegender.caffe import lmdb_size, read_mean
+
 from conftest import run_cli
 
 
@@ -17,7 +18,8 @@ def test_real_utkface_split_oversampling_lmdbs_and_mean(utkface, tmp_path):
     proc = run_cli("dataset", "build", "--balanced", "age", "gender", cwd=tmp_path)  # the original protocol
     assert proc.returncode == 0, proc.stderr
     assert "(seed 42): 2747 train, 687 test" in proc.stdout
-    train_table, after = proc.stdout.split("TRAIN SET:")[1].split("TEST SET:")[0], proc.stdout.split("AFTER OVERSAMPLING:")[1]
+    train_table = proc.stdout.split("TRAIN SET:")[1].split("TEST SET:")[0]
+    after = proc.stdout.split("AFTER OVERSAMPLING:")[1]
     before_counts = [int(n) for n in train_table.strip().splitlines()[3].split("\t")]
     assert sum(before_counts) == 2747 and max(before_counts) == 1063
     after_counts = [int(n) for n in after.strip().splitlines()[3].split("\t")]

@@ -19,6 +19,7 @@ from agegender.deploy.detectors.boxes import iou, nms
 from agegender.deploy.detectors.command import fetch
 from agegender.deploy.faces import FaceFinder, align, similarity
 from agegender.errors import AgegenderError
+
 from conftest import SHARED, UTKFACE, need_shared
 
 ANNOTATED = SHARED / "photos" / "annotated"

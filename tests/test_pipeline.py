@@ -7,6 +7,7 @@ import pytest
 
 from agegender import pipeline
 from agegender.errors import AgegenderError
+
 from conftest import ROOT
 
 

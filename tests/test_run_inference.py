@@ -15,7 +15,7 @@ from agegender.caffe.mean import write_mean
 from agegender.deploy.metadata import IRMetadata, metadata_path, sha256_file, write_metadata
 from agegender.errors import AgegenderError
 from agegender.labels import AGE_CLASSES, GENDER_CLASSES
-from agegender.preprocess import face_to_input, resize_like_lmdb
+from agegender.preprocess import face_to_input
 
 ROOT = Path(__file__).resolve().parents[1]
 RESIZE, CROP = 256, 227
@@ -196,12 +196,13 @@ def test_preprocess_is_the_training_transform_in_bgr(graph, utkface):
 
 
 def test_ir_gives_the_same_class_and_probability_as_the_test_stage(graph, utkface, tmp_path):
-    """Test-set images through the `test` stage (the LMDB stage's `agegender lmdb`, then agegender.evaluate's
+    """Test-set images through the `test` stage (the LMDB stage's `agegender lmdb`, then agegender.scoring's
     batches -> Classifier.predict) and through run_inference.py --json: same class, same probability."""
-    from conftest import run_cli
     from agegender.caffe.datum import read_lmdb
     from agegender.deploy.runtime import Classifier
-    from agegender.evaluate import lmdb_batches
+    from agegender.scoring import lmdb_batches
+
+    from conftest import run_cli
 
     images = [utk_image(utkface, i).name for i in (0, 5, 9)]
     (tmp_path / "lists").mkdir()

@@ -10,10 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from test_run_inference import build_graph, copy_graph, edit_sidecar, mean_image, model_cache, run_inference  # noqa: F401
+
+from agegender.caffe.mean import write_mean
 
 from conftest import assert_one_line_error, run_cli
-from test_run_inference import build_graph, edit_sidecar, copy_graph, mean_image, model_cache, run_inference  # noqa: F401
-from agegender.caffe.mean import write_mean
 
 LINE = {"age": re.compile(r"^Age predicted: (\d+-\d+), (\d+\.\d\d)%$", re.M),
         "gender": re.compile(r"^Gender predicted: (Male|Female), (\d+\.\d\d)%$", re.M),
@@ -161,7 +162,8 @@ def test_folder_results_equal_single_image_results(graph, chips, tmp_path):
     folder.mkdir()
     for chip in chips[:6]:
         (folder / chip.name).write_bytes(chip.read_bytes())
-    records = [json.loads(line) for line in infer(graph, "--image_path", folder, "--json", "--jobs", "3").stdout.splitlines()]
+    lines = infer(graph, "--image_path", folder, "--json", "--jobs", "3").stdout.splitlines()
+    records = [json.loads(line) for line in lines]
     for record in records[::2]:
         single = json.loads(infer(graph, "--image_path", folder / record["image"], "--json").stdout)
         for task in ("age", "gender"):
@@ -181,7 +183,8 @@ def test_video_file_one_line_per_frame_with_live_fps_and_annotated_output(graph,
     video = write_video(tmp_path / "clip.avi", chips[:4])
     proc = infer(graph, "--image_path", video, "--output", tmp_path / "out.avi")
     assert proc.returncode == 0, proc.stderr
-    frames = re.findall(r"^frame (\d+)(?: \(([\d.]+) fps\))?: (Male|Female) [\d.]+%, \d+-\d+ [\d.]+%$", proc.stdout, re.M)
+    frames = re.findall(r"^frame (\d+)(?: \(([\d.]+) fps\))?: (Male|Female) [\d.]+%, \d+-\d+ [\d.]+%$",
+                        proc.stdout, re.M)
     assert [int(f[0]) for f in frames] == list(range(8))
     assert all(float(f[1]) > 0 for f in frames[1:])
     assert re.search(r"clip.avi: 8 frames, 8 faces in [\d.]+ s: [\d.]+ frames/s", proc.stdout)
@@ -237,7 +240,8 @@ def test_a_video_that_fails_partway_leaves_no_output(graph, chips, tmp_path, mon
     monkeypatch.setattr(infer_module, "annotated", failing)
     parser = argparse.ArgumentParser()
     infer_module.add_arguments(parser)
-    args = parser.parse_args(["--image_path", str(video), "--graph_dir", str(graph), "--output", str(tmp_path / "o.avi")])
+    args = parser.parse_args(["--image_path", str(video), "--graph_dir", str(graph),
+                              "--output", str(tmp_path / "o.avi")])
     with pytest.raises(RuntimeError, match="encoder died"):
         infer_module.run(args)
     assert not (tmp_path / "o.avi").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -315,10 +319,11 @@ def test_help_lists_the_flags_of_the_original_and_the_new_ones():
 def test_graphs_from_the_compile_stage_run_end_to_end(chips, tmp_path):
     """prototxt/*_deploy.prototxt with random weights -> `agegender compile` -> run_inference.py, with the
     original's --mean_file given as the Caffe mean.binaryproto the sidecar's .npy was made from."""
-    from conftest import FIXTURES, need_shared
     from agegender.deploy.compile import random_caffemodel
     from agegender.labels import AGE_CLASSES, GENDER_CLASSES
     from agegender.layers.net import Net
+
+    from conftest import FIXTURES, need_shared
 
     mean = need_shared(FIXTURES) / "levi-hassner" / "mean.binaryproto"
     root = Path(__file__).resolve().parents[1]

@@ -10,9 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from test_run_inference import build_graph, model_cache  # noqa: F401
 
 from conftest import FIXTURES, UTKFACE, need_shared, run_cli
-from test_run_inference import build_graph, model_cache  # noqa: F401
 
 
 @pytest.fixture(scope="module")

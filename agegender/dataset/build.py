@@ -15,17 +15,16 @@ from pathlib import Path
 from typing import Sequence
 
 from agegender.dataset.augment import Copy, augment, encode_jpeg, oversample_plan
-from agegender.dataset.images import BadImage, read_image
 from agegender.dataset.parallel import parallel_map
 from agegender.dataset.report import SkipReport
 from agegender.dataset.split import stratified_split
 from agegender.dataset.utkface import Face, scan_faces
 from agegender.errors import AgegenderError
 from agegender.fileio import atomic_directory
-from agegender.labels import AGE_CLASSES, GENDER_CLASSES
+from agegender.images import BadImage, read_image
+from agegender.labels import AGE_CLASSES
 from agegender.progress import Progress
-
-TASKS = ("age", "gender")
+from agegender.tasks import TASKS
 
 
 @dataclass(frozen=True)
@@ -35,15 +34,13 @@ class Entry:
     face: Face
 
     def label(self, task: str) -> int:
-        return self.face.age_label if task == "age" else self.face.gender
+        return TASKS[task].label(self.face)
 
 
 def count_table(entries: Sequence[Entry]) -> str:
-    """The original's per-class tables: age bins, then genders."""
-    def table(title: str, classes: Sequence[str], task: str, rule: int) -> list[str]:
-        counts = [sum(e.label(task) == c for e in entries) for c in range(len(classes))]
-        return [f"Number of image per {title} class:", "\t".join(classes), "-" * rule, "\t".join(map(str, counts))]
-    return "\n".join(table("age", AGE_CLASSES, "age", 62) + table("gender", GENDER_CLASSES, "gender", 14))
+    """The original's per-class tables, one per task: age bins, then genders."""
+    tables = (task.count_table([e.label(task.name) for e in entries]) for task in TASKS.values())
+    return "\n".join(line for table in tables for line in table)
 
 
 def list_text(entries: Sequence[Entry], task: str) -> str:
@@ -92,7 +89,7 @@ def write_copies(copies: Sequence[Copy], folder: Path, seed: int, sigma: float, 
     progress = Progress(len(copies), "oversampling (flip, noise)", "images")
     for job, problem in zip(jobs, parallel_map(_write_copies, jobs, workers)):
         if problem:
-            raise AgegenderError(f"source image changed while building: {problem}; run build_dataset.py again")
+            raise AgegenderError(f"source image changed while building: {problem}; run `agegender dataset build` again")
         progress.update(len(job[1]))
     progress.close()
 
@@ -117,15 +114,16 @@ def build(images: Path, lists: Path, augmented: Path, seed: int, fraction: Fract
     with atomic_directory(lists) as lists_tmp, atomic_directory(augmented) as copies_tmp:
         if copies:
             write_copies(copies, copies_tmp, seed, sigma, workers)
-        oversampled = faces_once + [Entry(str(augmented / c.name), c.source) for c in sorted(copies, key=lambda c: c.name)]
-        for task in TASKS:
-            entries = oversampled if task in balanced else faces_once
-            (lists_tmp / f"{task}_train.txt").write_text(list_text(entries, task))
-            (lists_tmp / f"{task}_test.txt").write_text(list_text([Entry(f.path, f) for f in test], task))
+        oversampled = faces_once + [Entry(str(augmented / c.name), c.source)
+                                    for c in sorted(copies, key=lambda c: c.name)]
+        for task in TASKS.values():
+            entries = oversampled if task.name in balanced else faces_once
+            (lists_tmp / task.list_name("train")).write_text(list_text(entries, task.name))
+            (lists_tmp / task.list_name("test")).write_text(list_text([Entry(f.path, f) for f in test], task.name))
         shutil.rmtree(lists, ignore_errors=True)  # old lists must not outlive the copies they name
     if balanced:
         print(f"\nAFTER OVERSAMPLING:\n{count_table(oversampled)}")
     lines = ", ".join(f"{task} {len(oversampled) if task in balanced else len(faces_once)}" for task in TASKS)
     return (f"dataset: {files_in} files in, {len(usable)} images used ({len(train)} train, {len(test)} test), "
             f"{len(copies)} augmented copies written to {augmented}, training lines {lines} and {len(test)} "
-            f"test lines each in {lists}/{{age,gender}}_{{train,test}}.txt, {report.describe()}")
+            f"test lines each in {lists}/{{{','.join(TASKS)}}}_{{train,test}}.txt, {report.describe()}")

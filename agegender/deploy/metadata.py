@@ -58,7 +58,7 @@ def read_metadata(xml: str | os.PathLike) -> IRMetadata:
     path = metadata_path(xml)
     if not path.is_file():
         raise AgegenderError(f"IR metadata not found: {path} (written by `agegender compile` beside {Path(xml).name}); "
-                             f"recompile with compile2Movidius.sh")
+                             f"recompile with `agegender compile`")
     try:
         data = json.loads(path.read_text())
         if not isinstance(data, dict):
@@ -67,4 +67,4 @@ def read_metadata(xml: str | os.PathLike) -> IRMetadata:
             raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
         return IRMetadata(**data)
     except (ValueError, TypeError) as exc:
-        raise AgegenderError(f"IR metadata {path} is not valid ({exc}); recompile with compile2Movidius.sh") from None
+        raise AgegenderError(f"IR metadata {path} is not valid ({exc}); recompile with `agegender compile`") from None

@@ -92,10 +92,10 @@ def load_mean(meta: IRMetadata, graph_dir: Path, mean_file: str | os.PathLike | 
             return None
         if not recorded.is_file():
             raise AgegenderError(f"mean file {recorded} named by the graph's sidecar is missing; "
-                                 f"pass --mean_file or recompile with compile2Movidius.sh")
+                                 f"pass --mean or recompile with `agegender compile`")
         if meta.mean_sha256 and sha256_file(recorded) != meta.mean_sha256:
             raise AgegenderError(f"mean file {recorded} has changed since the graph was compiled (its sha256 "
-                                 f"differs from the sidecar's); restore it or recompile with compile2Movidius.sh")
+                                 f"differs from the sidecar's); restore it or recompile with `agegender compile`")
         mean_file = recorded
     mean_file = require_file(mean_file, "mean file")
     mean = read_mean(mean_file)
@@ -104,7 +104,8 @@ def load_mean(meta: IRMetadata, graph_dir: Path, mean_file: str | os.PathLike | 
     expected = (meta.input_shape[1], *meta.resize)
     if mean.shape[0] != meta.input_shape[1] or mean.shape[1:] not in ((1, 1), tuple(meta.resize)):
         raise AgegenderError(f"mean file {mean_file} is {'x'.join(map(str, mean.shape))} but the graph expects "
-                             f"{'x'.join(map(str, expected))} (images are resized to {meta.resize[0]}x{meta.resize[1]})")
+                             f"{'x'.join(map(str, expected))} "
+                             f"(images are resized to {meta.resize[0]}x{meta.resize[1]})")
     return mean
 
 
@@ -164,14 +165,15 @@ class Classifier:
             model = core().read_model(str(self.xml))
         except RuntimeError as exc:
             raise AgegenderError(f"graph {self.xml} is not a readable OpenVINO IR ({_first_line(exc)}); "
-                                 f"recompile with compile2Movidius.sh") from None
+                                 f"recompile with `agegender compile`") from None
         if len(model.inputs) != 1:
             raise AgegenderError(f"graph {self.xml} has {len(model.inputs)} inputs; a classifier has one image input")
         shape = model.input(0).get_partial_shape()
         dims = [d.get_length() if d.is_static else -1 for d in shape]
         if len(dims) != 4 or dims[1:] != list(self.input_shape):
             raise AgegenderError(f"graph {self.xml} takes input {'x'.join(map(str, dims))} but its sidecar says "
-                                 f"{'x'.join(map(str, self.meta.input_shape))}; the .xml and .json do not belong together")
+                                 f"{'x'.join(map(str, self.meta.input_shape))}; "
+                                 f"the .xml and .json do not belong together")
         if dims[0] != 1:  # one image per request; batches are pipelined, which every device supports
             model.reshape({model.input(0).get_any_name(): [1, *self.input_shape]})
         classes = _output_size(model, self.meta.output_name)

@@ -106,7 +106,7 @@ def _haar(files, device, cache_dir):
 
 
 def _mtcnn(files, device, cache_dir):
-    from agegender.deploy.detectors.mtcnn import MTCNN, MIN_FACE
+    from agegender.deploy.detectors.mtcnn import MIN_FACE, MTCNN
 
     net = MTCNN(files, device, cache_dir)
 

@@ -19,12 +19,12 @@ TIMEOUT_S = 60
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="step", metavar="step", required=True)
     listing = sub.add_parser("list", help="the detectors, where their files are, and which one run_inference picks")
-    listing.add_argument("--graph_dir", default="graph")
+    listing.add_argument("--graph-dir", "--graph_dir", default="graph")
     listing.add_argument("--detector-dir", dest="detector_dir")
     fetch = sub.add_parser("fetch", help="download a detector's Caffe files (pinned URL + sha256)")
     fetch.add_argument("name", choices=[name for name, entry in detectors.REGISTRY.items() if entry.files])
     fetch.add_argument("--out", type=Path, help="folder (default: GRAPH_DIR/detectors/NAME)")
-    fetch.add_argument("--graph_dir", default="graph")
+    fetch.add_argument("--graph-dir", "--graph_dir", default="graph")
 
 
 def run(args: argparse.Namespace) -> int:
