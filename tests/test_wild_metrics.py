@@ -6,17 +6,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-
-from conftest import ROOT, SHARED, need_shared
 from test_run_inference import build_graph, model_cache  # noqa: F401
+
 from agegender import wild
 from agegender.errors import AgegenderError
 from agegender.labels import AGE_CLASSES
+
+from conftest import ROOT, SHARED, need_shared
 
 FAIRFACE = SHARED / "datasets" / "fairface-dev"
 A = {name: index for index, name in enumerate(AGE_CLASSES)}
