@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 from agegender.cli import run_guarded
 from agegender.errors import AgegenderError
@@ -25,10 +26,38 @@ FIRST_TEST_IMAGE = "<first test image>"  # resolved when the infer stage starts 
 @dataclass
 class Stage:
     name: str
-    command: list[str]
+    command: list[str] | Callable[[], list[str] | None]  # a callable decides when the stage starts; None: skip
 
 
-def stages(source: str, quick: bool) -> list[Stage]:
+NETS = (("GenderNet", "gender"), ("AgeNet", "age"))
+
+
+def pretrained(net: str) -> Path:
+    return ROOT / "models" / f"{net}_pretrain"
+
+
+def pretrain_stage(net: str, task: str, schedule: list[str]) -> Stage:
+    """Pre-training on every source's training faces, when build_dataset.py had --extra-images (AgeNet starts
+    from the pre-trained GenderNet, as its fine-tuning recipe does)."""
+    def command() -> list[str] | None:
+        if not (ROOT / f"data/lmdb/{task}_pretrain_lmdb").is_dir():
+            return None
+        start = ["--weights", str(pretrained("GenderNet"))] if net == "AgeNet" else []
+        return [f"./train_{net}.sh", "--solver", f"prototxt/{net}_pretrain_solver.prototxt", *start, *schedule]
+    return Stage(f"pretrain-{task}", command)
+
+
+def train_stage(net: str, task: str, schedule: list[str]) -> Stage:
+    """Fine-tuning from the pre-trained net when there is one; else the recipe on the Asian lists alone."""
+    def command() -> list[str]:
+        if (ROOT / f"data/lmdb/{task}_pretrain_lmdb").is_dir() and pretrained(net).is_dir():
+            return [f"./train_{net}.sh", "--solver", f"prototxt/{net}_finetune_solver.prototxt",
+                    "--weights", str(pretrained(net)), *schedule]
+        return [f"./train_{net}.sh", *schedule]
+    return Stage(f"train-{task}", command)
+
+
+def stages(source: str, quick: bool, extra: Sequence[str] = ()) -> list[Stage]:
     python = sys.executable
     schedule = ["--max-iter", str(QUICK_ITERATIONS)] if quick else []
     reports = []
@@ -40,11 +69,11 @@ def stages(source: str, quick: bool) -> list[Stage]:
                                                  "--json", str(REPORTS / f"{task}_ir.json")]))
     return [
         Stage("download", ["./download.sh", source]),
-        Stage("dataset", [python, "build_dataset.py"]),
+        Stage("dataset", [python, "build_dataset.py", *(["--extra-images", *extra] if extra else [])]),
         Stage("lmdb", ["./create_lmdb.sh"]),
         Stage("mean", ["./create_mean.sh"]),
-        Stage("train-gender", ["./train_GenderNet.sh", *schedule]),
-        Stage("train-age", ["./train_AgeNet.sh", *schedule]),
+        *(stage for net, task in NETS for stage in (pretrain_stage(net, task, schedule),
+                                                    train_stage(net, task, schedule))),
         *reports[:2],
         Stage("compile", ["./compile2Movidius.sh"]),
         *reports[2:],
@@ -62,9 +91,9 @@ def first_test_image() -> str:
         return lines.readline().rsplit(" ", 1)[0]
 
 
-def run(source: str, quick: bool, start: str | None = None) -> dict[str, float]:
+def run(source: str, quick: bool, start: str | None = None, extra: Sequence[str] = ()) -> dict[str, float]:
     """Run the stages from ``start`` on; returns seconds per stage; stops at the first failing stage."""
-    plan = stages(source, quick)
+    plan = stages(source, quick, extra)
     names = [s.name for s in plan]
     if start is not None and start not in names:
         raise AgegenderError(f"unknown stage {start!r}; stages: {', '.join(names)}")
@@ -72,7 +101,11 @@ def run(source: str, quick: bool, start: str | None = None) -> dict[str, float]:
     (ROOT / REPORTS).mkdir(parents=True, exist_ok=True)
     seconds = {}
     for stage in plan:
-        command = [first_test_image() if part == FIRST_TEST_IMAGE else part for part in stage.command]
+        command = stage.command() if callable(stage.command) else stage.command
+        if command is None:
+            print(f"\n=== {stage.name}: skipped (no data/lmdb/*_pretrain_lmdb: build_dataset.py had no --extra-images)")
+            continue
+        command = [first_test_image() if part == FIRST_TEST_IMAGE else part for part in command]
         print(f"\n=== {stage.name}: {' '.join(command)}", flush=True)
         began = time.perf_counter()
         code = subprocess.call(command, cwd=ROOT)
@@ -90,12 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", nargs="?", default="../shared/datasets/utkface-asian",
                         help="UTKFace .tar.gz, folder or URL (default ../shared/datasets/utkface-asian)")
     parser.add_argument("--quick", action="store_true", help=f"a first look: {QUICK_ITERATIONS} training iterations per net")
+    parser.add_argument("--extra", nargs="+", default=[], metavar="DIR",
+                        help="more UTKFace folders to pre-train on (e.g. ../shared/datasets/utkface-other); the "
+                             "nets are then pre-trained on every source and fine-tuned on the Asian faces")
     parser.add_argument("--from", dest="start", help="resume from this stage")
     return run_guarded("run_pipeline.sh", _run, parser.parse_args(argv))
 
 
 def _run(args: argparse.Namespace) -> None:
-    run(args.source, args.quick, args.start)
+    run(args.source, args.quick, args.start, args.extra)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,8 @@ from agegender.preprocess import resize_like_lmdb
 from agegender.progress import Progress
 
 TASKS = ("age", "gender")
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test", "pretrain")
+REQUIRED_SPLITS = ("train", "test")  # val and pretrain are built when build_dataset.py wrote their lists
 Record = tuple[bytes, caffe_pb2.Datum]
 
 
@@ -200,7 +201,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="resize every image to NxN or HxW (default 256); 0 keeps the size, which must then be one")
     parser.add_argument("--root", type=Path, default=Path("."),
                         help="folder the list paths are relative to (default: the current folder)")
-    parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS), help="default: train test")
+    parser.add_argument("--splits", nargs="+", choices=SPLITS,
+                        help="default: train and test, and val and pretrain when their lists exist")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"shuffle seed (default {DEFAULT_SEED})")
     parser.add_argument("--workers", type=int, default=default_workers(), help="decoding threads (default: CPU cores)")
 
@@ -208,7 +210,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     report = SkipReport()
     lines_in, parts = 0, []
-    for split in args.splits:
+    splits = args.splits or [s for s in SPLITS if s in REQUIRED_SPLITS or (args.lists / f"age_{s}.txt").is_file()]
+    for split in splits:
         lines, split_parts = build_split(args.lists, args.out, split, args.root, args.resize, args.seed,
                                          args.workers, report)
         lines_in, parts = lines_in + lines, parts + split_parts
