@@ -38,12 +38,15 @@ def decode_image(data: bytes) -> np.ndarray:
     return image
 
 
-def read_image(path: str) -> np.ndarray:
+def read_bytes(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except FileNotFoundError:
         raise BadImage("file not found") from None
     except OSError as exc:
         raise BadImage(f"cannot read: {exc.strerror}") from None
-    return decode_image(data)
+
+
+def read_image(path: str) -> np.ndarray:
+    return decode_image(read_bytes(path))

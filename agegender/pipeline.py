@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
 from agegender.errors import AgegenderError, run_guarded
 from agegender.tasks import TASKS, Task, training_order
@@ -25,7 +26,7 @@ FIRST_TEST_IMAGE = "<first test image>"  # resolved when the infer stage starts 
 @dataclass
 class Stage:
     name: str
-    command: list[str]
+    command: list[str] | Callable[[], list[str] | None]  # a callable decides when the stage starts; None: skip
 
 
 def door(kind: str, task: Task) -> list[str]:
@@ -35,11 +36,38 @@ def door(kind: str, task: Task) -> list[str]:
     return [f"scripts/{kind}_net.sh", task.net] + ([task.name] if kind == "test" else [])
 
 
-def stages(source: str, quick: bool) -> list[Stage]:
+def pretrained(task: Task) -> Path:
+    return ROOT / "models" / f"{task.net}_pretrain"
+
+
+def pretrain_stage(task: Task, schedule: list[str]) -> Stage:
+    """Pre-training on every source's training faces, when build_dataset.py had --extra-images (a task that
+    fine-tunes from another starts from that task's pre-trained net, as its fine-tuning recipe does)."""
+    def command() -> list[str] | None:
+        if not (ROOT / "data/lmdb" / task.lmdb_name("pretrain")).is_dir():
+            return None
+        source = TASKS[task.fine_tune_from] if task.fine_tune_from else None
+        start = ["--weights", str(pretrained(source))] if source else []
+        return [*door("train", task), "--solver", f"prototxt/{task.net}_pretrain_solver.prototxt", *start, *schedule]
+    return Stage(f"pretrain-{task.name}", command)
+
+
+def train_stage(task: Task, schedule: list[str]) -> Stage:
+    """Fine-tuning from the pre-trained net when there is one; else the recipe on the main source alone."""
+    def command() -> list[str]:
+        if (ROOT / "data/lmdb" / task.lmdb_name("pretrain")).is_dir() and pretrained(task).is_dir():
+            return [*door("train", task), "--solver", f"prototxt/{task.net}_finetune_solver.prototxt",
+                    "--weights", str(pretrained(task)), *schedule]
+        return [*door("train", task), *schedule]
+    return Stage(f"train-{task.name}", command)
+
+
+def stages(source: str, quick: bool, extra: Sequence[str] = ()) -> list[Stage]:
     """Every stage; training, test and IR test stages once per task (agegender.tasks), in training order."""
     python = sys.executable
     schedule = ["--max-iter", str(QUICK_ITERATIONS)] if quick else []
-    trains = [Stage(f"train-{task.name}", [*door("train", task), *schedule]) for task in training_order()]
+    trains = [stage for task in training_order() for stage in (pretrain_stage(task, schedule),
+                                                               train_stage(task, schedule))]
     tests = [Stage(f"test-{task.name}", [*door("test", task), "--json", str(REPORTS / f"{task.name}_caffemodel.json"),
                                          "--plot", str(REPORTS / f"{task.name}_caffemodel.png")])
              for task in TASKS.values()]
@@ -48,7 +76,7 @@ def stages(source: str, quick: bool) -> list[Stage]:
                 for task in TASKS.values()]
     return [
         Stage("download", ["./download.sh", source]),
-        Stage("dataset", [python, "build_dataset.py"]),
+        Stage("dataset", [python, "build_dataset.py", *(["--extra-images", *extra] if extra else [])]),
         Stage("lmdb", ["./create_lmdb.sh"]),
         Stage("mean", ["./create_mean.sh"]),
         *trains,
@@ -69,9 +97,9 @@ def first_test_image() -> str:
         return lines.readline().rsplit(" ", 1)[0]
 
 
-def run(source: str, quick: bool, start: str | None = None) -> dict[str, float]:
+def run(source: str, quick: bool, start: str | None = None, extra: Sequence[str] = ()) -> dict[str, float]:
     """Run the stages from ``start`` on; returns seconds per stage; stops at the first failing stage."""
-    plan = stages(source, quick)
+    plan = stages(source, quick, extra)
     names = [s.name for s in plan]
     if start is not None and start not in names:
         raise AgegenderError(f"unknown stage {start!r}; stages: {', '.join(names)}")
@@ -79,7 +107,11 @@ def run(source: str, quick: bool, start: str | None = None) -> dict[str, float]:
     (ROOT / REPORTS).mkdir(parents=True, exist_ok=True)
     seconds = {}
     for stage in plan:
-        command = [first_test_image() if part == FIRST_TEST_IMAGE else part for part in stage.command]
+        command = stage.command() if callable(stage.command) else stage.command
+        if command is None:
+            print(f"\n=== {stage.name}: skipped (no data/lmdb/*_pretrain_lmdb: build_dataset.py had no --extra-images)")
+            continue
+        command = [first_test_image() if part == FIRST_TEST_IMAGE else part for part in command]
         print(f"\n=== {stage.name}: {' '.join(command)}", flush=True)
         began = time.perf_counter()
         code = subprocess.call(command, cwd=ROOT)
@@ -98,12 +130,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="UTKFace .tar.gz, folder or URL (default ../shared/datasets/utkface-asian)")
     parser.add_argument("--quick", action="store_true",
                         help=f"a first look: {QUICK_ITERATIONS} training iterations per net")
+    parser.add_argument("--extra", nargs="+", default=[], metavar="DIR",
+                        help="more UTKFace folders to pre-train on (e.g. ../shared/datasets/utkface-other); the "
+                             "nets are then pre-trained on every source and fine-tuned on the Asian faces")
     parser.add_argument("--from", dest="start", help="resume from this stage")
     return run_guarded("run_pipeline.sh", _run, parser.parse_args(argv))
 
 
 def _run(args: argparse.Namespace) -> None:
-    run(args.source, args.quick, args.start)
+    run(args.source, args.quick, args.start, args.extra)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,13 @@
 """``build_dataset.py``: split the faces 80/20 stratified by age bin, oversample the training part, write lists.
 
-Outputs, each replaced atomically: ``<lists>/{age,gender}_{train,test}.txt`` (``path label`` per line, as
-convert_imageset reads them) and the augmented copies in ``<augmented>/``. The gender lists hold the same
-age-balanced training images as the age lists, with their gender labels, as the original project did.
+Outputs, each replaced atomically: ``<lists>/{age,gender}_{train,val,test}.txt`` (``path label`` per line, as
+convert_imageset reads them) and the augmented copies in ``<augmented>/``. By default, as the original project
+did, both training lists hold the age-balanced oversampled set (flipped and noisy copies until every age bin is as
+large as the largest), with their age or gender labels. ``val`` is carved from the training part (stratified, each
+face once) so recipes are chosen without reading the test split. With extra sources (``--extra-images``: e.g.
+the other UTKFace races), ``{age,gender}_pretrain.txt`` name every training face of every source once, for a
+pre-training run; the test split is unchanged and no test face, nor a copy of one (agegender.dataset.leak), ever
+reaches a training, pre-training or validation list.
 """
 from __future__ import annotations
 
@@ -15,16 +20,19 @@ from pathlib import Path
 from typing import Sequence
 
 from agegender.dataset.augment import Copy, augment, encode_jpeg, oversample_plan
+from agegender.dataset.leak import Fingerprint, LeakGuard, fingerprint
 from agegender.dataset.parallel import parallel_map
 from agegender.dataset.report import SkipReport
 from agegender.dataset.split import stratified_split
 from agegender.dataset.utkface import Face, scan_faces
 from agegender.errors import AgegenderError
 from agegender.fileio import atomic_directory
-from agegender.images import BadImage, read_image
+from agegender.images import BadImage, decode_image, read_bytes, read_image
 from agegender.labels import AGE_CLASSES
 from agegender.progress import Progress
 from agegender.tasks import TASKS
+
+BALANCED_DEFAULT = tuple(TASKS)  # the original's lists: every task's training list balanced by age
 
 
 @dataclass(frozen=True)
@@ -47,26 +55,48 @@ def list_text(entries: Sequence[Entry], task: str) -> str:
     return "".join(f"{e.path} {e.label(task)}\n" for e in entries)
 
 
-def _check_image(path: str) -> str | None:
+def _check_image(path: str) -> Fingerprint | str:
+    """The image's fingerprint, or the reason it is unusable."""
     try:
-        read_image(path)
+        data = read_bytes(path)
+        return fingerprint(data, decode_image(data))
     except BadImage as exc:
         return str(exc)
-    return None
 
 
-def usable_faces(faces: Sequence[Face], workers: int, report: SkipReport) -> list[Face]:
-    """The faces whose files decode; the others reported and skipped."""
-    usable = []
-    progress = Progress(len(faces), "checking images", "images")
-    for face, problem in zip(faces, parallel_map(_check_image, [f.path for f in faces], workers)):
+def usable_faces(faces: Sequence[Face], workers: int, report: SkipReport,
+                 what: str = "checking images") -> dict[Face, Fingerprint]:
+    """The faces whose files decode, with their fingerprints; the others reported and skipped."""
+    usable = {}
+    progress = Progress(len(faces), what, "images")
+    for face, result in zip(faces, parallel_map(_check_image, [f.path for f in faces], workers)):
         progress.update()
-        if problem:
-            report.skip(face.path, problem)
+        if isinstance(result, str):
+            report.skip(face.path, result)
         else:
-            usable.append(face)
+            usable[face] = result
     progress.close()
     return usable
+
+
+def extra_faces(folders: Sequence[Path], races: set[int] | None, workers: int,
+                report: SkipReport) -> dict[Face, Fingerprint]:
+    """The usable faces of the extra sources, of the chosen races (all when None)."""
+    found: dict[Face, Fingerprint] = {}
+    for folder in folders:
+        faces = [f for f in scan_faces(folder, report) if races is None or f.race in races]
+        found.update(usable_faces(faces, workers, report, f"checking {folder}"))
+    return found
+
+
+def without_leaks(faces: dict[Face, Fingerprint], guard: LeakGuard, report: SkipReport, role: str) -> list[Face]:
+    kept = []
+    for face, fp in faces.items():
+        if guard.leaks(fp):
+            report.skip(face.path, f"copy of a held-out face (not used for {role})")
+        else:
+            kept.append(face)
+    return sorted(kept, key=lambda f: f.name)
 
 
 def _write_copies(job: tuple[str, list[Copy], str, int, float]) -> str | None:
@@ -95,7 +125,9 @@ def write_copies(copies: Sequence[Copy], folder: Path, seed: int, sigma: float, 
 
 
 def build(images: Path, lists: Path, augmented: Path, seed: int, fraction: Fraction, sigma: float,
-          workers: int, report: SkipReport, balanced: Sequence[str] = ()) -> str:
+          workers: int, report: SkipReport, balanced: Sequence[str] = BALANCED_DEFAULT,
+          extra: Sequence[Path] = (), extra_races: set[int] | None = None,
+          val_fraction: Fraction = Fraction(1, 10)) -> str:
     """The whole build stage; prints the tables and returns the summary line. The training lists of the
     ``balanced`` tasks hold the age-balanced oversampled set, the others each training face once."""
     faces = scan_faces(images, report)
@@ -103,27 +135,42 @@ def build(images: Path, lists: Path, augmented: Path, seed: int, fraction: Fract
     usable = usable_faces(faces, workers, report)
     if not usable:
         raise AgegenderError(f"no usable image in {images} ({files_in} files, {report.describe()})")
-    train, test = stratified_split(usable, fraction, seed, len(AGE_CLASSES))
+    train, test = stratified_split(list(usable), fraction, seed, len(AGE_CLASSES))
+    guard = LeakGuard([usable[f] for f in test])
+    train = without_leaks({f: usable[f] for f in train}, guard, report, "training")
+    train, val = stratified_split(train, val_fraction, seed + 1, len(AGE_CLASSES)) if val_fraction else (train, [])
     copies = oversample_plan(train, len(AGE_CLASSES), seed) if balanced else []  # no list would name them
+    pretrain = []
+    if extra:
+        guard = LeakGuard([usable[f] for f in test + val])
+        pretrain = sorted(train + without_leaks(extra_faces(extra, extra_races, workers, report), guard, report,
+                                                "pre-training"), key=lambda f: f.name)
     for label in sorted({f.age_label for f in usable} - {f.age_label for f in train}):
         print(f"warning: age bin {AGE_CLASSES[label]} has no training image, so it stays empty", file=sys.stderr)
     print(f"Split {float(1 - fraction):.0%}/{float(fraction):.0%} stratified by age bin (seed {seed}): "
-          f"{len(train)} train, {len(test)} test")
-    faces_once = [Entry(f.path, f) for f in train]
-    print(f"TRAIN SET:\n{count_table(faces_once)}\nTEST SET:\n{count_table([Entry(f.path, f) for f in test])}")
+          f"{len(train) + len(val)} train, {len(test)} test"
+          + (f" (the train part: {len(train)} training, {len(val)} validation)" if val else ""))
+    once = {name: [Entry(f.path, f) for f in part] for name, part in
+            (("train", train), ("val", val), ("test", test), ("pretrain", pretrain))}
+    print(f"TRAIN SET:\n{count_table(once['train'])}\nTEST SET:\n{count_table(once['test'])}")
+    if pretrain:
+        print(f"PRE-TRAINING SET (all sources):\n{count_table(once['pretrain'])}")
     with atomic_directory(lists) as lists_tmp, atomic_directory(augmented) as copies_tmp:
         if copies:
             write_copies(copies, copies_tmp, seed, sigma, workers)
-        oversampled = faces_once + [Entry(str(augmented / c.name), c.source)
-                                    for c in sorted(copies, key=lambda c: c.name)]
+        oversampled = once["train"] + [Entry(str(augmented / c.name), c.source)
+                                       for c in sorted(copies, key=lambda c: c.name)]
         for task in TASKS.values():
-            entries = oversampled if task.name in balanced else faces_once
+            entries = oversampled if task.name in balanced else once["train"]
             (lists_tmp / task.list_name("train")).write_text(list_text(entries, task.name))
-            (lists_tmp / task.list_name("test")).write_text(list_text([Entry(f.path, f) for f in test], task.name))
+            for split in ("val", "test", "pretrain"):
+                if once[split]:
+                    (lists_tmp / task.list_name(split)).write_text(list_text(once[split], task.name))
         shutil.rmtree(lists, ignore_errors=True)  # old lists must not outlive the copies they name
     if balanced:
         print(f"\nAFTER OVERSAMPLING:\n{count_table(oversampled)}")
-    lines = ", ".join(f"{task} {len(oversampled) if task in balanced else len(faces_once)}" for task in TASKS)
-    return (f"dataset: {files_in} files in, {len(usable)} images used ({len(train)} train, {len(test)} test), "
-            f"{len(copies)} augmented copies written to {augmented}, training lines {lines} and {len(test)} "
-            f"test lines each in {lists}/{{{','.join(TASKS)}}}_{{train,test}}.txt, {report.describe()}")
+    lines = ", ".join(f"{task} {len(oversampled) if task in balanced else len(train)}" for task in TASKS)
+    extra_note = f", {len(pretrain)} pre-training lines (all sources)" if pretrain else ""
+    return (f"dataset: {files_in} files in, {len(usable)} images used ({len(train)} train, {len(val)} validation, "
+            f"{len(test)} test), {len(copies)} augmented copies written to {augmented}, training lines {lines}, "
+            f"{len(val)} validation and {len(test)} test lines each{extra_note} in {lists}, {report.describe()}")

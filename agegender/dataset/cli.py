@@ -31,6 +31,18 @@ def _fraction(text: str) -> Fraction:
     return value
 
 
+def _default_augmented(images: Path) -> Path:
+    """IMAGES_augmented beside a face folder of data/; under data/ for a folder elsewhere (never beside a
+    read-only or shared source)."""
+    if images.resolve().parent == DATA.resolve():
+        return images.with_name(images.name + "_augmented")
+    return DATA / (images.name + "_augmented")
+
+
+def _fraction_or_zero(text: str) -> Fraction:
+    return Fraction(0) if text.strip() in ("0", "0.0") else _fraction(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="step", metavar="step", required=True)
     fetch = sub.add_parser("fetch", help="copy UTKFace images of one race into data/ (download.sh)",
@@ -48,14 +60,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--images", type=Path, default=DATA / face_folder_name(ASIAN),
                        help="face folder from download.sh (default data/UTKFace_AsianOnly)")
     build.add_argument("--lists", type=Path, default=DATA / "DEF", help="list folder (default data/DEF)")
-    build.add_argument("--augmented", type=Path, help="folder of the augmented copies (default IMAGES_augmented)")
+    build.add_argument("--augmented", type=Path,
+                       help="folder of the augmented copies (default data/<IMAGES name>_augmented)")
     build.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"split and noise seed (default {DEFAULT_SEED})")
     build.add_argument("--test-fraction", type=_fraction, default=Fraction(1, 5), help="test share (default 0.2)")
     build.add_argument("--noise-sigma", type=float, default=DEFAULT_NOISE_SIGMA,
                        help=f"std of the added Gaussian noise, 0-255 scale (default {DEFAULT_NOISE_SIGMA:g})")
-    build.add_argument("--balanced", nargs="*", choices=list(TASKS), default=[], metavar="TASK",
-                       help="tasks whose training list is the age-balanced oversampled set (the original: age "
-                            "gender); by default each training list names each training face once")
+    build.add_argument("--balanced", nargs="+", choices=[*TASKS, "none"], default=list(TASKS),
+                       metavar="TASK", help="tasks whose training list is the age-balanced oversampled set "
+                       "(default: every task, the original's lists); none: each training list names each training "
+                       "face once (the natural distribution)")
+    build.add_argument("--val-fraction", type=_fraction_or_zero, default=Fraction(1, 10),
+                       help="share of the training part kept for validation lists, *_val.txt, that the solvers' "
+                            "test passes read (default 0.1; 0: none)")
+    build.add_argument("--extra-images", type=Path, nargs="+", default=[], metavar="DIR",
+                       help="more UTKFace folders (e.g. ../shared/datasets/utkface-other): all their faces go to "
+                            "*_pretrain.txt with the training faces, never to the test or validation lists")
+    build.add_argument("--extra-races", type=_race, nargs="+", metavar="RACE",
+                       help="only these races of --extra-images (default: all)")
     build.add_argument("--workers", type=int, default=default_workers(), help="threads (default: CPU cores)")
 
 
@@ -75,7 +97,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from agegender.dataset.build import build
 
-    augmented = args.augmented or args.images.with_name(args.images.name + "_augmented")
+    augmented = args.augmented or _default_augmented(args.images)
+    balanced = () if "none" in args.balanced else tuple(args.balanced)
+    if "none" in args.balanced and len(args.balanced) > 1:
+        from agegender.errors import AgegenderError
+        raise AgegenderError(f"--balanced {' '.join(args.balanced)}: give none alone, or tasks (age gender)")
+    races = None if not args.extra_races or None in args.extra_races else set(args.extra_races)
     print(build(args.images, args.lists, augmented, args.seed, args.test_fraction, args.noise_sigma, args.workers,
-                report, args.balanced))
+                report, balanced, args.extra_images, races, args.val_fraction))
     return 0

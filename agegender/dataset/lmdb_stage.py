@@ -24,7 +24,8 @@ from agegender.preprocess import resize_like_lmdb
 from agegender.progress import Progress
 from agegender.tasks import TASKS
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test", "pretrain")
+REQUIRED_SPLITS = ("train", "test")  # val and pretrain are built when build_dataset.py wrote their lists
 Record = tuple[bytes, caffe_pb2.Datum]
 
 
@@ -201,7 +202,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="resize every image to NxN or HxW (default 256); 0 keeps the size, which must then be one")
     parser.add_argument("--root", type=Path, default=Path("."),
                         help="folder the list paths are relative to (default: the current folder)")
-    parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS), help="default: train test")
+    parser.add_argument("--splits", nargs="+", choices=SPLITS,
+                        help="default: train and test, and val and pretrain when their lists exist")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"shuffle seed (default {DEFAULT_SEED})")
     parser.add_argument("--workers", type=int, default=default_workers(), help="decoding threads (default: CPU cores)")
 
@@ -209,7 +211,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     report = SkipReport()
     lines_in, parts = 0, []
-    for split in args.splits:
+    listed = [s for s in SPLITS if all((args.lists / t.list_name(s)).is_file() for t in TASKS.values())]
+    splits = args.splits or [s for s in SPLITS if s in REQUIRED_SPLITS or s in listed]
+    for split in splits:
         lines, split_parts = build_split(args.lists, args.out, split, args.root, args.resize, args.seed,
                                          args.workers, report)
         lines_in, parts = lines_in + lines, parts + split_parts

@@ -12,6 +12,7 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
+from agegender.augmentation import Augmentation
 from agegender.caffe import caffe_pb2
 
 Shape = tuple[int, ...]
@@ -122,6 +123,7 @@ class DataSpec(LayerSpec):
     scale: float
     mean_file: str
     mean_value: tuple[float, ...]
+    augment: Augmentation | None = None
     n_bottoms: ClassVar = (0, 0)
 
     @classmethod
@@ -133,7 +135,8 @@ class DataSpec(LayerSpec):
             raise ValueError("transform_param gives both mean_file and mean_value; give one")
         if not d.batch_size:
             raise ValueError("data_param needs batch_size > 0")  # Caffe: "Positive batch size required"
-        return cls(d.source, d.batch_size, t.crop_size, t.mirror, t.scale, t.mean_file, tuple(t.mean_value))
+        augment = Augmentation.from_proto(t.augment_param if t.HasField("augment_param") else None)
+        return cls(d.source, d.batch_size, t.crop_size, t.mirror, t.scale, t.mean_file, tuple(t.mean_value), augment)
 
     def shapes_for(self, datum_shape: Shape, n_tops: int) -> list[Shape]:
         c, h, w = datum_shape

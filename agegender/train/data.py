@@ -94,7 +94,10 @@ class DataFeed:
         rng = np.random.default_rng([self.seed, self.rank, index])
         images = np.empty((spec.batch_size, *self.image_shape), np.float32)
         labels = np.empty(spec.batch_size, np.float32)
+        augment = spec.augment if self.train else None
         for i, (chw, labels[i]) in enumerate(self.records.read(range(first, first + spec.batch_size))):
+            if augment is not None:
+                chw = augment(chw, rng)
             images[i] = transform(chw, self.mean, spec.crop_size, spec.scale, self._offset(chw, rng),
                                   bool(spec.mirror and rng.integers(2)))
         tops = {self.tops[0]: torch.from_numpy(images)}
