@@ -4,7 +4,7 @@
 # which never held the NCS2's MYRIAD plugin anyway, stop at Python 3.10). That is the nearest a machine
 # without a stick gets to the 2022.3.1 runtime the NCS2 needs: the same IR version 11 reader and opsets.
 # run_inference.py runs in a separate venv (data/ov2023/venv, made once: OpenVINO 2023.0.2, numpy < 2,
-# the newest opencv-python-headless for it) through openvino.runtime, the API 2022.3 has, on a face crop, a
+# requirements-edge's opencv-python-headless) through openvino.runtime, the API 2022.3 has, on a face crop, a
 # folder and a group photo, and its answers are compared with the checkout's OpenVINO (same classes,
 # probabilities within TOLERANCE). Prints the operations (type-opset) the IRs use.
 #
@@ -17,7 +17,8 @@ die() { echo "check_openvino2023.sh: $*" >&2; exit 2; }
 
 work="${OV2023_DIR:-data/ov2023}" graph="${GRAPH_DIR:-graph}" tolerance="${TOLERANCE:-1e-4}"
 python=".venv/bin/python" old="$work/venv/bin/python" shared="../shared"
-pins=(openvino==2023.0.2 "numpy<2" opencv-python-headless protobuf==7.36.2)
+pins=(openvino==2023.0.2 "numpy<2" protobuf==7.36.2)
+opencv="$(grep -m1 '^opencv-python-headless==' requirements-edge.txt)"  # built on numpy 2, runs on 1.x too
 face="${1:-}" folder="${2:-}" photo="${3:-}"
 
 [ -x "$python" ] || die "no .venv in $root: run scripts/setup_venv.sh first"
@@ -34,12 +35,13 @@ fi
 for input in "$face" "$folder" "$photo"; do [ -e "$input" ] || die "input not found: $input"; done
 
 # --- the old runtime, in its own venv (made once) ----------------------------------------------------------
-if [ "$(cat "$work/venv/.pins" 2> /dev/null)" != "${pins[*]}" ]; then
+if [ "$(cat "$work/venv/.pins" 2> /dev/null)" != "${pins[*]} $opencv" ]; then
   rm -rf "$work/venv"
   "${PYTHON:-python3}" -m venv "$work/venv" || die "cannot create a venv in $work/venv with ${PYTHON:-python3}"
   "$old" -m pip install -q --disable-pip-version-check "${pins[@]}" 2>&1 | grep -v '^WARNING: Location' || true
-  "$old" -c "import openvino.runtime" 2> /dev/null || die "installing ${pins[*]} into $work/venv failed (network?)"
-  echo "${pins[*]}" > "$work/venv/.pins"
+  "$old" -m pip install -q --disable-pip-version-check --no-deps "$opencv" 2>&1 | grep -v '^WARNING: Location' || true
+  "$old" -c "import openvino.runtime, cv2" 2> /dev/null || die "installing ${pins[*]} $opencv into $work/venv failed (network?)"
+  echo "${pins[*]} $opencv" > "$work/venv/.pins"
 fi
 echo "old runtime: $("$old" -c 'from openvino.runtime import get_version; print(get_version())') on $("$old" --version)"
 
