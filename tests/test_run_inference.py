@@ -164,8 +164,12 @@ def int8_build(graph: Path, into: Path, drop: float | None, caffemodel: str = "c
     return folder
 
 
-def test_int8_build_is_picked_on_cpu_only_when_its_accuracy_holds(graph, tmp_path):
+def test_int8_build_is_picked_on_cpu_only_when_its_accuracy_holds(graph, tmp_path, monkeypatch):
+    import platform
+
     from agegender.deploy.runtime import pick_ir
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
 
     notices = []
     folder = int8_build(graph, tmp_path / "ok", drop=0.3)
@@ -180,6 +184,16 @@ def test_int8_build_is_picked_on_cpu_only_when_its_accuracy_holds(graph, tmp_pat
         folder = int8_build(graph, tmp_path / name, drop, caffemodel)
         assert pick_ir(folder, "AgeNet", "CPU", notices.append) == folder / "AgeNet.xml"
         assert why in notices[-1] and "using AgeNet.xml" in notices[-1]
+
+
+def test_arm_cpus_keep_the_fp16_ir(graph, tmp_path, monkeypatch):
+    import platform
+
+    from agegender.deploy.runtime import pick_ir
+
+    folder = int8_build(graph, tmp_path / "ok", drop=0.3)
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert pick_ir(folder, "AgeNet", "CPU") == folder / "AgeNet.xml"
 
 
 # ------------------------------------------------------------------------------------------ prediction
