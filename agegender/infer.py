@@ -184,7 +184,7 @@ class Nets:
 
 
 def load_nets(args: argparse.Namespace, hint: str) -> Nets:
-    from agegender.deploy.runtime import Classifier, core, notice, pick_device
+    from agegender.deploy.runtime import Classifier, core, notice, pick_device, pick_ir
 
     graph_dir = Path(args.graph_dir)
     if not graph_dir.is_dir():
@@ -195,7 +195,7 @@ def load_nets(args: argparse.Namespace, hint: str) -> Nets:
         notice(message)
     nets = {}
     for task, name in (("age", "AgeNet"), ("gender", "GenderNet")):
-        net = Classifier(graph_dir / f"{name}.xml", device, args.cache_dir, args.mean_file, hint)
+        net = Classifier(pick_ir(graph_dir, name, device), device, args.cache_dir, args.mean_file, hint)
         if net.meta.task and net.meta.task != task:
             raise AgegenderError(f"{net.xml} is a {net.meta.task} net (its sidecar says so), not the {task} net; "
                                  f"recompile with compile2Movidius.sh")

@@ -12,7 +12,7 @@ import numpy as np
 import openvino as ov
 import pytest
 
-from agegender.caffe import array_to_datum, caffe_pb2, read_mean, write_lmdb
+from agegender.caffe import array_to_datum, caffe_pb2, read_mean, write_lmdb, write_mean
 from agegender.deploy.compile import MYRIAD_OPS, check_ops, model_ops, opencv_forward, random_caffemodel
 from agegender.deploy.metadata import read_metadata, sha256_file
 from agegender.errors import AgegenderError
@@ -505,9 +505,10 @@ def test_compile_help_does_not_import_openvino():
 
 # --- compile2Movidius.sh ------------------------------------------------------------------------------------
 
-def run_movidius(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def run_movidius(tmp_path: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, MODELS_DIR=str(tmp_path / "models"), PROTOTXT_DIR=str(tmp_path / "prototxt"),
-               MEAN_FILE=str(tmp_path / "mean.binaryproto"), GRAPH_DIR=str(tmp_path / "graph"))
+               MEAN_FILE=str(tmp_path / "mean.binaryproto"), GRAPH_DIR=str(tmp_path / "graph"),
+               LMDB_DIR=str(tmp_path / "lmdb"), **env_vars)
     return subprocess.run([str(ROOT / "compile2Movidius.sh"), *args], env=env, capture_output=True, text=True,
                           timeout=600)
 
@@ -535,6 +536,43 @@ def test_compile2movidius_compiles_the_newest_snapshots(lh_weights, fixtures, tm
         assert meta.source["caffemodel"].endswith(f"{net}_iter_200.caffemodel")
         assert (tmp_path / "graph" / f"{net}.bin").stat().st_size > 1e6
     assert (tmp_path / "graph" / "age_gender_mean.npy").is_file()
+    assert "no INT8 build of AgeNet" in proc.stderr and not list((tmp_path / "graph").glob("*_int8.*"))
+
+
+def small_nets_and_lmdbs(tmp_path: Path) -> None:
+    """Small AgeNet/GenderNet (24x24 input, 9 and 2 classes) with snapshots, a 28x28 mean and train/test LMDBs."""
+    (tmp_path / "prototxt").mkdir()
+    for net, task, classes in (("AgeNet", "age", 9), ("GenderNet", "gender", 2)):
+        net_text = SMALL_CLASSIFIER.replace("num_output: 2", f"num_output: {classes}")
+        prototxt, small = write_net(tmp_path / "prototxt", net_text,
+                                    f"{net}_deploy")
+        (tmp_path / "models" / net).mkdir(parents=True)
+        random_caffemodel(small, tmp_path / "models" / net / f"{net}_iter_10.caffemodel")
+        rng = np.random.default_rng(classes)
+        for split, n in (("train", 24), ("test", 20)):
+            images = rng.integers(0, 256, (n, 3, 28, 28), dtype=np.uint8)
+            write_lmdb(tmp_path / "lmdb" / f"{task}_{split}_lmdb",
+                       [(f"{i:08d}".encode(), array_to_datum(img, i % classes)) for i, img in enumerate(images)])
+    write_mean(np.full((3, 28, 28), 120, np.float32), tmp_path / "mean.binaryproto")
+
+
+def test_compile2movidius_adds_an_int8_cpu_build_with_its_accuracy_report(tmp_path):
+    small_nets_and_lmdbs(tmp_path)
+    proc = run_movidius(tmp_path, "--check-inputs", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("accuracy drop") == 2
+    for net in ("AgeNet", "GenderNet"):
+        fp16, int8 = (read_metadata(tmp_path / "graph" / f"{net}{suffix}.xml") for suffix in ("", "_int8"))
+        assert (fp16.precision, fp16.target, int8.precision, int8.target) == ("FP16", "cpu", "INT8", "cpu")
+        assert int8.source["caffemodel_sha256"] == fp16.source["caffemodel_sha256"]
+        assert "accuracy_drop_points" in int8.verification["int8_vs_fp32"]
+    # a forced single build keeps to it; INT8=0 also removes an INT8 build that would now be stale
+    proc = run_movidius(tmp_path, "--precision", "FP32", "--check", "none")
+    assert proc.returncode == 0 and "INT8" not in proc.stdout, proc.stderr
+    assert (tmp_path / "graph" / "AgeNet_int8.xml").is_file()
+    proc = run_movidius(tmp_path, "--check", "none", INT8="0")
+    assert proc.returncode == 0, proc.stderr
+    assert not list((tmp_path / "graph").glob("*_int8.*"))
 
 
 def test_compile2movidius_without_snapshots_says_train_first(tmp_path):

@@ -338,3 +338,29 @@ def test_graphs_from_the_compile_stage_run_end_to_end(chips, tmp_path):
     face, = json.loads(proc.stdout)["faces"]
     assert face["age"]["label"] in AGE_CLASSES and face["gender"]["label"] in GENDER_CLASSES
     assert sum(face["age"]["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+
+
+@pytest.mark.skipif(__import__("platform").machine().lower() not in ("x86_64", "amd64"),
+                    reason="the INT8 build is used on x86-64 CPUs only")
+def test_cpu_answers_with_the_int8_build_when_it_holds_and_other_devices_never_see_it(graph, chips, tmp_path):
+    """graph/AgeNet_int8.* (here another tiny net, so its answers differ) answers on CPU; a GPU request
+    that falls back to CPU still uses it; the FP16 graph answers once the INT8 sidecar shows a 2-point loss."""
+    from test_run_inference import tiny_ir
+
+    folder = copy_graph(graph, tmp_path / "graph")
+    tiny_ir(folder / "AgeNet_int8.xml", 9, seed=7)
+    sidecar = json.loads((folder / "AgeNet.json").read_text())
+    sidecar["verification"] = {"int8_vs_fp32": {"accuracy_drop_points": 0.4}}
+    (folder / "AgeNet_int8.json").write_text(json.dumps(sidecar | {"precision": "INT8"}))
+
+    def age(*args) -> dict:
+        proc = infer(folder, "--image_path", chips[0], "--json", "--faces", "none", *args)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)["faces"][0]["age"]["probabilities"]
+
+    fp16 = json.loads(infer(graph, "--image_path", chips[0], "--json", "--faces", "none").stdout)
+    int8 = age("--device", "CPU")
+    assert int8 != fp16["faces"][0]["age"]["probabilities"]
+    assert age("--device", "GPU") == int8  # no GPU here: it falls back to CPU, where INT8 is the choice
+    edit_sidecar(folder / "AgeNet_int8.xml", verification={"int8_vs_fp32": {"accuracy_drop_points": 2.0}})
+    assert age("--device", "CPU") == fp16["faces"][0]["age"]["probabilities"]
