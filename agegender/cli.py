@@ -26,6 +26,14 @@ COMMANDS = {
 }
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type of seeds and counts: an integer >= 0 (argparse turns the ValueError into its usage line)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agegender", description=(
         "Age and gender CNNs from Caffe prototxts to OpenVINO edge devices: dataset, train, test, compile, infer."))

@@ -18,6 +18,7 @@ from agegender.caffe import datum_to_array, lmdb_size, read_lmdb, read_mean
 from agegender.errors import AgegenderError
 from agegender.fileio import newest_snapshot
 from agegender.labels import CLASSES
+from agegender.lmdb_set import check_lmdb_set
 from agegender.preprocess import oversample, transform
 from agegender.progress import Progress
 
@@ -140,6 +141,7 @@ def lmdb_batches(lmdb: str, mean: np.ndarray | None, crop: int, ten_crop: bool
 
 def evaluate(predict: Predictor, lmdb: str, mean: np.ndarray | None, crop: int, classes: Sequence[str],
              ten_crop: bool = False) -> Scores:
+    check_lmdb_set([lmdb])
     total = lmdb_size(lmdb)
     if total == 0:
         raise AgegenderError(f"LMDB {lmdb} holds no records")

@@ -1,9 +1,15 @@
-"""Atomic outputs: every file or folder agegender writes appears whole or not at all."""
+"""Atomic outputs: every file or folder agegender writes appears whole or not at all.
+
+Temporaries are hidden siblings named ``.<name>.<pid>.<random>.tmp`` (their writer's process id inside), so
+the next write of the same output removes those of runs that were killed (kill -9, power loss) and leaves
+those of a run still going. Folders and files get the permissions of the umask, like any other output.
+"""
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -17,6 +23,8 @@ os.umask(_UMASK)
 def require_file(path: str | os.PathLike, what: str) -> Path:
     """Return ``path`` as a Path, or raise a one-line error when it is not a readable file."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise AgegenderError(f"{what} {path} is a broken or looping symbolic link (-> {os.readlink(path)})")
     if not path.exists():
         raise AgegenderError(f"{what} not found: {path}")
     if not path.is_file():
@@ -34,11 +42,79 @@ def make_parent(path: str | os.PathLike) -> Path:
     return parent
 
 
+def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
+    """Fail before any work when ``path`` could not be written: its folder is created and probed with a
+    temporary file (the way every output is written: a temporary beside it, then a rename)."""
+    path = Path(path)
+    if path.is_dir():
+        raise AgegenderError(f"{what} {path} is a folder; give a file name")
+    folder = make_parent(path)
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise AgegenderError(f"cannot write {what} {path} ({exc.strerror}); make {folder} writable or choose "
+                             f"another path") from None
+    return path
+
+
+def crash_point(name: str) -> None:
+    """Tests kill the process here (SIGKILL, as kill -9 or a power loss) when AGEGENDER_CRASH_AT is ``name``."""
+    if os.environ.get("AGEGENDER_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def temporary_prefix(path: Path) -> str:
+    """``.<name>.<pid>.``: the start of every temporary written for ``path`` by this process."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def clean_stale(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries of ``path`` left by killed runs (their process id is gone), and finish a folder
+    swap a kill cut in two (``.<name>.old`` back in place when ``path`` is missing); returns what was removed."""
+    path = Path(path)
+    folder, start = path.parent, f".{path.name}."
+    if not folder.is_dir():
+        return []
+    removed = []
+    for sibling in folder.iterdir():
+        rest = sibling.name[len(start):] if sibling.name.startswith(start) else ""
+        pid = rest.split(".", 1)[0]
+        if pid.isdigit() and ".tmp" in rest and not _alive(int(pid)):
+            _remove(sibling)
+            removed.append(sibling)
+    old = path.with_name(f".{path.name}.old")
+    if old.exists() and not path.exists():
+        os.replace(old, path)
+    return removed
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     make_parent(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    clean_stale(path)
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         with os.fdopen(fd, "wb") as out:
@@ -57,23 +133,68 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
-@contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside ``path``; on success it replaces ``path``, on failure it is removed."""
+def temporary_directory(path: str | os.PathLike) -> Path:
+    """A new empty hidden folder beside ``path`` (stale ones removed first), with the umask's permissions."""
     path = Path(path)
     make_parent(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    clean_stale(path)
+    tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700: other users and services could not read the output
+    return tmp
+
+
+def _swap_in(tmp: Path, path: Path) -> None:
     old = path.with_name(f".{path.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if path.exists():
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+class StagedFolders:
+    """Folders written beside their targets and switched in together, once all of them are complete
+    (e.g. the four LMDBs of a split: a run stopped anywhere before the end leaves the old set whole)."""
+
+    def __init__(self):
+        self.staged: list[tuple[Path, Path]] = []
+
+    def folder(self, path: str | os.PathLike) -> Path:
+        """The temporary folder to write ``path``'s contents into."""
+        tmp = temporary_directory(path)
+        self.staged.append((tmp, Path(path)))
+        return tmp
+
+    def commit(self) -> None:
+        for number, (tmp, path) in enumerate(self.staged):
+            if number:
+                crash_point("swap")
+            _swap_in(tmp, path)
+        self.staged.clear()
+
+    def discard(self) -> None:
+        for tmp, _ in self.staged:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.staged.clear()
+
+
+@contextlib.contextmanager
+def atomic_directories() -> Iterator[StagedFolders]:
+    """Yield a StagedFolders; on success every staged folder replaces its target, on failure all are removed."""
+    staged = StagedFolders()
+    try:
+        yield staged
+    except BaseException:
+        staged.discard()
+        raise
+    staged.commit()
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; on success it replaces ``path``, on failure it is removed."""
+    with atomic_directories() as staged:
+        yield staged.folder(path)
 
 
 def newest_snapshot(path: str | os.PathLike, suffix: str = ".caffemodel") -> Path:

@@ -21,6 +21,7 @@ from agegender.caffe import caffe_pb2, datum_to_array, lmdb_size, read_mean
 from agegender.caffe.datum import open_lmdb
 from agegender.errors import AgegenderError
 from agegender.layers.net import Net, Node
+from agegender.lmdb_set import check_lmdb_set
 from agegender.preprocess import transform
 
 
@@ -30,6 +31,7 @@ class LmdbRecords:
 
     def __init__(self, path: str):
         self.path = path
+        check_lmdb_set([path])
         if lmdb_size(path) == 0:
             raise AgegenderError(f"LMDB {path} holds no records; rebuild it with create_lmdb.sh")
         with open_lmdb(self.path) as env, env.begin() as txn:
