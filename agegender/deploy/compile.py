@@ -22,6 +22,7 @@ from agegender.errors import AgegenderError
 from agegender.fileio import make_parent, newest_snapshot
 from agegender.labels import CLASSES
 from agegender.layers.net import Net
+from agegender.limits import check_net_memory
 
 PRECISIONS = ("FP16", "FP32", "INT8")
 TARGETS = ("cpu", "npu", "myriad")
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     prototxt = Path(args.model)
     net = _load_net(prototxt, args.batch)
+    check_net_memory(net, False, "--batch or num_output")
     if not net.inputs:
         raise AgegenderError(f"{prototxt} has no Input layer (or input/input_dim); compile takes a deploy prototxt")
     task, classes = _labels(args.labels, net)

@@ -5,6 +5,7 @@ and shared by inspect, the PyTorch trainer and the OpenVINO compiler.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -35,7 +36,7 @@ class Node:
 
     @property
     def param_count(self) -> int:
-        return sum(int(np.prod(s, dtype=np.int64)) for s in self.blob_shapes)
+        return sum(math.prod(map(int, s)) for s in self.blob_shapes)
 
     @property
     def macs(self) -> int:

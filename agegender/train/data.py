@@ -138,9 +138,11 @@ def data_feeds(net: Net, seed: int, rank: int = 0, world: int = 1) -> list[DataF
 
 
 def _ignore_interrupts(_worker_id: int) -> None:
-    """Workers leave Ctrl-C and SIGHUP to the trainer, which snapshots before stopping."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    """Workers leave Ctrl-C, SIGTERM and SIGHUP to the trainer, which snapshots before stopping: a terminal,
+    systemd or Slurm signals the whole process group, and a worker killed by it would kill the trainer
+    before its snapshot. (A worker still exits with the trainer: the DataLoader's watchdog sees it go.)"""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def iterate_batches(feeds: Sequence[DataFeed], start: int, stop: int, workers: int,
