@@ -14,7 +14,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from agegender.caffe import datum_to_array, lmdb_size, read_lmdb, read_mean
+from agegender.caffe import lmdb_size, read_lmdb, read_mean
+from agegender.caffe.datum import record_image
 from agegender.errors import AgegenderError
 from agegender.fileio import newest_snapshot
 from agegender.labels import CLASSES
@@ -125,8 +126,8 @@ def lmdb_batches(lmdb: str, mean: np.ndarray | None, crop: int, ten_crop: bool
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
     """(inputs, labels, images) batches of TEST-phase inputs; 10 inputs per image with ten_crop."""
     images, labels = [], []
-    for _, datum in read_lmdb(lmdb):
-        chw = datum_to_array(datum)
+    for key, datum in read_lmdb(lmdb):
+        chw = record_image(lmdb, key, datum)
         try:
             images.append(oversample(chw, mean, crop) if ten_crop else transform(chw, mean, crop)[None])
         except ValueError as exc:

@@ -20,11 +20,18 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def broken_link(path: Path) -> str | None:
+    """"broken or looping symbolic link (-> TARGET)" when ``path`` is a link that leads to no file, else None."""
+    if path.is_symlink() and not path.exists():
+        return f"broken or looping symbolic link (-> {os.readlink(path)})"
+    return None
+
+
 def require_file(path: str | os.PathLike, what: str) -> Path:
     """Return ``path`` as a Path, or raise a one-line error when it is not a readable file."""
     path = Path(path)
-    if path.is_symlink() and not path.exists():
-        raise AgegenderError(f"{what} {path} is a broken or looping symbolic link (-> {os.readlink(path)})")
+    if broken_link(path):
+        raise AgegenderError(f"{what} {path} is a {broken_link(path)}")
     if not path.exists():
         raise AgegenderError(f"{what} not found: {path}")
     if not path.is_file():
@@ -59,9 +66,11 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
 
 
 def crash_point(name: str) -> None:
-    """Tests kill the process here (SIGKILL, as kill -9 or a power loss) when AGEGENDER_CRASH_AT is ``name``."""
-    if os.environ.get("AGEGENDER_CRASH_AT") == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+    """Tests signal the process here when AGEGENDER_CRASH_AT is ``name`` (SIGKILL, as kill -9 or a power loss)
+    or ``name:SIGTERM`` (any signal name)."""
+    point, _, sig = os.environ.get("AGEGENDER_CRASH_AT", "").partition(":")
+    if point == name:
+        os.kill(os.getpid(), getattr(signal, sig or "SIGKILL"))
 
 
 def _alive(pid: int) -> bool:
@@ -195,6 +204,51 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; on success it replaces ``path``, on failure it is removed."""
     with atomic_directories() as staged:
         yield staged.folder(path)
+
+
+class StagedFiles:
+    """Files written into a hidden temporary folder beside ``folder`` and moved into ``folder`` only when all
+    are written: a run killed midway leaves no output that looks complete (the temporary goes at the next run)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder, self.tmp = Path(folder), None
+
+    def path(self, name: str) -> Path:
+        if self.tmp is None:
+            self.tmp = temporary_directory(self.folder)
+        else:
+            crash_point("staged-file")
+        return self.tmp / name
+
+    def commit(self) -> None:
+        if self.tmp is None:
+            return
+        if not self.folder.exists():
+            os.replace(self.tmp, self.folder)
+        else:
+            for file in self.tmp.iterdir():
+                os.replace(file, self.folder / file.name)
+            self.tmp.rmdir()
+        self.tmp = None
+
+    def discard(self) -> None:
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_files(folder: str | os.PathLike | None) -> Iterator[StagedFiles | None]:
+    """A StagedFiles committed on success and discarded on failure; None when ``folder`` is None."""
+    if folder is None:
+        yield None
+        return
+    staged = StagedFiles(folder)
+    try:
+        yield staged
+    except BaseException:
+        staged.discard()
+        raise
+    staged.commit()
 
 
 def newest_snapshot(path: str | os.PathLike, suffix: str = ".caffemodel") -> Path:

@@ -14,7 +14,6 @@ import pytest
 from agegender.caffe import caffe_pb2, datum_to_array, lmdb_size, read_lmdb, read_mean, write_lmdb
 from agegender.dataset.lmdb_stage import write_lmdbs
 from agegender.fileio import atomic_directories
-from agegender.errors import AgegenderError
 from conftest import ROOT, assert_one_line_error, run_cli
 from test_dataset import BIN_AGES, BIN_SIZES, write_face
 

@@ -44,6 +44,15 @@ def datum_to_array(datum: caffe_pb2.Datum) -> np.ndarray:
     return values.reshape(shape)
 
 
+def record_image(lmdb: str | os.PathLike, key: bytes, datum: caffe_pb2.Datum) -> np.ndarray:
+    """datum_to_array, with a one-line error naming the LMDB and the record when the Datum is damaged."""
+    try:
+        return datum_to_array(datum)
+    except ValueError as exc:
+        raise AgegenderError(f"LMDB {lmdb}: record {key.decode(errors='replace')}: {exc}; rebuild it with "
+                             f"create_lmdb.sh") from None
+
+
 def _lmdb():
     """lmdb is imported on use: the edge runtime imports this package (mean files) without lmdb installed."""
     import lmdb

@@ -20,7 +20,8 @@ CHIP_FRAME = (0.09, 0.02, 0.10, 0.17)  # left, top, right, bottom margins, as fr
 DETECT_MAX_SIDE = 640       # larger photos are detected on a downscaled copy (faces are cropped at full size)
 MIN_FACE_FRACTION = 1 / 20  # smallest face searched for, as a fraction of the photo's short side
 CROP_ASPECT = (0.8, 1.25)   # an image of this aspect ratio and at most CROP_MAX_SIDE pixels ...
-CROP_MAX_SIDE = 512         # ... "looks like a face crop" (UTKFace chips are 200x200)
+CROP_MAX_SIDE = 512         # ... "looks like a face crop" (UTKFace chips are 200x200) ...
+CROP_MIN_SIDE = 24          # ... if it is at least as large as the smallest face the Haar cascade finds
 CROP_FACE_AREA = 0.5        # a face whose frame covers this much of such an image means the image is the face
 
 
@@ -67,7 +68,8 @@ def frame(box: Box, height: int, width: int, margins: tuple[float, float, float,
 
 def looks_like_face_crop(image: np.ndarray) -> bool:
     height, width = image.shape[:2]
-    return CROP_ASPECT[0] <= width / height <= CROP_ASPECT[1] and max(height, width) <= CROP_MAX_SIDE
+    return (CROP_ASPECT[0] <= width / height <= CROP_ASPECT[1] and max(height, width) <= CROP_MAX_SIDE
+            and min(height, width) >= CROP_MIN_SIDE)
 
 
 class FaceFinder:

@@ -180,8 +180,22 @@ class Net:
                 raise AgegenderError(f"{model_name}: {node.describe()} has weights of shape "
                                      f"{_shapes([blob_shape(b) for b in blobs])} but {self.source} needs "
                                      f"{_shapes(node.blob_shapes)}; fix the prototxt or rename the layer to train it anew")
-            weights[node.name] = [blob_to_array(b, s).astype(np.float32) for b, s in zip(blobs, node.blob_shapes)]
+            weights[node.name] = [_blob_values(b, s, f"{model_name}: {node.describe()}") for b, s in zip(blobs, node.blob_shapes)]
         return weights
+
+
+def _blob_values(blob: caffe_pb2.BlobProto, shape: Shape, where: str) -> np.ndarray:
+    """The blob as float32 ``shape``; one line when it holds too few values or any NaN/infinity (a damaged
+    caffemodel, or a diverged training, would otherwise give confident wrong answers)."""
+    try:
+        values = blob_to_array(blob, shape).astype(np.float32)
+    except ValueError as exc:
+        raise AgegenderError(f"{where}: {exc}; the caffemodel is damaged or was written for another net") from None
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    if bad:
+        raise AgegenderError(f"{where}: {bad} of its {values.size} weights are NaN or infinite (a diverged "
+                             f"training?); use an earlier snapshot")
+    return values
 
 
 def _shapes(shapes: Sequence[Shape]) -> str:

@@ -10,8 +10,6 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
-import numpy as np
-
 from agegender.caffe import caffe_pb2
 
 Shape = tuple[int, ...]
