@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -90,23 +91,27 @@ def temporary_prefix(path: Path) -> str:
     return f".{path.name}.{os.getpid()}."
 
 
+_TEMPORARY = re.compile(r"\..+\.(\d+)\.(?:\w+\.)?tmp(?:\.\w+)?")  # .NAME.PID[.RANDOM].tmp[.SUFFIX]
+_FRESH: set[Path] = set()  # temporary folders this process made: nothing stale in them, no need to look
+
+
 def clean_stale(path: str | os.PathLike) -> list[Path]:
-    """Remove the temporaries of ``path`` left by killed runs (their process id is gone), and finish a folder
-    swap a kill cut in two (``.<name>.old`` back in place when ``path`` is missing); returns what was removed."""
+    """Remove the temporaries left by killed runs (their process id is gone) in ``path``'s folder, and finish
+    a folder swap a kill cut in two (``.<name>.old`` back in place when ``path`` is missing); returns what
+    was removed."""
     path = Path(path)
-    folder, start = path.parent, f".{path.name}."
-    if not folder.is_dir():
-        return []
-    removed = []
-    for sibling in folder.iterdir():
-        rest = sibling.name[len(start):] if sibling.name.startswith(start) else ""
-        pid = rest.split(".", 1)[0]
-        if pid.isdigit() and ".tmp" in rest and not _alive(int(pid)):
-            _remove(sibling)
-            removed.append(sibling)
+    folder = path.parent
     old = path.with_name(f".{path.name}.old")
     if old.exists() and not path.exists():
         os.replace(old, path)
+    if folder in _FRESH or not folder.is_dir():
+        return []
+    removed = []
+    for sibling in folder.iterdir():
+        match = _TEMPORARY.fullmatch(sibling.name)
+        if match and not _alive(int(match[1])):
+            _remove(sibling)
+            removed.append(sibling)
     return removed
 
 
@@ -149,6 +154,7 @@ def temporary_directory(path: str | os.PathLike) -> Path:
     clean_stale(path)
     tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(path), suffix=".tmp", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700: other users and services could not read the output
+    _FRESH.add(tmp)
     return tmp
 
 

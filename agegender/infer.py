@@ -27,7 +27,8 @@ from agegender.dataset import images as dataset_images
 from agegender.deploy.faces import FACE_MODES, Box, FaceFinder, Faces, draw
 from agegender.cli import run_guarded
 from agegender.errors import AgegenderError
-from agegender.fileio import broken_link, check_writable, make_parent, staged_files, write_bytes_atomic
+from agegender.fileio import (broken_link, check_writable, clean_stale, make_parent, staged_files, temporary_prefix,
+                              write_bytes_atomic)
 from agegender.progress import Progress
 from agegender.quiet import quiet_stderr
 
@@ -452,7 +453,8 @@ class VideoOutput:
         self.fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
         self.fps = fps if fps and fps > 0 else CAMERA_FPS
         make_parent(self.path)
-        self.tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix}")
+        clean_stale(self.path)
+        self.tmp = self.path.with_name(f"{temporary_prefix(self.path)}tmp{self.path.suffix}")
         self.writer: cv2.VideoWriter | None = None
 
     def write(self, frame: np.ndarray) -> None:

@@ -104,6 +104,7 @@ def test_stale_temporaries_of_killed_runs_are_removed_but_not_those_of_live_runs
     dead_pid = int(dead.stdout)
     (tmp_path / f".out.bin.{dead_pid}.abc.tmp").write_bytes(b"x" * 100)
     (tmp_path / f".lmdb.{dead_pid}.abc.tmp").mkdir()
+    (tmp_path / f".clip.avi.{dead_pid}.tmp.avi").write_bytes(b"video")  # run_inference's video temporary
     (tmp_path / f".out.bin.{os.getppid()}.abc.tmp").write_bytes(b"live")
     write_bytes_atomic(tmp_path / "out.bin", b"data")
     with atomic_directory(tmp_path / "lmdb") as folder:
