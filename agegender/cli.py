@@ -19,6 +19,7 @@ COMMANDS = {
     "inspect": ("agegender.inspect", "layer table of a prototxt: shapes, parameters, MACs; checks a caffemodel"),
     "test": ("agegender.evaluate", "accuracy, confusion matrix and per-class scores of a caffemodel or IR on a test LMDB"),
     "infer": ("agegender.infer", "age and gender of the faces in an image, folder, video or camera, on any OpenVINO device"),
+    "detector": ("agegender.deploy.detectors.command", "face detectors: list what is installed, fetch one's Caffe files (download.sh --detector NAME)"),
     "compile": ("agegender.deploy.compile", "Caffe deploy prototxt + caffemodel -> verified OpenVINO IR (FP16, FP32, INT8) + sidecar"),
     "dataset": ("agegender.dataset.cli", "UTKFace: fetch a race's faces (download.sh), split + oversample into lists (build_dataset.py)"),
     "lmdb": ("agegender.dataset.lmdb_stage", "lists -> LMDBs of Caffe Datum, shuffled and resized, like convert_imageset"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import contextlib
 import functools
 import json
@@ -18,12 +19,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
 
 from agegender.dataset import images as dataset_images
+from agegender.deploy import detectors
 from agegender.deploy.faces import FACE_MODES, Box, FaceFinder, Faces, draw
 from agegender.cli import run_guarded
 from agegender.errors import AgegenderError
@@ -54,7 +56,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "an absent device falls back to CPU")
     parser.add_argument("--faces", choices=FACE_MODES, default="auto",
                         help="auto: detect faces, but use an image that is already a face crop whole; "
-                             "haar: detect faces only; none: the image is one face crop (default: auto)")
+                             "detect: detect faces only; haar: detect faces only, with the Haar cascade; "
+                             "none: the image is one face crop (default: auto)")
+    parser.add_argument("--detector", choices=tuple(detectors.REGISTRY), metavar="|".join(detectors.REGISTRY),
+                        help="face detector (default: the best installed of "
+                             f"{', '.join(detectors.PREFERENCE)}, else haar); get one with download.sh --detector NAME")
+    parser.add_argument("--detector-dir", "--detector_dir", dest="detector_dir", metavar="DIR",
+                        help="folder of the CNN detectors' Caffe files (default: GRAPH_DIR/detectors)")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="threads that decode, detect and crop for folders and videos (default: one per CPU)")
     parser.add_argument("--output", metavar="FILE", help="draw boxes and labels: an image file for an image, "
                         "a folder for a folder, a .avi/.mp4 file for a video or camera")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image or frame instead")
@@ -102,13 +112,18 @@ def source_kind(path: Path) -> str:
     return "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
 
 
-def folder_images(folder: Path) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
-    """(name, image, None) per file in name order, or (name, None, why) for a file that is no image."""
+def folder_images(folder: Path) -> Iterator[tuple[str, Callable[[], tuple[np.ndarray | None, str | None]]]]:
+    """(name, load) per file in name order; ``load()`` decodes it (in a worker thread): (image, None), or
+    (None, why) for a file that is no image."""
     for path in _folder_files(folder):
-        try:
-            yield path.name, read_image(path), None
-        except AgegenderError as exc:
-            yield path.name, None, str(exc)
+        yield path.name, functools.partial(_load, path)
+
+
+def _load(path: Path) -> tuple[np.ndarray | None, str | None]:
+    try:
+        return read_image(path), None
+    except AgegenderError as exc:
+        return None, str(exc)
 
 
 def _folder_files(folder: Path) -> list[Path]:
@@ -129,14 +144,15 @@ def open_capture(source: str | int) -> cv2.VideoCapture:
     return capture
 
 
-def frames(capture: cv2.VideoCapture, limit: int | None) -> Iterator[tuple[str, np.ndarray, None]]:
+def frames(capture: cv2.VideoCapture, limit: int | None) -> Iterator[tuple[str, Callable[[], tuple[np.ndarray, None]]]]:
+    """(name, load) per frame: frames are decoded here, in order; finding faces is the workers' part."""
     index = 0
     while limit is None or index < limit:
         with opencv_quiet():  # FFmpeg's own lines about a damaged file; run_video reports it in one line
             ok, frame = capture.read()
         if not ok:
             return
-        yield f"frame {index}", frame, None
+        yield f"frame {index}", functools.partial(tuple, (frame, None))
         index += 1
 
 
@@ -290,7 +306,7 @@ def _count(n: int, unit: str) -> str:
 
 
 def _source_note(faces: Faces) -> str:
-    if faces.source == "crop" and not faces.detected:
+    if faces.source == "crop" and faces.detected == 0:
         return " (no face detected; the image looks like a face crop, so it is used whole)"
     return {"crop": " (the image is a face crop: used whole)", "whole": " (the whole image, --faces none)"}.get(
         faces.source, "")
@@ -298,23 +314,54 @@ def _source_note(faces: Faces) -> str:
 
 # ---------------------------------------------------------------------------------------------- running
 
-def predict_faces(nets: Nets, image: np.ndarray, faces: Faces) -> list[FaceResult]:
-    """One face at a time, synchronously, timed (preprocessing and both nets)."""
-    results = []
-    for box in faces.boxes:
-        start = time.perf_counter()
-        x_age, x_gender = nets.inputs(box.crop(image))
-        age, gender = nets.age.predict(x_age)[0], nets.gender.predict(x_gender)[0]
-        results.append(FaceResult(box, age, gender, 1000 * (time.perf_counter() - start)))
+def predict_faces(nets: Nets, image: np.ndarray, faces: Faces, jobs: int = 0) -> list[FaceResult]:
+    """Every face of one image through both nets' async queues at once, so a face's age and gender (and the
+    next faces) run side by side on the cores; each face timed from its crop to its last result."""
+    results = [FaceResult(box) for box in faces.boxes]
+    started: dict[int, float] = {}
+    lock = threading.Lock()
+
+    def arrived(task: str):
+        def on_result(index: int, probs: np.ndarray) -> None:
+            with lock:
+                setattr(results[index], task, probs)
+                if results[index].age is not None and results[index].gender is not None:
+                    results[index].ms = 1000 * (time.perf_counter() - started[index])
+        return on_result
+
+    with nets.age.pipeline(arrived("age"), jobs) as age_queue, nets.gender.pipeline(arrived("gender"), jobs) as gender_queue:
+        for index in range(len(results)):
+            started[index] = time.perf_counter()
+            x_age, x_gender = nets.inputs(faces.crop(image, index))
+            age_queue.submit(x_age, index)
+            gender_queue.submit(x_gender, index)
     return results
 
 
-def stream(nets: Nets, finder: FaceFinder, sources: Iterable[tuple[str, np.ndarray | None, str | None]],
-           keep_images: bool, jobs: int = 0) -> Iterator[Record]:
-    """Records in input order, with both nets' requests for many faces in flight (OpenVINO's async
-    queues): decoding and detecting the next image overlaps inference on the previous ones."""
+Loader = Callable[[], "tuple[np.ndarray | None, str | None]"]  # -> (image, None) or (None, why it is unusable)
+
+
+def prepare(nets: Nets, finder: FaceFinder, name: str, load: Loader, keep_image: bool) -> tuple[Record, list]:
+    """Decode, find the faces, crop and preprocess them: one image's work before the nets (a worker thread's)."""
+    image, error = load()
+    record, inputs = Record(name, error=error), []
+    if image is not None:
+        record.faces = finder.find(image)
+        record.results = [FaceResult(box) for box in record.faces.boxes]
+        inputs = [nets.inputs(crop) for crop in record.faces.crops(image)]
+        record.pending = 2 * len(inputs)
+        record.image = image if keep_image else None
+    return record, inputs
+
+
+def stream(nets: Nets, finder: FaceFinder, sources: Iterable[tuple[str, Loader]], keep_images: bool,
+           jobs: int = 0, workers: int = 0) -> Iterator[Record]:
+    """Records in input order. ``workers`` threads (default one per CPU) decode, detect, crop and preprocess
+    the next images (OpenCV, NumPy and OpenVINO release the GIL) while both nets' async queues run the faces
+    already prepared; the calling thread only hands inputs to the queues and yields finished records."""
     lock = threading.Lock()
     waiting: collections.deque[Record] = collections.deque()
+    workers = workers or os.cpu_count() or 1
 
     def arrived(task: str):
         def on_result(tag: tuple[Record, int], probs: np.ndarray) -> None:
@@ -333,37 +380,42 @@ def stream(nets: Nets, finder: FaceFinder, sources: Iterable[tuple[str, np.ndarr
             yield record
 
     with nets.age.pipeline(arrived("age"), jobs) as age_queue, \
-            nets.gender.pipeline(arrived("gender"), jobs) as gender_queue:
-        for name, image, error in sources:
-            record = Record(name, error=error)
-            if image is not None:
-                record.faces = finder.find(image)
-                record.results = [FaceResult(box) for box in record.faces.boxes]
-                record.pending = 2 * len(record.results)
-                record.image = image if keep_images else None
+            nets.gender.pipeline(arrived("gender"), jobs) as gender_queue, \
+            concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="faces") as pool:
+        def infer(prepared: concurrent.futures.Future) -> None:
+            record, inputs = prepared.result()
             waiting.append(record)
-            for index, face in enumerate(record.results):
-                x_age, x_gender = nets.inputs(face.box.crop(image))
+            for index, (x_age, x_gender) in enumerate(inputs):
                 age_queue.submit(x_age, (record, index))
                 gender_queue.submit(x_gender, (record, index))
+
+        ahead: collections.deque[concurrent.futures.Future] = collections.deque()
+        for name, load in sources:
+            ahead.append(pool.submit(prepare, nets, finder, name, load, keep_images))
+            if len(ahead) > 2 * workers:
+                infer(ahead.popleft())
+                yield from ready()
+        while ahead:
+            infer(ahead.popleft())
             yield from ready()
     yield from ready()
 
 
 def run_image(args: argparse.Namespace, path: Path, finder: FaceFinder) -> int:
     image = read_image(path)
-    nets = load_nets(args, "LATENCY")
+    nets = load_nets(args, "THROUGHPUT")
     report = Report(nets, args.json)
     report.device()
     start = time.perf_counter()
     faces = finder.find(image)
     detect_ms = 1000 * (time.perf_counter() - start)
     if not faces.boxes:
-        raise AgegenderError(f"no face found in {path} ({image.shape[1]}x{image.shape[0]}, Haar cascade); "
-                             f"if it is a face crop, use --faces none", exit_code=NO_FACE)
-    record = Record(str(path), faces, predict_faces(nets, image, faces))
+        raise AgegenderError(f"no face found in {path} ({image.shape[1]}x{image.shape[0]}, "
+                             f"{finder.detector.entry.title}); if it is a face crop, use --faces none"
+                             + (f"; {finder.hint}" if getattr(finder, "hint", None) else ""), exit_code=NO_FACE)
+    record = Record(str(path), faces, predict_faces(nets, image, faces, args.jobs))
     report.record(record)
-    if faces.source != "whole" and not args.json:
+    if faces.detected is not None and not args.json:
         print(f"Face detection: {detect_ms:.2f} ms")
     if args.output:
         write_image(args.output, annotated(report, image, record))
@@ -380,7 +432,7 @@ def run_folder(args: argparse.Namespace, folder: Path, finder: FaceFinder) -> in
     report.device()
     progress = _progress(args, total, "folder", "images")
     with staged_files(output) as staged:  # the annotated images appear together, once all are written
-        for record in stream(nets, finder, folder_images(folder), output is not None, args.jobs):
+        for record in stream(nets, finder, folder_images(folder), output is not None, args.jobs, args.workers):
             report.record(record)
             if staged is not None and record.image is not None:
                 write_image(staged.path(record.name), annotated(report, record.image, record))
@@ -403,7 +455,8 @@ def run_video(args: argparse.Namespace, source: str | int, finder: FaceFinder) -
     recent: collections.deque[float] = collections.deque(maxlen=30)  # the live fps is over the last 30 frames
     stopped = False
     try:
-        for record in stream(nets, finder, frames(capture, args.max_frames), writer is not None, args.jobs):
+        for record in stream(nets, finder, frames(capture, args.max_frames), writer is not None, args.jobs,
+                             args.workers):
             recent.append(time.perf_counter())
             fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else None
             report.frame(record, fps)
@@ -522,18 +575,47 @@ def run(args: argparse.Namespace) -> int:
         raise AgegenderError("--max_frames must be at least 1")
     if args.jobs < 0:
         raise AgegenderError("--jobs must be 0 (the device's optimal number) or more")
+    if args.workers < 0:
+        raise AgegenderError("--workers must be 0 (one per CPU) or more")
     if args.camera is not None:
         kind, source = "camera", args.camera
     else:
         source = Path(args.image_path)
         kind = source_kind(source)
     check_output(args, kind)
-    finder = FaceFinder(args.faces)
+    finder = make_finder(args)
     if kind == "image":
-        return run_image(args, source, finder)
-    if kind == "folder":
-        return run_folder(args, source, finder)
-    return run_video(args, source if kind == "camera" else str(source), finder)
+        code = run_image(args, source, finder)
+    elif kind == "folder":
+        code = run_folder(args, source, finder)
+    else:
+        code = run_video(args, source if kind == "camera" else str(source), finder)
+    hint(finder)
+    return code
+
+
+def make_finder(args: argparse.Namespace) -> FaceFinder:
+    """The face finder of --faces with --detector (default: the best installed, else Haar with a one-line
+    hint), its CNN run on the nets' device and its IRs kept in the model cache."""
+    if args.faces == "none":
+        return FaceFinder("none")
+    name = "haar" if args.faces == "haar" else args.detector
+    dirs = detectors.search_dirs(args.detector_dir, args.graph_dir)
+    if name == "haar" or (name is None and not detectors.installed(dirs)):
+        finder = FaceFinder(args.faces, detectors.load("haar", dirs))
+        finder.hint = None if name else f"a CNN face detector finds more faces than Haar: {detectors.fetch_hint()}"
+        return finder
+    from agegender.deploy.runtime import core, default_cache_dir, pick_device
+
+    device, _ = pick_device(args.device, core().available_devices)  # the nets say it when the device is absent
+    cache = default_cache_dir() if args.cache_dir is None else (Path(args.cache_dir) if args.cache_dir else None)
+    return FaceFinder(args.faces, detectors.load(name, dirs, device, cache))
+
+
+def hint(finder: FaceFinder) -> None:
+    """After a run that detected with the fallback Haar cascade: one line on how to get a better detector."""
+    if getattr(finder, "hint", None) and finder.detected_any:
+        print(f"notice: {finder.hint}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
