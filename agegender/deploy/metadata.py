@@ -15,7 +15,7 @@ from pathlib import Path
 
 from agegender.errors import AgegenderError
 from agegender.fileio import crash_point, write_text_atomic
-from agegender.labels import CLASSES
+from agegender.tasks import TASKS
 
 FORMAT = "agegender-ir/1"
 
@@ -121,8 +121,8 @@ def check_metadata(meta: IRMetadata) -> None:
         value = getattr(meta, name)
         if not check(value):
             raise ValueError(f'"{name}" is {json.dumps(value, allow_nan=True)[:60]}, expected {expected}')
-    if meta.task in CLASSES and meta.classes != list(CLASSES[meta.task]):
-        raise ValueError(f'"classes" {meta.classes} are not the {meta.task} head\'s {list(CLASSES[meta.task])} '
+    if meta.task in TASKS and meta.classes != list(TASKS[meta.task].classes):
+        raise ValueError(f'"classes" {meta.classes} are not the {meta.task} head\'s {list(TASKS[meta.task].classes)} '
                          f"in this order: predictions would be given the wrong names")
 
 
