@@ -352,7 +352,7 @@ def test_decompression_bomb_png_is_refused_from_its_header(tmp_path):
 
 def test_image_sizes_are_read_from_every_format_header():
     """Item 22: the header reader behind the pixel cap agrees with OpenCV; garbage headers give no size."""
-    from agegender.dataset.images import image_format
+    from agegender.images import image_format
     from agegender.imagesize import image_size
 
     image = np.zeros((37, 53, 3), np.uint8)
