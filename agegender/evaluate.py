@@ -160,8 +160,10 @@ def evaluate(predict: Predictor, lmdb: str, mean: np.ndarray | None, crop: int, 
     return score(labels, predictions, classes)
 
 
-def caffemodel_predictor(prototxt: str, weights: str) -> tuple[Predictor, int, str]:
-    """The PyTorch engine on a deploy net: (predict, crop size, output blob)."""
+def caffemodel_predictor(prototxt: str, weights: str, task: str | None = None) -> tuple[Predictor, int, str]:
+    """The PyTorch engine on a deploy net: (predict, crop size, output blob). A net with several outputs
+    (AgeGenderNet) is tested on the head of ``task`` (prob_age, prob_gender)."""
+    from agegender.deploy.metadata import output_task
     from agegender.layers.net import load_deploy
     from agegender.layers.torch_net import numpy_forward
 
@@ -169,6 +171,12 @@ def caffemodel_predictor(prototxt: str, weights: str) -> tuple[Predictor, int, s
     if len(net.inputs) != 1:
         raise AgegenderError(f"{prototxt} has inputs {net.inputs}; test needs a deploy net with one image input")
     input_name, output = net.inputs[0], net.outputs[-1]
+    if len(net.outputs) > 1:
+        tasks = {output_task(o, int(np.prod(net.blob_shapes[o][1:]))): o for o in net.outputs}
+        if task not in tasks:
+            raise AgegenderError(f"{prototxt} has several heads ({', '.join(net.outputs)}); give --labels "
+                                 f"{'|'.join(t for t in tasks if t) or 'TASK'} to test one")
+        output = tasks[task]
     forward = numpy_forward(net, arrays)
 
     def predict(batch: np.ndarray) -> np.ndarray:
@@ -184,7 +192,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="caffemodel for --model, or a folder: its newest *_iter_N.caffemodel")
     parser.add_argument("--lmdb", required=True, help="test LMDB, e.g. data/lmdb/age_test_lmdb")
     parser.add_argument("--mean", help="mean.binaryproto or .npy (needed for --model; for --ir checked against its sidecar)")
-    parser.add_argument("--labels", choices=sorted(CLASSES), help="class names (default: from the IR, or 9 -> age, 2 -> gender)")
+    parser.add_argument("--labels", choices=sorted(CLASSES), help="class names (default: from the IR, or 9 -> age, 2 -> gender); "
+                        "with a net of several heads (AgeGenderNet), the head to test")
     parser.add_argument("--device", default="CPU", help="OpenVINO device for --ir (default CPU)")
     parser.add_argument("--oversample", action="store_true", help="average 10 crops (corners, centre, mirrors)")
     parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the scores as JSON (stdout with no FILE)")
@@ -194,8 +203,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _ir_predictor(args) -> tuple[Predictor, int, np.ndarray, str]:
     from agegender.deploy.runtime import Classifier
 
-    classifier = Classifier(args.ir, device=args.device, mean_file=args.mean)
-    return classifier.predict, classifier.meta.crop, classifier.mean, classifier.meta.task
+    classifier = Classifier(args.ir, device=args.device, mean_file=args.mean, head=args.labels)
+    if len(classifier.tasks) > 1 and not args.labels:
+        raise AgegenderError(f"{args.ir} has several heads ({', '.join(classifier.tasks)}); give --labels "
+                             f"{'|'.join(classifier.tasks)} to test one")
+    return classifier.predict, classifier.meta.crop, classifier.mean, classifier.head["task"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -203,8 +215,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.weights or not args.mean:
             raise AgegenderError("--model needs --weights W.caffemodel and --mean mean.binaryproto")
         weights = newest_snapshot(args.weights)
+        predict, crop, _ = caffemodel_predictor(args.model, str(weights), args.labels)
         print(f"testing {weights}", file=sys.stderr)
-        predict, crop, _ = caffemodel_predictor(args.model, str(weights))
         mean, task, model_name = read_mean(args.mean), args.labels, str(weights)
     else:
         if args.weights:

@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -45,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--camera", type=int, metavar="INDEX", help="a camera (0 = the first), read until Ctrl-C")
     parser.add_argument("--mean_file", metavar="M", help="mean image (.npy or .binaryproto), checked against the "
                         "graph's sidecar (default: the mean named by the sidecar, e.g. graph/age_gender_mean.npy)")
-    parser.add_argument("--graph_dir", default="graph", help="folder of AgeNet.xml/.bin/.json and GenderNet.* "
-                        "(default: graph)")
+    parser.add_argument("--graph_dir", default="graph", help="folder of AgeNet.xml/.bin/.json and GenderNet.*, "
+                        "or of AgeGenderNet.* (both heads in one graph, used when present) (default: graph)")
     parser.add_argument("--device", metavar="AUTO|CPU|GPU|NPU|MYRIAD",
                         help="OpenVINO device (default AUTO: the first present of NPU, GPU, CPU); "
                              "an absent device falls back to CPU")
@@ -141,10 +141,41 @@ def frames(capture: cv2.VideoCapture, limit: int | None) -> Iterator[tuple[str, 
 
 # ---------------------------------------------------------------------------------------------- the nets
 
+JOINT_GRAPH = "AgeGenderNet"  # one graph with both heads: used instead of AgeNet + GenderNet when present
+
+
 @dataclass
 class Nets:
+    """The age and the gender net, or the heads of one AgeGenderNet (``joint``: one inference per face)."""
     age: Classifier
     gender: Classifier
+    joint: Classifier | None = None
+
+    @property
+    def requests_per_face(self) -> int:
+        return 1 if self.joint is not None else 2
+
+    def predict(self, x_age: np.ndarray, x_gender: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(age, gender) probabilities of one face, synchronously."""
+        if self.joint is not None:
+            heads = self.joint.predict_heads(x_age)
+            return heads["age"], heads["gender"]
+        return self.age.predict(x_age)[0], self.gender.predict(x_gender)[0]
+
+    @contextlib.contextmanager
+    def queues(self, on_result: Callable[[object, dict[str, np.ndarray]], None], jobs: int = 0):
+        """``submit(x_age, x_gender, tag)`` with the requests in flight; ``on_result(tag, {task: probs})``
+        once per request (per face for AgeGenderNet, per face and net otherwise)."""
+        if self.joint is not None:
+            with self.joint.pipeline(on_result, jobs, heads=True) as queue:
+                yield lambda x_age, x_gender, tag: queue.submit(x_age, tag)
+            return
+        with self.age.pipeline(lambda tag, probs: on_result(tag, {"age": probs}), jobs) as age_queue, \
+                self.gender.pipeline(lambda tag, probs: on_result(tag, {"gender": probs}), jobs) as gender_queue:
+            def submit(x_age: np.ndarray, x_gender: np.ndarray, tag: object) -> None:
+                age_queue.submit(x_age, tag)
+                gender_queue.submit(x_gender, tag)
+            yield submit
 
     @functools.cached_property
     def shared_input(self) -> bool:
@@ -170,6 +201,8 @@ def load_nets(args: argparse.Namespace, hint: str) -> Nets:
     device, message = pick_device(args.device, core().available_devices)
     if message:
         notice(message)
+    if (graph_dir / f"{JOINT_GRAPH}.xml").is_file():
+        return _joint_nets(Classifier(graph_dir / f"{JOINT_GRAPH}.xml", device, args.cache_dir, args.mean_file, hint))
     nets = {}
     for task, name in (("age", "AgeNet"), ("gender", "GenderNet")):
         net = Classifier(graph_dir / f"{name}.xml", device, args.cache_dir, args.mean_file, hint)
@@ -178,6 +211,14 @@ def load_nets(args: argparse.Namespace, hint: str) -> Nets:
                                  f"recompile with compile2Movidius.sh")
         nets[task] = net
     return Nets(**nets)
+
+
+def _joint_nets(joint: Classifier) -> Nets:
+    missing = [task for task in ("age", "gender") if task not in joint.tasks]
+    if missing:
+        raise AgegenderError(f"{joint.xml} has no {' or '.join(missing)} head (its heads: {', '.join(joint.tasks)}); "
+                             f"recompile prototxt/{JOINT_GRAPH}_deploy.prototxt, or remove it to use AgeNet + GenderNet")
+    return Nets(joint.for_head("age"), joint.for_head("gender"), joint)
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -302,8 +343,7 @@ def predict_faces(nets: Nets, image: np.ndarray, faces: Faces) -> list[FaceResul
     results = []
     for box in faces.boxes:
         start = time.perf_counter()
-        x_age, x_gender = nets.inputs(box.crop(image))
-        age, gender = nets.age.predict(x_age)[0], nets.gender.predict(x_gender)[0]
+        age, gender = nets.predict(*nets.inputs(box.crop(image)))
         results.append(FaceResult(box, age, gender, 1000 * (time.perf_counter() - start)))
     return results
 
@@ -315,13 +355,12 @@ def stream(nets: Nets, finder: FaceFinder, sources: Iterable[tuple[str, np.ndarr
     lock = threading.Lock()
     waiting: collections.deque[Record] = collections.deque()
 
-    def arrived(task: str):
-        def on_result(tag: tuple[Record, int], probs: np.ndarray) -> None:
-            record, index = tag
+    def arrived(tag: tuple[Record, int], heads: dict[str, np.ndarray]) -> None:
+        record, index = tag
+        for task, probs in heads.items():
             setattr(record.results[index], task, probs)
-            with lock:
-                record.pending -= 1
-        return on_result
+        with lock:
+            record.pending -= 1
 
     def ready() -> Iterator[Record]:
         while True:
@@ -331,20 +370,17 @@ def stream(nets: Nets, finder: FaceFinder, sources: Iterable[tuple[str, np.ndarr
                 record = waiting.popleft()
             yield record
 
-    with nets.age.pipeline(arrived("age"), jobs) as age_queue, \
-            nets.gender.pipeline(arrived("gender"), jobs) as gender_queue:
+    with nets.queues(arrived, jobs) as submit:
         for name, image, error in sources:
             record = Record(name, error=error)
             if image is not None:
                 record.faces = finder.find(image)
                 record.results = [FaceResult(box) for box in record.faces.boxes]
-                record.pending = 2 * len(record.results)
+                record.pending = nets.requests_per_face * len(record.results)
                 record.image = image if keep_images else None
             waiting.append(record)
             for index, face in enumerate(record.results):
-                x_age, x_gender = nets.inputs(face.box.crop(image))
-                age_queue.submit(x_age, (record, index))
-                gender_queue.submit(x_gender, (record, index))
+                submit(*nets.inputs(face.box.crop(image)), (record, index))
             yield from ready()
     yield from ready()
 

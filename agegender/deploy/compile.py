@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from agegender.caffe import array_to_blob, caffe_pb2, read_mean, read_net, write_caffemodel, write_mean
-from agegender.deploy.metadata import metadata_path
+from agegender.deploy.metadata import metadata_path, output_task
 from agegender.errors import AgegenderError
 from agegender.fileio import make_parent, newest_snapshot
 from agegender.labels import CLASSES
@@ -70,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
     net = _load_net(prototxt, args.batch)
     if not net.inputs:
         raise AgegenderError(f"{prototxt} has no Input layer (or input/input_dim); compile takes a deploy prototxt")
-    task, classes = _labels(args.labels, net)
+    heads = _heads(args.labels, net)
+    if args.precision == "INT8" and len(heads) > 1:
+        raise AgegenderError(f"--precision INT8 of a net with several outputs ({', '.join(net.outputs)}) is not "
+                             f"supported yet; compile it as FP16 or FP32")
     weights_path = newest_snapshot(args.weights)
     weights = net.weights_from(weights_path)
     mean = _read_mean(args.mean, net) if args.mean else None
@@ -83,13 +86,13 @@ def run(args: argparse.Namespace) -> int:
         staged = Path(tmp) / xml.name
         int8_report = None
         if args.precision == "INT8":
-            int8_report = _quantize(args, model, net, mean, classes, staged)
+            int8_report = _quantize(args, model, net, mean, heads[0]["classes"], staged)
         else:
             ov.save_model(model, staged, compress_to_fp16=args.precision == "FP16")
         verification = verify(staged, net, reference, mean, args.check_inputs, args.precision)
         if int8_report:
             verification["int8_vs_fp32"] = int8_report
-        _write_sidecar(args, staged, net, task, classes, prototxt, weights_path, mean, verification)
+        _write_sidecar(args, staged, net, heads, prototxt, weights_path, mean, verification)
         _move_into_place(staged, xml)
     print(f"compiled {prototxt.name} + {weights_path.name} -> {xml} ({args.precision}, target {args.target}); "
           f"inputs {', '.join(net.inputs)}, outputs {', '.join(net.outputs)}")
@@ -174,6 +177,28 @@ def _labels(labels: str | None, net: Net) -> tuple[str, list[str]]:
     return task, list(CLASSES[task]) if task else [str(i) for i in range(n_classes)]
 
 
+def _heads(labels: str | None, net: Net) -> list[dict]:
+    """{task, classes, output_name} of each output: a one-output net's from ``_labels``; a net with several
+    outputs (AgeGenderNet) names each head's task in the output's name (prob_age), else by its class count."""
+    if len(net.outputs) == 1:
+        task, classes = _labels(labels, net)
+        return [{"task": task, "classes": classes, "output_name": net.outputs[0]}]
+    if labels:
+        raise AgegenderError(f"--labels names the task of a one-output net; {net.name}'s outputs "
+                             f"({', '.join(net.outputs)}) are each named by their task (prob_age, prob_gender)")
+    heads = []
+    for output in net.outputs:
+        n_classes = int(np.prod(net.blob_shapes[output][1:]))
+        task = output_task(output, n_classes)
+        heads.append({"task": task, "classes": list(CLASSES[task]) if task else [str(i) for i in range(n_classes)],
+                      "output_name": output})
+    tasks = [head["task"] for head in heads if head["task"]]
+    if len(set(tasks)) < len(tasks):
+        raise AgegenderError(f"{net.name}: several outputs ({', '.join(net.outputs)}) would be the same task; "
+                             f"name each output prob_<task> (prob_age, prob_gender)")
+    return heads
+
+
 # --- verification -------------------------------------------------------------------------------------------
 
 def reference_forward(check: str, prototxt: Path, weights: Path, net: Net) -> tuple[str, Forward] | None:
@@ -254,18 +279,19 @@ def verify(xml: Path, net: Net, reference: tuple[str, Forward] | None, mean: np.
         inputs = {blob: random_input(net.blob_shapes[blob], mean, rng) for blob in net.inputs}
         expected = forward(inputs)
         got = compiled(inputs)
-        for blob in net.outputs:
+        for blob in net.outputs:  # every head: values and top-1 class
             ours = got[compiled.output(blob)]
             max_abs = max(max_abs, float(np.abs(ours - expected[blob]).max()))
             magnitude = max(magnitude, float(np.abs(expected[blob]).max()))
-        main = net.outputs[-1]
-        ours, theirs = (a.reshape(len(a), -1).argmax(1) for a in (got[compiled.output(main)], expected[main]))
-        agree, samples = agree + int((ours == theirs).sum()), samples + len(ours)
+            ours, theirs = (a.reshape(len(a), -1).argmax(1) for a in (ours, expected[blob]))
+            agree += int((ours == theirs).sum())
+        samples += len(ours)
     relative = max_abs / magnitude if magnitude else max_abs
+    decisions = samples * len(net.outputs)
     result = {"reference": name, "inputs": samples, "max_abs_diff": max_abs, "max_rel_diff": relative,
-              "top1_agreement": agree / samples}
+              "top1_agreement": agree / decisions}
     print(f"verification vs {name} on {samples} random inputs: max abs diff {max_abs:.3g} "
-          f"(relative {relative:.3g}), top-1 agreement {agree}/{samples}")
+          f"(relative {relative:.3g}), top-1 agreement {agree}/{decisions}")
     limit = TOLERANCE.get(precision)
     if limit is not None and relative > limit:
         raise AgegenderError(f"the {precision} IR does not match {name} (relative difference {relative:.3g} > {limit}); "
@@ -275,7 +301,7 @@ def verify(xml: Path, net: Net, reference: tuple[str, Forward] | None, mean: np.
 
 # --- outputs ------------------------------------------------------------------------------------------------
 
-def _write_sidecar(args, xml: Path, net: Net, task: str, classes: list[str], prototxt: Path, weights: Path,
+def _write_sidecar(args, xml: Path, net: Net, heads: list[dict], prototxt: Path, weights: Path,
                    mean: np.ndarray | None, verification: dict) -> None:
     from agegender.deploy.metadata import IRMetadata, sha256_file, write_metadata
 
@@ -290,8 +316,8 @@ def _write_sidecar(args, xml: Path, net: Net, task: str, classes: list[str], pro
               "caffemodel": str(weights), "caffemodel_sha256": sha256_file(weights)}
     if args.mean:
         source |= {"mean": args.mean, "mean_source_sha256": sha256_file(args.mean)}
-    meta = IRMetadata(task=task, classes=classes,
-                      input_name=net.inputs[0], output_name=net.outputs[-1], input_shape=input_shape,
+    meta = IRMetadata(task=heads[0]["task"], classes=heads[0]["classes"], heads=heads,
+                      input_name=net.inputs[0], output_name=heads[0]["output_name"], input_shape=input_shape,
                       resize=resize, crop=input_shape[-1], precision=args.precision, target=args.target,
                       source=source, verification=verification, **mean_fields)
     write_metadata(xml, meta)

@@ -2,6 +2,8 @@
 
 It carries everything inference needs besides the IR itself: class names, input size and colour order,
 the mean image file (with its hash, so a mismatched mean is caught), and where the model came from.
+A net with several heads (AgeGenderNet: ``prob_age`` and ``prob_gender``) lists each head's task, classes and
+output in ``heads``; ``task``, ``classes`` and ``output_name`` then describe the first head.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from agegender.errors import AgegenderError
 from agegender.fileio import write_text_atomic
+from agegender.labels import CLASSES
 
 FORMAT = "agegender-ir/1"
 
@@ -43,7 +46,35 @@ class IRMetadata:
     target: str = "cpu"
     source: dict = field(default_factory=dict)        # prototxt, prototxt_sha256, caffemodel, caffemodel_sha256
     verification: dict = field(default_factory=dict)  # reference, inputs, max_abs_diff, top1_agreement
+    heads: list[dict] = field(default_factory=list)   # [{task, classes, output_name}] of every head, in output order
     format: str = FORMAT
+
+    def head_list(self) -> list[dict]:
+        """Every head as {task, classes, output_name}; a sidecar written before heads existed has one."""
+        return self.heads or [{"task": self.task, "classes": self.classes, "output_name": self.output_name}]
+
+    def head(self, task: str | None) -> dict:
+        """The head of ``task`` (None: the first), or a one-line error naming the heads there are."""
+        heads = self.head_list()
+        if task is None:
+            return heads[0]
+        for head in heads:
+            if head["task"] == task:
+                return head
+        if len(heads) == 1 and not heads[0]["task"]:
+            return heads[0]  # a net of unknown task: the caller's classes decide
+        raise AgegenderError(f"the graph has no {task} head (its heads: "
+                             f"{', '.join(h['task'] or h['output_name'] for h in heads)})")
+
+
+def output_task(output: str, n_classes: int) -> str:
+    """The task of a net output: the one its name ends with (``prob_age`` -> age) when the class counts agree,
+    else the only task with ``n_classes`` classes, else ""."""
+    suffix = output.rsplit("_", 1)[-1]
+    if suffix in CLASSES and len(CLASSES[suffix]) == n_classes:
+        return suffix
+    matches = [task for task, names in CLASSES.items() if len(names) == n_classes]
+    return matches[0] if len(matches) == 1 else ""
 
 
 def metadata_path(xml: str | os.PathLike) -> Path:
