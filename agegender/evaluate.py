@@ -171,11 +171,12 @@ def caffemodel_predictor(prototxt: str, weights: str, task: str | None = None) -
     if len(net.inputs) != 1:
         raise AgegenderError(f"{prototxt} has inputs {net.inputs}; test needs a deploy net with one image input")
     input_name, output = net.inputs[0], net.outputs[-1]
-    if len(net.outputs) > 1:
-        tasks = {output_task(o, int(np.prod(net.blob_shapes[o][1:]))): o for o in net.outputs}
+    tasks = {output_task(o, int(np.prod(net.blob_shapes[o][1:]))): o for o in net.outputs}
+    tasks.pop("", None)
+    if len(net.outputs) > 1 and tasks:
         if task not in tasks:
             raise AgegenderError(f"{prototxt} has several heads ({', '.join(net.outputs)}); give --labels "
-                                 f"{'|'.join(t for t in tasks if t) or 'TASK'} to test one")
+                                 f"{'|'.join(tasks)} to test one")
         output = tasks[task]
     forward = numpy_forward(net, arrays)
 
@@ -192,8 +193,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="caffemodel for --model, or a folder: its newest *_iter_N.caffemodel")
     parser.add_argument("--lmdb", required=True, help="test LMDB, e.g. data/lmdb/age_test_lmdb")
     parser.add_argument("--mean", help="mean.binaryproto or .npy (needed for --model; for --ir checked against its sidecar)")
-    parser.add_argument("--labels", choices=sorted(CLASSES), help="class names (default: from the IR, or 9 -> age, 2 -> gender); "
-                        "with a net of several heads (AgeGenderNet), the head to test")
+    parser.add_argument("--labels", choices=sorted(CLASSES),
+                        help="class names (default: from the IR, or 9 -> age, 2 -> gender); "
+                             "with a net of several heads (AgeGenderNet), the head to test")
     parser.add_argument("--device", default="CPU", help="OpenVINO device for --ir (default CPU)")
     parser.add_argument("--oversample", action="store_true", help="average 10 crops (corners, centre, mirrors)")
     parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the scores as JSON (stdout with no FILE)")

@@ -216,8 +216,9 @@ def load_nets(args: argparse.Namespace, hint: str) -> Nets:
 def _joint_nets(joint: Classifier) -> Nets:
     missing = [task for task in ("age", "gender") if task not in joint.tasks]
     if missing:
-        raise AgegenderError(f"{joint.xml} has no {' or '.join(missing)} head (its heads: {', '.join(joint.tasks)}); "
-                             f"recompile prototxt/{JOINT_GRAPH}_deploy.prototxt, or remove it to use AgeNet + GenderNet")
+        raise AgegenderError(f"{joint.xml} has no {' or '.join(missing)} head (its heads: "
+                             f"{', '.join(joint.tasks)}); recompile prototxt/{JOINT_GRAPH}_deploy.prototxt, "
+                             f"or remove it to use AgeNet + GenderNet")
     return Nets(joint.for_head("age"), joint.for_head("gender"), joint)
 
 

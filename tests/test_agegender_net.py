@@ -10,7 +10,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from agegender.caffe import array_to_datum, write_lmdb, write_mean
 from agegender.deploy.metadata import read_metadata
@@ -29,7 +28,8 @@ layer {{ name: "data_gender" type: "Data" top: "data_g" top: "label_gender" incl
 TRUNK = """layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
   convolution_param { num_output: 6 kernel_size: 3 weight_filler { type: "gaussian" std: 0.1 } } }
 layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
-layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
 layer { name: "fc7" type: "InnerProduct" bottom: "pool1" top: "fc7"
   inner_product_param { num_output: 16 weight_filler { type: "xavier" } } }
 layer { name: "relu7" type: "ReLU" bottom: "fc7" top: "fc7" }
@@ -92,7 +92,8 @@ def project(directory: Path, **solver) -> Path:
 def test_two_data_layers_read_the_same_records_and_a_silenced_image_top_is_not_decoded(tmp_path):
     project(tmp_path)
     feeds = data_feeds(Net.from_file(tmp_path / "train_test.prototxt", "TRAIN"), seed=3)
-    assert [(tuple(f.tops), f.images) for f in feeds] == [(("data", "label_age"), True), (("data_g", "label_gender"), False)]
+    assert [(tuple(f.tops), f.images) for f in feeds] == [(("data", "label_age"), True),
+                                                          (("data_g", "label_gender"), False)]
     for index in (0, 5):  # batch 5 wraps around the 48 records
         tops = feeds[0].batch(index) | feeds[1].batch(index)
         ages, genders = tops["label_age"].numpy(), tops["label_gender"].numpy()

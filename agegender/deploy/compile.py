@@ -178,25 +178,18 @@ def _labels(labels: str | None, net: Net) -> tuple[str, list[str]]:
 
 
 def _heads(labels: str | None, net: Net) -> list[dict]:
-    """{task, classes, output_name} of each output: a one-output net's from ``_labels``; a net with several
-    outputs (AgeGenderNet) names each head's task in the output's name (prob_age), else by its class count."""
-    if len(net.outputs) == 1:
+    """{task, classes, output_name} of each head. A net with several outputs named by task (AgeGenderNet's
+    prob_age and prob_gender) has one head per such output; any other net one head, its last output, whose
+    task ``_labels`` gives."""
+    named = {output: output_task(output, int(np.prod(net.blob_shapes[output][1:]))) for output in net.outputs}
+    named = {output: task for output, task in named.items() if task}
+    if len(net.outputs) == 1 or not named:
         task, classes = _labels(labels, net)
-        return [{"task": task, "classes": classes, "output_name": net.outputs[0]}]
+        return [{"task": task, "classes": classes, "output_name": net.outputs[-1]}]
     if labels:
         raise AgegenderError(f"--labels names the task of a one-output net; {net.name}'s outputs "
                              f"({', '.join(net.outputs)}) are each named by their task (prob_age, prob_gender)")
-    heads = []
-    for output in net.outputs:
-        n_classes = int(np.prod(net.blob_shapes[output][1:]))
-        task = output_task(output, n_classes)
-        heads.append({"task": task, "classes": list(CLASSES[task]) if task else [str(i) for i in range(n_classes)],
-                      "output_name": output})
-    tasks = [head["task"] for head in heads if head["task"]]
-    if len(set(tasks)) < len(tasks):
-        raise AgegenderError(f"{net.name}: several outputs ({', '.join(net.outputs)}) would be the same task; "
-                             f"name each output prob_<task> (prob_age, prob_gender)")
-    return heads
+    return [{"task": task, "classes": list(CLASSES[task]), "output_name": output} for output, task in named.items()]
 
 
 # --- verification -------------------------------------------------------------------------------------------
@@ -275,19 +268,21 @@ def verify(xml: Path, net: Net, reference: tuple[str, Forward] | None, mean: np.
     compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     rng = np.random.default_rng(0)
     max_abs, magnitude, agree, samples = 0.0, 0.0, 0, 0
+    decided = [o for o in net.outputs if output_task(o, int(np.prod(net.blob_shapes[o][1:])))] or net.outputs[-1:]
     for _ in range(n_inputs):
         inputs = {blob: random_input(net.blob_shapes[blob], mean, rng) for blob in net.inputs}
         expected = forward(inputs)
         got = compiled(inputs)
-        for blob in net.outputs:  # every head: values and top-1 class
+        for blob in net.outputs:
             ours = got[compiled.output(blob)]
             max_abs = max(max_abs, float(np.abs(ours - expected[blob]).max()))
             magnitude = max(magnitude, float(np.abs(expected[blob]).max()))
-            ours, theirs = (a.reshape(len(a), -1).argmax(1) for a in (ours, expected[blob]))
+        for blob in decided:  # the top-1 class of each head (the last output when no output names a task)
+            ours, theirs = (a.reshape(len(a), -1).argmax(1) for a in (got[compiled.output(blob)], expected[blob]))
             agree += int((ours == theirs).sum())
         samples += len(ours)
     relative = max_abs / magnitude if magnitude else max_abs
-    decisions = samples * len(net.outputs)
+    decisions = samples * len(decided)
     result = {"reference": name, "inputs": samples, "max_abs_diff": max_abs, "max_rel_diff": relative,
               "top1_agreement": agree / decisions}
     print(f"verification vs {name} on {samples} random inputs: max abs diff {max_abs:.3g} "

@@ -68,13 +68,10 @@ class IRMetadata:
 
 
 def output_task(output: str, n_classes: int) -> str:
-    """The task of a net output: the one its name ends with (``prob_age`` -> age) when the class counts agree,
-    else the only task with ``n_classes`` classes, else ""."""
+    """The task a net output names (``prob_age`` -> age, ``prob_gender`` -> gender) when its class count is
+    that task's; "" otherwise (MTCNN's ``prob1`` and ``conv4-2`` name none)."""
     suffix = output.rsplit("_", 1)[-1]
-    if suffix in CLASSES and len(CLASSES[suffix]) == n_classes:
-        return suffix
-    matches = [task for task, names in CLASSES.items() if len(names) == n_classes]
-    return matches[0] if len(matches) == 1 else ""
+    return suffix if suffix in CLASSES and len(CLASSES[suffix]) == n_classes else ""
 
 
 def metadata_path(xml: str | os.PathLike) -> Path:
