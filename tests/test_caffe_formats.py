@@ -225,3 +225,83 @@ def test_bad_inputs_give_one_line_and_exit_2(fixtures, tmp_path):
     assert_one_line_error(run_cli("inspect", tmp_path / "absent.prototxt"), "not found", "absent.prototxt")
     proc = run_cli("inspect", fixtures / "lenet/deploy.prototxt", "--weights", tmp_path / "absent.caffemodel")
     assert_one_line_error(proc, "caffemodel not found")
+
+
+# --- the whole Caffe schema -----------------------------------------------------------------------------------
+
+def test_every_real_prototxt_parses(fixtures):
+    from agegender.caffe import read_net
+
+    paths = [p for p in sorted(fixtures.glob("*/*.prototxt")) if p.name != "solver.prototxt"]
+    assert len(paths) >= 15
+    for path in paths:
+        assert read_net(path).layer, path
+
+
+@pytest.mark.parametrize("field,message", [
+    # BVLC Caffe's own parameter blocks, a few of each generation
+    ("power_param { power: 2 scale: 0.5 shift: 1 }", "PowerParameter"),
+    ("elu_param { alpha: 0.3 }", "ELUParameter"),
+    ("clip_param { min: -1 max: 1 }", "ClipParameter"),
+    ("swish_param { beta: 2 }", "SwishParameter"),
+    ("recurrent_param { num_output: 4 expose_hidden: true }", "RecurrentParameter"),
+    ("python_param { module: 'm' layer: 'L' param_str: '{}' }", "PythonParameter"),
+    ("window_data_param { crop_mode: 'square' context_pad: 16 }", "WindowDataParameter"),
+    # the SSD fork's and ShuffleNet forks'
+    ("prior_box_param { min_size: 30 max_size: 60 aspect_ratio: 2 step: 8 offset: 0.5 variance: 0.1 }",
+     "PriorBoxParameter"),
+    ("detection_output_param { num_classes: 2 nms_param { nms_threshold: 0.45 top_k: 400 } code_type: CENTER_SIZE "
+     "keep_top_k: 200 confidence_threshold: 0.01 }", "DetectionOutputParameter"),
+    ("multibox_loss_param { loc_loss_type: SMOOTH_L1 mining_type: MAX_NEGATIVE }", "MultiBoxLossParameter"),
+    ("transform_param { resize_param { resize_mode: WARP interp_mode: LINEAR } emit_constraint { emit_type: CENTER } }",
+     "TransformationParameter"),
+    ("shuffle_channel_param { group: 3 }", "ShuffleChannelParameter"),
+])
+def test_parameter_blocks_of_caffe_and_its_forks_parse(field, message):
+    layer = text_format.Parse(f'name: "x" type: "Anything" {field}', caffe_pb2.LayerParameter())
+    name = field.split()[0]
+    assert getattr(layer, name).DESCRIPTOR.name == message and layer.HasField(name)
+
+
+def test_caffe_field_numbers_and_defaults():
+    """A few numbers and defaults a caffemodel written by Caffe depends on (from BVLC's and the SSD fork's schema)."""
+    fields = caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name
+    assert {name: fields[name].number for name in ("power_param", "crop_param", "clip_param", "permute_param",
+                                                    "prior_box_param", "detection_output_param", "norm_param")} == \
+        {"power_param": 122, "crop_param": 144, "clip_param": 148, "permute_param": 202, "prior_box_param": 203,
+         "detection_output_param": 204, "norm_param": 206}
+    assert caffe_pb2.NormalizeParameter().eps == pytest.approx(1e-10) and caffe_pb2.NormalizeParameter().channel_shared
+    assert caffe_pb2.PriorBoxParameter().flip and caffe_pb2.PriorBoxParameter().offset == 0.5
+    assert caffe_pb2.DetectionOutputParameter().keep_top_k == -1
+    assert caffe_pb2.DetectionOutputParameter().code_type == caffe_pb2.PriorBoxParameter.CORNER
+    assert caffe_pb2.MVNParameter().eps == pytest.approx(1e-9) and caffe_pb2.CropParameter().axis == 2
+    assert caffe_pb2.ExpParameter().base == -1 and caffe_pb2.ShuffleChannelParameter().group == 1
+
+
+def test_v1_layers_keep_their_power_and_exp_parameters(tmp_path):
+    from agegender.caffe import read_net
+
+    path = tmp_path / "v1.prototxt"
+    path.write_text('input: "data" input_dim: 1 input_dim: 3 input_dim: 4 input_dim: 4\n'
+                    'layers { name: "p" type: POWER bottom: "data" top: "p" power_param { power: 2 } }\n'
+                    'layers { name: "e" type: EXP bottom: "p" top: "e" exp_param { base: 2 } }\n')
+    net = read_net(path)
+    assert [(l.type, l.name) for l in net.layer] == [("Input", "input"), ("Power", "p"), ("Exp", "e")]
+    assert net.layer[1].power_param.power == 2 and net.layer[2].exp_param.base == 2
+
+
+@pytest.mark.parametrize("layer,fragments", [
+    ('layer {\n  name: "up"\n  type: "Foo"\n  bottom: "data"\n  top: "up"\n  foo_param { x: 1 }\n}\n',
+     ["net.prototxt:7:3: layer 'up' (Foo): unknown field 'foo_param'", "a layer type agegender does not support"]),
+    ('layer { name: "up" type: "Foo" bottom: "data" top: "up" }\n',
+     ["layer 'up' (Foo): unsupported layer type 'Foo'", "agegender supports"]),
+    ('layer { foo_param { } name: "late" type: "Bar" bottom: "data" top: "up" }\n',
+     ["net.prototxt:2:9: layer 'late' (Bar): unknown field 'foo_param'"]),
+    # a Caffe type whose parameters the schema knows but agegender does not run
+    ('layer { name: "t" type: "Tile" bottom: "data" top: "t" tile_param { axis: 1 tiles: 2 } }\n',
+     ["layer 't' (Tile): unsupported layer type 'Tile'"]),
+])
+def test_unknown_layer_type_with_or_without_its_parameters_stops_in_one_line(tmp_path, layer, fragments):
+    path = tmp_path / "net.prototxt"
+    path.write_text('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 } } }\n' + layer)
+    assert_one_line_error(run_cli("inspect", path), *fragments)

@@ -385,9 +385,9 @@ def test_training_layers_fail_in_one_line_naming_layer_and_type(tmp_path):
 def test_unknown_layer_type_fails_in_one_line(tmp_path):
     prototxt = tmp_path / "net.prototxt"
     prototxt.write_text('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 } } }\n'
-                        'layer { name: "up" type: "Deconvolution" bottom: "data" top: "up" }\n')
+                        'layer { name: "up" type: "Upsample" bottom: "data" top: "up" }\n')
     proc = run_cli("compile", "--model", prototxt, "--weights", prototxt, "--output", tmp_path / "ir")
-    assert_one_line_error(proc, "layer 'up' (Deconvolution)", "unsupported layer type")
+    assert_one_line_error(proc, "layer 'up' (Upsample)", "unsupported layer type")
 
 
 def test_a_wrong_ir_is_refused_and_nothing_is_written(fixtures, tmp_path, monkeypatch):
@@ -534,3 +534,12 @@ def test_compile2movidius_compiles_the_newest_snapshots(lh_weights, fixtures, tm
 def test_compile2movidius_without_snapshots_says_train_first(tmp_path):
     proc = run_movidius(tmp_path)
     assert_one_line_error(proc, "no AgeNet snapshot", "train first with train_AgeNet.sh")
+
+
+def test_every_deployable_layer_type_has_an_openvino_builder_and_registries_refuse_duplicates():
+    from agegender.layers.openvino_ops import BUILDERS, builder
+    from agegender.layers.spec import REGISTRY
+
+    assert set(BUILDERS) == {t for t, spec in REGISTRY.items() if not spec.not_deployable}
+    with pytest.raises(ValueError, match="OpenVINO builder for layer type 'Permute' is already registered"):
+        builder("Permute")(lambda node, inputs, blobs: inputs)

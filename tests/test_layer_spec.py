@@ -58,7 +58,7 @@ def test_bad_parameters_are_value_errors():
     with pytest.raises(ValueError, match="local_size"):
         spec('type: "LRN" lrn_param { local_size: 4 }')
     with pytest.raises(KeyError):
-        spec('type: "Deconvolution"')
+        spec('type: "Foo"')
 
 
 @pytest.mark.parametrize("param,message", [

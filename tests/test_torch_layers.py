@@ -12,9 +12,9 @@ from google.protobuf import text_format
 
 from agegender.caffe import caffe_pb2, write_caffemodel, write_prototxt
 from agegender.layers.net import Net, load_deploy
-from agegender.layers.spec import SUPPORTED_TYPES
+from agegender.layers.spec import REGISTRY, SUPPORTED_TYPES
 from agegender.layers.torch_net import TorchNet
-from agegender.layers.torch_ops import BUILDERS, FED_TYPES
+from agegender.layers.torch_ops import BUILDERS
 
 FLT_MAX = float(np.finfo(np.float32).max)
 ROOT_PROTOTXT = __import__("pathlib").Path(__file__).resolve().parents[1] / "prototxt"
@@ -258,16 +258,55 @@ GRADIENT_CASES = {
     "batch_norm_train": ('layer { name: "bn" type: "BatchNorm" bottom: "a" top: "y" }', [(4, 3, 2, 2)], "TRAIN"),
     "batch_norm_global": ('layer { name: "bn" type: "BatchNorm" bottom: "a" top: "y" }', [(2, 3, 2, 2)], "TEST"),
     "scale": ('layer { name: "s" type: "Scale" bottom: "a" top: "y" scale_param { bias_term: true } }', [(2, 3, 2)], "TEST"),
+    "permute": ('layer { name: "p" type: "Permute" bottom: "a" top: "y" permute_param { order: 0 order: 2 order: 3 } }',
+                [(2, 3, 2, 4)], "TEST"),
+    "normalize": ('layer { name: "n" type: "Normalize" bottom: "a" top: "y" norm_param { across_spatial: false '
+                  'channel_shared: false } }', [(2, 3, 2, 2)], "TEST"),
+    "normalize_spatial": ('layer { name: "n" type: "Normalize" bottom: "a" top: "y" }', [(2, 3, 2, 2)], "TEST"),
+    "power": ('layer { name: "p" type: "Power" bottom: "a" top: "y" power_param { power: 2 scale: 0.5 shift: 1 } }',
+              [(2, 3)], "TEST"),
+    "exp": ('layer { name: "p" type: "Exp" bottom: "a" top: "y" exp_param { base: 2 scale: 0.5 shift: 1 } }',
+            [(2, 3)], "TEST"),
+    "log": ('layer { name: "p" type: "Log" bottom: "a" top: "y" log_param { base: 3 scale: 0.5 shift: 6 } }',
+            [(2, 3)], "TEST"),
+    "absval": ('layer { name: "p" type: "AbsVal" bottom: "a" top: "y" }', [(2, 3)], "TEST"),
+    "bnll": ('layer { name: "p" type: "BNLL" bottom: "a" top: "y" }', [(2, 3)], "TEST"),
+    "elu": ('layer { name: "p" type: "ELU" bottom: "a" top: "y" elu_param { alpha: 0.5 } }', [(2, 3)], "TEST"),
+    "relu6": ('layer { name: "p" type: "ReLU6" bottom: "a" top: "a" }', [(2, 3)], "TEST"),
+    "bias": ('layer { name: "b" type: "Bias" bottom: "a" top: "y" }', [(2, 3, 2)], "TEST"),
+    "bias_two_bottoms": ('layer { name: "b" type: "Bias" bottom: "a" bottom: "b" top: "y" bias_param { axis: 0 } }',
+                         [(2, 3, 2), (2, 3)], "TEST"),
+    "deconvolution": ('layer { name: "d" type: "Deconvolution" bottom: "a" top: "y" convolution_param { num_output: 4 '
+                      'kernel_size: 3 stride: 2 pad: 1 group: 2 } }', [(1, 2, 3, 3)], "TEST"),
+    "depthwise": ('layer { name: "d" type: "ConvolutionDepthwise" bottom: "a" top: "y" convolution_param { '
+                  'num_output: 3 kernel_size: 3 pad: 1 } }', [(1, 3, 4, 4)], "TEST"),
+    "crop": ('layer { name: "c" type: "Crop" bottom: "a" bottom: "b" top: "y" crop_param { offset: 1 } }',
+             [(1, 2, 4, 5), (1, 2, 2, 3)], "TEST"),
+    "shuffle": ('layer { name: "s" type: "ShuffleChannel" bottom: "a" top: "y" shuffle_channel_param { group: 2 } }',
+                [(1, 4, 2, 2)], "TEST"),
+    "mvn": ('layer { name: "m" type: "MVN" bottom: "a" top: "y" }', [(2, 2, 3, 3)], "TEST"),
+    "mvn_across": ('layer { name: "m" type: "MVN" bottom: "a" top: "y" mvn_param { across_channels: true } }',
+                   [(2, 2, 2, 3)], "TEST"),
     "scale_two_bottoms": ('layer { name: "s" type: "Scale" bottom: "a" bottom: "b" top: "y" scale_param { axis: 0 } }',
                           [(2, 3, 2), (2, 3)], "TEST"),
 }
 
 
-def test_every_supported_layer_type_has_a_torch_module_and_a_gradient_case():
-    assert set(SUPPORTED_TYPES) == set(BUILDERS) | set(FED_TYPES)
+def test_every_trainable_layer_type_has_a_torch_module_and_a_gradient_case():
+    assert set(BUILDERS) == {t for t in SUPPORTED_TYPES if REGISTRY[t].trainable and not REGISTRY[t].fed}
     covered = {n.type for case in GRADIENT_CASES.values()
                for n in layer_net(case[0], *[(3,) if s == "labels4" else s for s in case[1]], phase=case[2]).nodes}
-    assert set(BUILDERS) - {"Silence", "Accuracy"} <= covered
+    assert set(BUILDERS) - {"Silence", "Accuracy", "PriorBox"} <= covered
+
+
+def test_registries_refuse_a_second_registration_of_a_type():
+    from agegender.layers.spec import LayerSpec, register
+    from agegender.layers.torch_ops import builds
+
+    with pytest.raises(ValueError, match="layer spec for layer type 'ReLU' is already registered"):
+        register("ReLU")(type("Again", (LayerSpec,), {}))
+    with pytest.raises(ValueError, match="PyTorch module for layer type 'Permute' is already registered"):
+        builds("Permute")(type("Again", (), {}))
 
 
 @pytest.mark.parametrize("case", sorted(GRADIENT_CASES))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -112,8 +113,35 @@ def _parse_text(path: Path, message: Message, what: str) -> Message:
         text_format.Parse(text, message)
     except text_format.ParseError as exc:
         # ParseError's message starts with "line:column : ".
-        raise AgegenderError(f"{what} {path}:{exc}".replace(" : ", ": ", 1)) from None
+        position = f"{exc.GetLine()}:{exc.GetColumn()}" if exc.GetLine() else ""
+        where = _enclosing_layer(text, exc.GetLine()) if exc.GetLine() else ""
+        unknown = _UNKNOWN_FIELD.search(str(exc))
+        if where and unknown:
+            raise AgegenderError(f"{what} {path}:{position}: {where}unknown field '{unknown.group(1)}' (neither BVLC "
+                                 f"Caffe's schema nor the SSD fork's has it): a layer type agegender does not "
+                                 f"support, or a misspelt field; remove or fix the layer") from None
+        raise AgegenderError(f"{what} {path}:{exc}".replace(" : ", f": {where}", 1)) from None
     return message
+
+
+_LAYER_START = re.compile(r"^\s*layers?\s*\{", re.MULTILINE)
+_UNKNOWN_FIELD = re.compile(r'has no field named "(\w+)"')
+_LAYER_FIELD = re.compile(r"(?:^|[\s{])(name|type)\s*:\s*\"?([\w./-]+)\"?", re.MULTILINE)
+
+
+def _enclosing_layer(text: str, line: int) -> str:
+    """"layer 'NAME' (TYPE): " of the layer block that holds ``line`` (1-based), "" outside any layer.
+    The block runs from its ``layer {`` to the next one; its name and type may come before or after the error."""
+    offset = sum(len(l) + 1 for l in text.split("\n")[:line - 1])
+    starts = [m.start() for m in _LAYER_START.finditer(text)]
+    before = [s for s in starts if s <= offset]
+    if not before:
+        return ""
+    end = next((s for s in starts if s > offset), len(text))
+    fields = {}
+    for m in _LAYER_FIELD.finditer(text, before[-1], end):
+        fields.setdefault(m.group(1), m.group(2))
+    return f"layer '{fields.get('name', '?')}' ({fields.get('type', '?')}): "
 
 
 def read_net(path: str | os.PathLike) -> caffe_pb2.NetParameter:

@@ -15,7 +15,7 @@ from agegender.caffe import caffe_pb2, read_caffemodel, read_lmdb, read_net
 from agegender.caffe.blob import blob_fits, blob_shape, blob_to_array
 from agegender.caffe.datum import datum_to_array
 from agegender.errors import AgegenderError
-from agegender.layers.spec import DataSpec, LayerSpec, LOSS_TYPES, SUPPORTED_TYPES, Shape, parse_layer
+from agegender.layers.spec import DataSpec, LayerSpec, SUPPORTED_TYPES, Shape, parse_layer
 
 
 @dataclass
@@ -113,8 +113,11 @@ class Net:
         low, high = spec.n_bottoms
         if len(layer.bottom) < low or (high >= 0 and len(layer.bottom) > high):
             raise self._fail(layer, f"takes {low if low == high else f'{low} or more'} bottom(s), got {len(layer.bottom)}")
-        if not layer.top and layer.type != "Silence":
+        if not layer.top and spec.needs_top:
             raise self._fail(layer, "has no top")
+        if set(layer.top) & set(layer.bottom) and not spec.in_place:
+            raise self._fail(layer, f"cannot compute in place (top '{(set(layer.top) & set(layer.bottom)).pop()}' is also "
+                                    f"its bottom; Caffe would give wrong results): give the top a new name")
         missing = [b for b in layer.bottom if b not in self.blob_shapes]
         if missing:
             raise self._fail(layer, f"bottom '{missing[0]}' is not produced by any earlier layer in phase {self.phase}")
@@ -132,7 +135,7 @@ class Net:
         if layer.loss_weight and len(layer.loss_weight) != len(tops):
             raise self._fail(layer, f"has {len(layer.loss_weight)} loss_weight(s) for {len(tops)} top(s); "
                                     f"give none or one per top, as Caffe requires")
-        default_loss = 1.0 if layer.type in LOSS_TYPES else 0.0
+        default_loss = 1.0 if spec.is_loss else 0.0
         loss_weights = list(layer.loss_weight) or [default_loss] + [0.0] * (len(tops) - 1)
         self.nodes.append(Node(layer.name, layer.type, spec, tuple(layer.bottom), tuple(layer.top), bottoms,
                                tops, blobs, list(layer.param), loss_weights))

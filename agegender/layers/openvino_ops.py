@@ -16,23 +16,15 @@ import openvino.opset1 as ops
 
 from agegender.errors import AgegenderError
 from agegender.layers.net import Net, Node
+from agegender.layers.spec import register_once
 
 Outputs = list[ov.Output]
 Builder = Callable[[Node, Outputs, Sequence[np.ndarray]], Outputs]
 BUILDERS: dict[str, Builder] = {}
 
-# Layers that have no place in a compiled deploy net, with what to do instead.
-NOT_DEPLOYABLE = {
-    "Data": "feeds from an LMDB; a deploy prototxt starts with an Input layer (or input/input_dim)",
-    "SoftmaxWithLoss": "is a training loss; a deploy prototxt ends with a Softmax layer",
-    "Accuracy": "is a training metric; remove it from the deploy prototxt",
-}
-
-
 def builder(*types: str):
     def register(fn: Builder) -> Builder:
-        for layer_type in types:
-            BUILDERS[layer_type] = fn
+        register_once(BUILDERS, types, fn, "an OpenVINO builder")
         return fn
     return register
 
@@ -62,15 +54,16 @@ def input_layer(node: Node, inputs: Outputs, blobs) -> Outputs:
     return outputs
 
 
-@builder("Convolution")
+@builder("Convolution", "ConvolutionDepthwise")
 def convolution(node, inputs, blobs):
     spec = node.spec
     weights, strides, pads, dilations = blobs[0], list(spec.stride), list(spec.pad), list(spec.dilation)
-    if spec.group == 1:
+    group = spec.groups(node.bottom_shapes[0][1])
+    if group == 1:
         y = ops.convolution(inputs[0], _const(weights), strides, pads, pads, dilations)
     else:
         o, i, kh, kw = weights.shape
-        grouped = weights.reshape(spec.group, o // spec.group, i, kh, kw)
+        grouped = weights.reshape(group, o // group, i, kh, kw)
         y = ops.group_convolution(inputs[0], _const(grouped), strides, pads, pads, dilations)
     if len(blobs) > 1:  # Caffe's bias, or the one a folded BatchNorm/Scale left
         y = ops.add(y, _const(_channel_shape(blobs[1], 4)))
@@ -222,6 +215,176 @@ def scale(node, inputs, blobs):
     return [y.output(0)]
 
 
+@builder("Deconvolution")
+def deconvolution(node, inputs, blobs):
+    """Caffe's weights C_in x (C_out / group) x kh x kw are OpenVINO's backprop-data filters as they are."""
+    spec = node.spec
+    weights, strides, pads, dilations = blobs[0], list(spec.stride), list(spec.pad), list(spec.dilation)
+    if spec.group == 1:
+        y = ops.convolution_backprop_data(inputs[0], _const(weights), strides, pads_begin=pads, pads_end=pads,
+                                          dilations=dilations)
+    else:
+        i, o, kh, kw = weights.shape
+        grouped = weights.reshape(spec.group, i // spec.group, o, kh, kw)
+        y = ops.group_convolution_backprop_data(inputs[0], _const(grouped), strides, pads_begin=pads,
+                                                pads_end=pads, dilations=dilations)
+    if len(blobs) > 1:
+        y = ops.add(y, _const(_channel_shape(blobs[1], 4)))
+    return [y.output(0)]
+
+
+def _affine_input(node: Node, x: ov.Output, scale: float, shift: float) -> ov.Output:
+    """shift + scale * x, skipping a multiplication by 1 and an addition of 0."""
+    if scale != 1:
+        x = ops.multiply(x, _const(scale)).output(0)
+    return ops.add(x, _const(shift)).output(0) if shift != 0 else x
+
+
+@builder("Power")
+def power(node, inputs, blobs):
+    spec = node.spec
+    y = _affine_input(node, inputs[0], spec.scale, spec.shift)
+    return [y if spec.power == 1 else ops.power(y, _const(spec.power)).output(0)]
+
+
+@builder("Exp")
+def exp(node, inputs, blobs):
+    spec = node.spec
+    return [ops.exp(_affine_input(node, inputs[0], spec.log_base * spec.scale, spec.log_base * spec.shift)).output(0)]
+
+
+@builder("Log")
+def log(node, inputs, blobs):
+    spec = node.spec
+    y = ops.log(_affine_input(node, inputs[0], spec.scale, spec.shift)).output(0)
+    return [y if spec.log_base == 1 else ops.multiply(y, _const(1.0 / spec.log_base)).output(0)]
+
+
+@builder("AbsVal")
+def abs_value(node, inputs, blobs):
+    return [ops.abs(inputs[0]).output(0)]
+
+
+@builder("BNLL")
+def bnll(node, inputs, blobs):
+    """log(1 + exp(x)) = max(x, 0) + log(1 + exp(-|x|)): no overflow, opset1 only (SoftPlus is opset4)."""
+    x = inputs[0]
+    tail = ops.log(ops.add(ops.exp(ops.multiply(ops.abs(x), _const(-1.0))), _const(1.0)))
+    return [ops.add(ops.maximum(x, _const(0.0)), tail).output(0)]
+
+
+@builder("ELU")
+def elu(node, inputs, blobs):
+    return [ops.elu(inputs[0], node.spec.alpha).output(0)]
+
+
+@builder("ReLU6")
+def relu6(node, inputs, blobs):
+    return [ops.clamp(inputs[0], 0.0, 6.0).output(0)]
+
+
+@builder("Bias")
+def bias(node, inputs, blobs):
+    bottom = node.bottom_shapes[0]
+    axis = node.spec.axis % len(bottom) if bottom else 0
+    shape = node.spec.bias_shape(node.bottom_shapes)
+    layout = (1,) * axis + tuple(shape) + (1,) * (len(bottom) - axis - len(shape))
+    b = _const(blobs[0].reshape(layout)) if node.spec.learned else _reshape(inputs[1], layout)
+    return [ops.add(inputs[0], b).output(0)]
+
+
+@builder("Crop")
+def crop(node, inputs, blobs):
+    starts = node.spec.starts(node.bottom_shapes)
+    ends = [s + size for s, size in zip(starts, node.top_shapes[0])]
+    ones = [1] * len(starts)
+    return [ops.strided_slice(inputs[0], _const(starts, np.int64), _const(ends, np.int64), _const(ones, np.int64),
+                              [0] * len(starts), [0] * len(starts)).output(0)]
+
+
+@builder("ArgMax")
+def argmax(node, inputs, blobs):
+    """TopK by value; indices as floats, as Caffe writes them. Without an axis each sample is flattened and
+    ``out_max_val`` gives indices, then values, along axis 1."""
+    spec, bottom, top = node.spec, node.bottom_shapes[0], node.top_shapes[0]
+    x, axis = (inputs[0], spec.axis % len(bottom)) if spec.axis is not None else (_reshape(inputs[0], [0, -1]), 1)
+    best = ops.topk(x, _const(spec.top_k, np.int64), axis, "max", "value")
+    values, indices = best.output(0), ops.convert(best.output(1), np.float32).output(0)
+    if spec.axis is not None:
+        return [values if spec.out_max_val else indices]
+    y = ops.concat([indices, values], 1).output(0) if spec.out_max_val else indices
+    return [_reshape(y, [0, *top[1:]])]
+
+
+@builder("ShuffleChannel")
+def shuffle_channel(node, inputs, blobs):
+    n, c, h, w = node.bottom_shapes[0]
+    g = node.spec.group
+    grouped = _reshape(inputs[0], [0, g, c // g, h * w])
+    return [_reshape(ops.transpose(grouped, _const([0, 2, 1, 3], np.int64)).output(0), [0, c, h, w])]
+
+
+@builder("MVN")
+def mvn(node, inputs, blobs):
+    """(x - mean) / (sqrt(mean of (x - mean)^2) + eps) from opset1 reductions (MVN itself is opset2)."""
+    spec, x = node.spec, inputs[0]
+    axes = _const(spec.axes(len(node.bottom_shapes[0])), np.int64)
+    centred = ops.subtract(x, ops.reduce_mean(x, axes, True)).output(0)
+    if not spec.normalize_variance:
+        return [centred]
+    deviation = ops.power(ops.reduce_mean(ops.multiply(centred, centred), axes, True), _const(0.5))
+    return [ops.divide(centred, ops.add(deviation, _const(spec.eps))).output(0)]
+
+
+@builder("Permute")
+def permute(node, inputs, blobs):
+    order = node.spec.full_order(len(node.bottom_shapes[0]))
+    return [ops.transpose(inputs[0], _const(order, np.int64)).output(0)]
+
+
+@builder("Normalize")
+def normalize(node, inputs, blobs):
+    """NormalizeL2 with eps added inside the square root (SSD's sqrt(sum x^2 + eps)), then the learned scale."""
+    spec = node.spec
+    axes = [1, 2, 3] if spec.across_spatial else [1]
+    y = ops.normalize_l2(inputs[0], _const(axes, np.int64), spec.eps, "add")
+    return [ops.multiply(y, _const(_channel_shape(blobs[0].reshape(-1), 4))).output(0)]
+
+
+@builder("PriorBox")
+def prior_box(node, inputs, blobs):
+    """OpenVINO's PriorBox (Caffe's order with scale_all_sizes), for the feature and image sizes the net has;
+    its 2 x N output becomes Caffe's 1 x 2 x N. Steps must be square (OpenVINO has one step)."""
+    spec = node.spec
+    (img_h, img_w), (step_h, step_w) = spec.geometry(node.bottom_shapes)
+    if spec.step_hw[0] != spec.step_hw[1]:
+        raise AgegenderError(f"{node.describe()}: step_h {step_h} differs from step_w {step_w}; OpenVINO's PriorBox "
+                             f"takes one step")
+    attrs = {"min_size": list(spec.min_sizes), "max_size": list(spec.max_sizes),
+             "aspect_ratio": list(spec.aspect_ratios[1:]), "flip": False,  # already expanded, in Caffe's order
+             "clip": spec.clip, "step": float(spec.step_hw[0]), "offset": spec.offset,
+             "variance": list(spec.variances), "scale_all_sizes": True}
+    boxes = ops.prior_box(_const(node.bottom_shapes[0][2:], np.int64), _const([img_h, img_w], np.int64), attrs)
+    return [ops.unsqueeze(boxes, _const([0], np.int64)).output(0)]
+
+
+@builder("DetectionOutput")
+def detection_output(node, inputs, blobs):
+    """OpenVINO's DetectionOutput: Caffe's decoding, per-class NMS and keep_top_k; rows after the last
+    detection have image id -1."""
+    spec = node.spec
+    if spec.code_type == "CORNER_SIZE" or spec.eta != 1.0:
+        raise AgegenderError(f"{node.describe()}: OpenVINO's DetectionOutput has no code_type CORNER_SIZE nor "
+                             f"adaptive NMS (eta {spec.eta}); use CORNER or CENTER_SIZE and eta 1")
+    attrs = {"num_classes": spec.num_classes, "background_label_id": spec.background_label_id,
+             "top_k": spec.top_k, "variance_encoded_in_target": spec.variance_encoded_in_target,
+             "keep_top_k": [spec.keep_top_k], "code_type": f"caffe.PriorBoxParameter.{spec.code_type}",
+             "share_location": spec.share_location, "nms_threshold": spec.nms_threshold,
+             "confidence_threshold": max(spec.confidence_threshold, -3.0e38), "normalized": True}
+    loc, conf = (_reshape(x, [0, -1]) for x in inputs[:2])
+    return [ops.detection_output(loc, conf, inputs[2], attrs).output(0)]
+
+
 def batch_norm_affine(node: Node, blobs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Caffe's inference BatchNorm as y = x * scale + shift: stored mean and variance are divided by
     the third blob (the moving-average normaliser; 0 means no statistics yet)."""
@@ -284,8 +447,10 @@ def _fold(node: Node, blobs: list[np.ndarray], conv_blobs: list[np.ndarray]) -> 
     return True
 
 
-def build_model(net: Net, weights: dict[str, list[np.ndarray]], fold: bool = True) -> ov.Model:
-    """The net as an ov.Model whose inputs and outputs carry the Caffe blob names."""
+def build_model(net: Net, weights: dict[str, list[np.ndarray]], fold: bool = True,
+                expose: Sequence[str] | None = None) -> ov.Model:
+    """The net as an ov.Model whose inputs and outputs carry the Caffe blob names; ``expose`` (default: the
+    net's outputs) may name any blob, e.g. an intermediate one to compare."""
     if fold:
         weights, folded = fold_into_convolutions(net, weights)
     else:
@@ -303,7 +468,7 @@ def build_model(net: Net, weights: dict[str, list[np.ndarray]], fold: bool = Tru
             parameters += [o.get_node() for o in outputs]
         blobs.update(zip(node.tops, outputs))
     results = []
-    for name in net.outputs:
+    for name in expose or net.outputs:
         output = blobs[name]
         output.get_tensor().add_names({name})
         results.append(ops.result(output))
@@ -325,8 +490,8 @@ def _name_ops(layer: str, outputs: Outputs, named: set[str]) -> None:
 
 
 def _build_node(node: Node, inputs: Outputs, blobs: Sequence[np.ndarray]) -> Outputs:
-    if node.type in NOT_DEPLOYABLE:
-        raise AgegenderError(f"{node.describe()} {NOT_DEPLOYABLE[node.type]}")
+    if node.spec.not_deployable:
+        raise AgegenderError(f"{node.describe()} {node.spec.not_deployable}")
     build = BUILDERS.get(node.type)
     if build is None:
         raise AgegenderError(f"{node.describe()}: layer type '{node.type}' cannot be compiled to OpenVINO; "

@@ -36,10 +36,17 @@ def _filler(param: caffe_pb2.FillerParameter, default_type: str = "constant", va
     return caffe_pb2.FillerParameter(type=default_type, value=value)
 
 
+def register_once(registry: dict, types: Sequence[str], value, what: str) -> None:
+    """Add ``value`` under each type name, refusing a name already taken (as Caffe's LayerRegistry::AddCreator)."""
+    for name in types:
+        if name in registry:
+            raise ValueError(f"{what} for layer type '{name}' is already registered")
+        registry[name] = value
+
+
 def register(*types: str):
     def wrap(cls):
-        for name in types:
-            REGISTRY[name] = cls
+        register_once(REGISTRY, types, cls, "a layer spec")
         cls.types = types
         return cls
     return wrap
@@ -47,10 +54,24 @@ def register(*types: str):
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """Base: a layer with no parameters whose single top has its first bottom's shape."""
+    """Base: a layer with no parameters whose single top has its first bottom's shape.
+
+    Per-type traits are class attributes, read by the net builder and the backends:
+    ``in_place`` (Caffe computes it correctly with top == bottom), ``fed`` (its tops are fed from outside the
+    net), ``is_loss`` (its first top has loss_weight 1 by default), ``learns`` (its blobs take gradients; False
+    for statistics Caffe forces to lr_mult 0), ``trainable`` (the PyTorch engine runs it) and ``not_deployable``
+    (why a compiled deploy net cannot hold it, or "").
+    """
 
     types: ClassVar[tuple[str, ...]] = ()
     n_bottoms: ClassVar[tuple[int, int]] = (1, 1)  # (min, max); max -1 for any
+    needs_top: ClassVar[bool] = True
+    in_place: ClassVar[bool] = False
+    fed: ClassVar[bool] = False
+    is_loss: ClassVar[bool] = False
+    learns: ClassVar[bool] = True
+    trainable: ClassVar[bool] = True
+    not_deployable: ClassVar[str] = ""
 
     @classmethod
     def parse(cls, layer: caffe_pb2.LayerParameter) -> "LayerSpec":
@@ -73,6 +94,7 @@ class LayerSpec:
 @register("Input")
 @dataclass(frozen=True)
 class InputSpec(LayerSpec):
+    fed: ClassVar = True
     shapes: tuple[Shape, ...]
     n_bottoms: ClassVar = (0, 0)
 
@@ -90,6 +112,8 @@ class InputSpec(LayerSpec):
 @dataclass(frozen=True)
 class DataSpec(LayerSpec):
     """LMDB input. Top shapes need the first record, so the net builder supplies ``datum_shape``."""
+    fed: ClassVar = True
+    not_deployable: ClassVar = "feeds from an LMDB; a deploy prototxt starts with an Input layer (or input/input_dim)"
 
     source: str
     batch_size: int
@@ -177,10 +201,15 @@ class ConvolutionSpec(LayerSpec):
         return cls(p.num_output, kernel, stride, pad, dilation, p.group, p.bias_term,
                    _filler(p.weight_filler), _filler(p.bias_filler))
 
+    def groups(self, channels: int) -> int:
+        """The group count for ``channels`` input channels (ConvolutionDepthwise: one group per channel)."""
+        return self.group
+
     def top_shapes(self, bottoms, n_tops):
         n, c, h, w = _four_d(bottoms[0], "Convolution")
-        if c % self.group:
-            raise ValueError(f"{c} input channels are not divisible by group {self.group}")
+        group = self.groups(c)
+        if c % group or self.num_output % group:
+            raise ValueError(f"{c} input channels and num_output {self.num_output} are not divisible by group {group}")
         out = [(size + 2 * p - (d * (k - 1) + 1)) // s + 1 for size, k, s, p, d in
                zip((h, w), self.kernel, self.stride, self.pad, self.dilation)]
         if min(out) <= 0:
@@ -189,14 +218,52 @@ class ConvolutionSpec(LayerSpec):
 
     def blob_shapes(self, bottoms):
         c = bottoms[0][1]
-        shapes = [(self.num_output, c // self.group, *self.kernel)]
+        shapes = [(self.num_output, c // self.groups(c), *self.kernel)]
         return shapes + [(self.num_output,)] if self.bias_term else shapes
 
     def fillers(self):
         return [self.weight_filler, self.bias_filler][: 2 if self.bias_term else 1]
 
     def macs(self, bottoms, tops):
-        return _count(tops[0]) * (bottoms[0][1] // self.group) * self.kernel[0] * self.kernel[1]
+        return _count(tops[0]) * (bottoms[0][1] // self.groups(bottoms[0][1])) * self.kernel[0] * self.kernel[1]
+
+
+@register("Deconvolution")
+@dataclass(frozen=True)
+class DeconvolutionSpec(ConvolutionSpec):
+    """Caffe's DeconvolutionLayer: convolution's backward pass; weights C_in x (num_output / group) x kh x kw."""
+
+    def top_shapes(self, bottoms, n_tops):
+        n, c, h, w = _four_d(bottoms[0], "Deconvolution")
+        if c % self.group:
+            raise ValueError(f"{c} input channels are not divisible by group {self.group}")
+        out = [s * (size - 1) + d * (k - 1) + 1 - 2 * p for size, k, s, p, d in
+               zip((h, w), self.kernel, self.stride, self.pad, self.dilation)]
+        if min(out) <= 0:
+            raise ValueError(f"pad {self.pad} leaves no output of the {h}x{w} input")
+        return [(n, self.num_output, *out)] * n_tops
+
+    def blob_shapes(self, bottoms):
+        shapes = [(bottoms[0][1], self.num_output // self.group, *self.kernel)]
+        return shapes + [(self.num_output,)] if self.bias_term else shapes
+
+    def macs(self, bottoms, tops):
+        return _count(bottoms[0]) * (self.num_output // self.group) * self.kernel[0] * self.kernel[1]
+
+
+@register("ConvolutionDepthwise")
+@dataclass(frozen=True)
+class ConvolutionDepthwiseSpec(ConvolutionSpec):
+    """Forks' ConvolutionDepthwise (MobileNet): a Convolution with group = input channels."""
+
+    @classmethod
+    def parse(cls, layer):
+        layer = caffe_pb2.LayerParameter(convolution_param=layer.convolution_param)
+        layer.convolution_param.group = 1  # resolved to the channels once they are known
+        return super().parse(layer)
+
+    def groups(self, channels: int) -> int:
+        return channels
 
 
 def _four_d(shape: Shape, layer_type: str) -> Shape:
@@ -288,6 +355,7 @@ class LRNSpec(LayerSpec):
 @register("ReLU")
 @dataclass(frozen=True)
 class ReLUSpec(LayerSpec):
+    in_place: ClassVar = True
     negative_slope: float
 
     @classmethod
@@ -298,6 +366,7 @@ class ReLUSpec(LayerSpec):
 @register("PReLU")
 @dataclass(frozen=True)
 class PReLUSpec(LayerSpec):
+    in_place: ClassVar = True
     channel_shared: bool
     filler: caffe_pb2.FillerParameter
 
@@ -316,19 +385,20 @@ class PReLUSpec(LayerSpec):
 @register("Sigmoid")
 @dataclass(frozen=True)
 class SigmoidSpec(LayerSpec):
-    pass
+    in_place: ClassVar = True
 
 
 @register("TanH")
 @dataclass(frozen=True)
 class TanHSpec(LayerSpec):
-    pass
+    in_place: ClassVar = True
 
 
 @register("Dropout")
 @dataclass(frozen=True)
 class DropoutSpec(LayerSpec):
     """Inverted dropout: Caffe scales kept values by 1/(1-ratio) at train time, identity at test time."""
+    in_place: ClassVar = True
 
     ratio: float
 
@@ -391,6 +461,8 @@ class SoftmaxSpec(LayerSpec):
 @register("SoftmaxWithLoss")
 @dataclass(frozen=True)
 class SoftmaxWithLossSpec(LayerSpec):
+    is_loss: ClassVar = True
+    not_deployable: ClassVar = "is a training loss; a deploy prototxt ends with a Softmax layer"
     axis: int
     ignore_label: int | None
     normalization: str  # FULL, VALID, BATCH_SIZE or NONE
@@ -414,6 +486,7 @@ class SoftmaxWithLossSpec(LayerSpec):
 @register("Accuracy")
 @dataclass(frozen=True)
 class AccuracySpec(LayerSpec):
+    not_deployable: ClassVar = "is a training metric; remove it from the deploy prototxt"
     top_k: int
     axis: int
     ignore_label: int | None
@@ -563,6 +636,8 @@ class ReshapeSpec(LayerSpec):
 @dataclass(frozen=True)
 class BatchNormSpec(LayerSpec):
     """Caffe's BatchNorm: blobs are mean, variance (both unnormalised) and a scale factor to divide them by."""
+    in_place: ClassVar = True
+    learns: ClassVar = False  # Caffe forces lr_mult 0 on the statistics
 
     use_global_stats: bool | None
     moving_average_fraction: float
@@ -584,6 +659,7 @@ class BatchNormSpec(LayerSpec):
 @register("Scale")
 @dataclass(frozen=True)
 class ScaleSpec(LayerSpec):
+    in_place: ClassVar = True
     axis: int
     num_axes: int
     bias_term: bool
@@ -623,12 +699,428 @@ class ScaleSpec(LayerSpec):
 @dataclass(frozen=True)
 class SilenceSpec(LayerSpec):
     n_bottoms: ClassVar = (1, -1)
+    needs_top: ClassVar = False
 
     def top_shapes(self, bottoms, n_tops):
         return []
 
 
-LOSS_TYPES = {"SoftmaxWithLoss"}
+# --- the SSD fork's layers (weiliu89/caffe) ------------------------------------------------------------------
+
+@register("Permute")
+@dataclass(frozen=True)
+class PermuteSpec(LayerSpec):
+    """SSD's PermuteLayer: axes reordered; ``order`` may name only the leading axes, the rest follow in order."""
+
+    order: tuple[int, ...]
+
+    @classmethod
+    def parse(cls, layer):
+        order = tuple(int(o) for o in layer.permute_param.order)
+        if len(set(order)) != len(order):
+            raise ValueError(f"permute_param order {list(order)} repeats an axis")
+        return cls(order)
+
+    def full_order(self, ndim: int) -> tuple[int, ...]:
+        if any(o >= ndim for o in self.order):
+            raise ValueError(f"permute_param order {list(self.order)} names an axis beyond the {ndim}-D input")
+        return self.order + tuple(a for a in range(ndim) if a not in self.order)
+
+    def top_shapes(self, bottoms, n_tops):
+        return [tuple(bottoms[0][a] for a in self.full_order(len(bottoms[0])))]
+
+
+@register("Normalize")
+@dataclass(frozen=True)
+class NormalizeSpec(LayerSpec):
+    """SSD's NormalizeLayer: x / sqrt(sum of x^2 + eps), the sum over C x H x W (across_spatial) or over C at each
+    position, then times a learned scale (one value, or one per channel)."""
+
+    across_spatial: bool
+    channel_shared: bool
+    eps: float
+    scale_filler: caffe_pb2.FillerParameter
+
+    @classmethod
+    def parse(cls, layer):
+        p = layer.norm_param
+        return cls(p.across_spatial, p.channel_shared, p.eps, _filler(p.scale_filler, "constant", 1.0))
+
+    def top_shapes(self, bottoms, n_tops):
+        return [_four_d(bottoms[0], "Normalize")]
+
+    def blob_shapes(self, bottoms):
+        return [(1,)] if self.channel_shared else [(bottoms[0][1],)]
+
+    def fillers(self):
+        return [self.scale_filler]
+
+
+@register("PriorBox")
+@dataclass(frozen=True)
+class PriorBoxSpec(LayerSpec):
+    """SSD's PriorBoxLayer: for every feature-map cell, boxes of each min_size (square), sqrt(min * max), and each
+    aspect ratio (1 and duplicates dropped, 1/r added with flip), normalised by the image size; top 1 x 2 x
+    (H * W * priors * 4): the boxes, then their variances."""
+
+    min_sizes: tuple[float, ...]
+    max_sizes: tuple[float, ...]
+    aspect_ratios: tuple[float, ...]  # as Caffe expands them: 1 first, then each new ratio (and 1/ratio with flip)
+    flip: bool
+    clip: bool
+    variances: tuple[float, ...]
+    img_hw: tuple[int, int]  # (0, 0): take bottom 1's
+    step_hw: tuple[float, float]  # (0, 0): image size / feature size
+    offset: float
+    n_bottoms: ClassVar = (2, 2)
+
+    @classmethod
+    def parse(cls, layer):
+        p = layer.prior_box_param
+        if not p.min_size:
+            raise ValueError("prior_box_param needs min_size")
+        if p.max_size and len(p.max_size) != len(p.min_size):
+            raise ValueError(f"{len(p.max_size)} max_size for {len(p.min_size)} min_size; give one per min_size")
+        if any(mx <= mn for mn, mx in zip(p.min_size, p.max_size)) or min(p.min_size) <= 0:
+            raise ValueError("each max_size must exceed its min_size, and min_size must be positive")
+        ratios = [1.0]
+        for r in p.aspect_ratio:
+            for value in (r, 1.0 / r) if p.flip else (r,):
+                if all(abs(value - known) >= 1e-6 for known in ratios):
+                    ratios.append(value)
+        variances = tuple(p.variance) or (0.1,)
+        if len(variances) not in (1, 4):
+            raise ValueError(f"prior_box_param has {len(variances)} variances; give 1 or 4")
+        img = (p.img_size, p.img_size) if p.HasField("img_size") else (p.img_h, p.img_w)
+        step = (p.step, p.step) if p.HasField("step") else (p.step_h, p.step_w)
+        return cls(tuple(p.min_size), tuple(p.max_size), tuple(ratios), p.flip, p.clip, variances,
+                   img, step, p.offset)
+
+    @property
+    def priors_per_cell(self) -> int:
+        return len(self.min_sizes) * len(self.aspect_ratios) + len(self.max_sizes)
+
+    def top_shapes(self, bottoms, n_tops):
+        _, _, h, w = _four_d(bottoms[0], "PriorBox")
+        return [(1, 2, h * w * self.priors_per_cell * 4)]
+
+    def geometry(self, bottoms: Sequence[Shape]) -> tuple[tuple[int, int], tuple[float, float]]:
+        """(image height, width) and (step y, step x) as Caffe resolves them from the parameters and bottoms."""
+        feature, image = bottoms[0][2:], bottoms[1][2:]
+        img = self.img_hw if all(self.img_hw) else tuple(image)
+        step = self.step_hw if all(self.step_hw) else (img[0] / feature[0], img[1] / feature[1])
+        return img, step
+
+    def priors(self, bottoms: Sequence[Shape]) -> np.ndarray:
+        """prior_box_layer.cpp's Forward_cpu: the 1 x 2 x N top as float32."""
+        (img_h, img_w), (step_h, step_w) = self.geometry(bottoms)
+        h, w = bottoms[0][2:]
+        sizes = []  # (width, height) of each prior of a cell, in Caffe's order
+        for i, min_size in enumerate(self.min_sizes):
+            sizes.append((min_size, min_size))
+            if self.max_sizes:
+                side = math.sqrt(min_size * self.max_sizes[i])
+                sizes.append((side, side))
+            sizes += [(min_size * math.sqrt(r), min_size / math.sqrt(r)) for r in self.aspect_ratios[1:]]
+        sizes = np.asarray(sizes, np.float32)
+        cy, cx = np.meshgrid((np.arange(h, dtype=np.float32) + self.offset) * step_h,
+                             (np.arange(w, dtype=np.float32) + self.offset) * step_w, indexing="ij")
+        centre = np.stack([cx, cy], -1).reshape(h * w, 1, 2)
+        boxes = np.concatenate([(centre - sizes / 2) / [img_w, img_h], (centre + sizes / 2) / [img_w, img_h]], -1)
+        boxes = boxes.reshape(-1).astype(np.float32)
+        if self.clip:
+            boxes = boxes.clip(0.0, 1.0)
+        variances = np.broadcast_to(np.asarray(self.variances, np.float32), (boxes.size // 4, 4)).reshape(-1)
+        return np.stack([boxes, variances])[None]
+
+
+@register("DetectionOutput")
+@dataclass(frozen=True)
+class DetectionOutputSpec(LayerSpec):
+    """SSD's DetectionOutputLayer: decode each prior's box, per-class NMS, keep the best keep_top_k per image.
+    Caffe's top is 1 x 1 x (number kept) x 7 [image, label, score, xmin, ymin, xmax, ymax]; a compiled net has a
+    fixed shape, so its top holds keep_top_k rows per image, the rows after the last detection marked image -1."""
+
+    num_classes: int
+    share_location: bool
+    background_label_id: int
+    nms_threshold: float
+    top_k: int  # -1: all
+    eta: float
+    code_type: str  # CORNER, CENTER_SIZE or CORNER_SIZE
+    variance_encoded_in_target: bool
+    keep_top_k: int  # -1: all
+    confidence_threshold: float
+    n_bottoms: ClassVar = (3, 3)
+    trainable: ClassVar = False
+
+    @classmethod
+    def parse(cls, layer):
+        p = layer.detection_output_param
+        if not p.num_classes:
+            raise ValueError("detection_output_param needs num_classes")
+        nms = p.nms_param
+        return cls(p.num_classes, p.share_location, p.background_label_id, nms.nms_threshold,
+                   nms.top_k if nms.HasField("top_k") else -1, nms.eta,
+                   caffe_pb2.PriorBoxParameter.CodeType.Name(p.code_type), p.variance_encoded_in_target,
+                   p.keep_top_k, p.confidence_threshold if p.HasField("confidence_threshold") else -float("inf"))
+
+    def num_priors(self, bottoms: Sequence[Shape]) -> int:
+        loc, conf, prior = (_count(b[1:]) if i < 2 else b[2] for i, b in enumerate(bottoms))
+        priors = prior // 4
+        classes_per_loc = 1 if self.share_location else self.num_classes
+        if loc != priors * 4 * classes_per_loc or conf != priors * self.num_classes:
+            raise ValueError(f"{priors} priors need {priors * 4 * classes_per_loc} locations and "
+                             f"{priors * self.num_classes} confidences per image")
+        return priors
+
+    def rows_per_image(self, bottoms: Sequence[Shape]) -> int:
+        """keep_top_k, else (-1) NMS's top_k per class, else every prior of every class (OpenVINO's rule)."""
+        priors = self.num_priors(bottoms)
+        if self.keep_top_k > 0:
+            return self.keep_top_k
+        return self.num_classes * (self.top_k if self.top_k > 0 else priors)
+
+    def top_shapes(self, bottoms, n_tops):
+        return [(1, 1, bottoms[0][0] * self.rows_per_image(bottoms), 7)]
+
+
+# --- element-wise layers of BVLC Caffe and forks -------------------------------------------------------------
+
+@register("Power")
+@dataclass(frozen=True)
+class PowerSpec(LayerSpec):
+    """y = (shift + scale * x) ^ power."""
+
+    power: float
+    scale: float
+    shift: float
+    in_place: ClassVar = True
+
+    @classmethod
+    def parse(cls, layer):
+        p = layer.power_param
+        return cls(p.power, p.scale, p.shift)
+
+
+@register("Exp")
+@dataclass(frozen=True)
+class ExpSpec(LayerSpec):
+    """y = base ^ (shift + scale * x), base e when -1; kept as y = exp(log_base * (shift + scale * x))."""
+
+    log_base: float
+    scale: float
+    shift: float
+    in_place: ClassVar = True
+
+    @classmethod
+    def parse(cls, layer):
+        return cls(*_log_base(layer.exp_param, "exp_param"), layer.exp_param.scale, layer.exp_param.shift)
+
+
+@register("Log")
+@dataclass(frozen=True)
+class LogSpec(LayerSpec):
+    """y = log_base(shift + scale * x), base e when -1: ln(shift + scale * x) / log_base."""
+
+    log_base: float
+    scale: float
+    shift: float
+    in_place: ClassVar = True
+
+    @classmethod
+    def parse(cls, layer):
+        return cls(*_log_base(layer.log_param, "log_param"), layer.log_param.scale, layer.log_param.shift)
+
+
+def _log_base(param, name: str) -> tuple[float]:
+    """ln(base) of an Exp/Log parameter; Caffe's base -1 means e."""
+    if param.base == -1:
+        return (1.0,)
+    if param.base <= 0:
+        raise ValueError(f"{name} base {param.base} must be positive (or -1 for e)")
+    return (math.log(param.base),)
+
+
+@register("AbsVal")
+@dataclass(frozen=True)
+class AbsValSpec(LayerSpec):
+    pass  # Caffe refuses AbsVal in place
+
+
+@register("BNLL")
+@dataclass(frozen=True)
+class BNLLSpec(LayerSpec):
+    """y = log(1 + exp(x)), computed as Caffe does without overflow: x + log(1 + exp(-x)) for x > 0."""
+
+    in_place: ClassVar = True
+
+
+@register("ELU")
+@dataclass(frozen=True)
+class ELUSpec(LayerSpec):
+    alpha: float
+    in_place: ClassVar = True
+
+    @classmethod
+    def parse(cls, layer):
+        return cls(layer.elu_param.alpha)
+
+
+@register("ReLU6")
+@dataclass(frozen=True)
+class ReLU6Spec(LayerSpec):
+    """Forks' ReLU6 (MobileNet v2): y = min(max(x, 0), 6)."""
+
+    in_place: ClassVar = True
+
+
+@register("Bias")
+@dataclass(frozen=True)
+class BiasSpec(LayerSpec):
+    """y = x + b, b laid out from ``axis`` (a learned blob, or a second bottom), as Caffe's BiasLayer."""
+
+    axis: int
+    num_axes: int
+    filler: caffe_pb2.FillerParameter
+    learned: bool
+    n_bottoms: ClassVar = (1, 2)
+    in_place: ClassVar = True
+
+    @classmethod
+    def parse(cls, layer):
+        p = layer.bias_param
+        return cls(p.axis, p.num_axes, _filler(p.filler), len(layer.bottom) == 1)
+
+    def bias_shape(self, bottoms: Sequence[Shape]) -> Shape:
+        if not self.learned:
+            return tuple(bottoms[1])
+        return ScaleSpec(self.axis, self.num_axes, False, self.filler, self.filler).scale_shape(bottoms[0])
+
+    def top_shapes(self, bottoms, n_tops):
+        shape, axis = self.bias_shape(bottoms), _axis(self.axis, len(bottoms[0])) if bottoms[0] else 0
+        if tuple(bottoms[0][axis:axis + len(shape)]) != shape:
+            raise ValueError(f"bias of shape {shape} does not fit the input from axis {axis}")
+        return [bottoms[0]]
+
+    def blob_shapes(self, bottoms):
+        return [self.bias_shape(bottoms)] if self.learned else []
+
+    def fillers(self):
+        return [self.filler] if self.learned else []
+
+
+# --- shape and structure layers --------------------------------------------------------------------------------
+
+@register("Crop")
+@dataclass(frozen=True)
+class CropSpec(LayerSpec):
+    """Caffe's CropLayer: bottom 0 cut to bottom 1's shape from ``axis`` on, starting at the offsets."""
+
+    axis: int
+    offsets: tuple[int, ...]
+    n_bottoms: ClassVar = (2, 2)
+
+    @classmethod
+    def parse(cls, layer):
+        return cls(layer.crop_param.axis, tuple(layer.crop_param.offset))
+
+    def starts(self, bottoms: Sequence[Shape]) -> list[int]:
+        """The first index kept along every axis of bottom 0."""
+        data, reference = bottoms
+        axis = _axis(self.axis, len(data))
+        cropped = len(data) - axis
+        if len(self.offsets) not in (0, 1, cropped):
+            raise ValueError(f"{len(self.offsets)} crop offsets for {cropped} cropped axes; give 0, 1 or {cropped}")
+        offsets = list(self.offsets) * cropped if len(self.offsets) == 1 else list(self.offsets) or [0] * cropped
+        starts = [0] * axis + offsets
+        for i in range(axis, len(data)):
+            if starts[i] + reference[i] > data[i]:
+                raise ValueError(f"crop of {reference[i]} from offset {starts[i]} exceeds the input's {data[i]} "
+                                 f"on axis {i}")
+        return starts
+
+    def top_shapes(self, bottoms, n_tops):
+        if len(bottoms[0]) != len(bottoms[1]):
+            raise ValueError(f"Crop bottoms have {len(bottoms[0])} and {len(bottoms[1])} axes; they must match")
+        self.starts(bottoms)
+        axis = _axis(self.axis, len(bottoms[0]))
+        return [tuple(bottoms[0][:axis]) + tuple(bottoms[1][axis:])]
+
+
+@register("ArgMax")
+@dataclass(frozen=True)
+class ArgMaxSpec(LayerSpec):
+    """Caffe's ArgMaxLayer: the top_k indices (or with ``out_max_val`` and no axis, indices then values) of each
+    sample's flattened values, or along ``axis`` (then ``out_max_val`` gives the values only)."""
+
+    out_max_val: bool
+    top_k: int
+    axis: int | None
+    trainable: ClassVar = False
+
+    @classmethod
+    def parse(cls, layer):
+        p = layer.argmax_param
+        if p.top_k < 1:
+            raise ValueError("argmax_param top_k must be at least 1")
+        return cls(p.out_max_val, p.top_k, p.axis if p.HasField("axis") else None)
+
+    def top_shapes(self, bottoms, n_tops):
+        b = bottoms[0]
+        if self.axis is not None:
+            axis = _axis(self.axis, len(b))
+            if self.top_k > b[axis]:
+                raise ValueError(f"top_k {self.top_k} exceeds the {b[axis]} values along axis {axis}")
+            return [(*b[:axis], self.top_k, *b[axis + 1:])]
+        if self.top_k > _count(b[1:]):
+            raise ValueError(f"top_k {self.top_k} exceeds the {_count(b[1:])} values of a sample")
+        shape = [1] * max(3, len(b))
+        shape[0], shape[1], shape[2] = b[0], 2 if self.out_max_val else 1, self.top_k
+        return [tuple(shape)]
+
+
+@register("ShuffleChannel")
+@dataclass(frozen=True)
+class ShuffleChannelSpec(LayerSpec):
+    """ShuffleNet forks' channel shuffle: C = group x (C / group) channels transposed to (C / group) x group."""
+
+    group: int
+
+    @classmethod
+    def parse(cls, layer):
+        return cls(layer.shuffle_channel_param.group)
+
+    def top_shapes(self, bottoms, n_tops):
+        if self.group < 1 or _four_d(bottoms[0], "ShuffleChannel")[1] % self.group:
+            raise ValueError(f"{bottoms[0][1]} channels do not split into {self.group} groups")
+        return [bottoms[0]]
+
+
+@register("MVN")
+@dataclass(frozen=True)
+class MVNSpec(LayerSpec):
+    """Caffe's MVNLayer: minus the mean over H x W (or C x H x W across_channels), then divided by the standard
+    deviation plus eps (Caffe adds eps to the deviation, not to the variance)."""
+
+    normalize_variance: bool
+    across_channels: bool
+    eps: float
+
+    @classmethod
+    def parse(cls, layer):
+        p = layer.mvn_param
+        return cls(p.normalize_variance, p.across_channels, p.eps)
+
+    def axes(self, ndim: int) -> tuple[int, ...]:
+        return tuple(range(1 if self.across_channels else 2, ndim))
+
+    def top_shapes(self, bottoms, n_tops):
+        if len(bottoms[0]) < 2 or not self.axes(len(bottoms[0])):
+            raise ValueError(f"MVN needs an N x C x ... input with axes to normalise over, got {bottoms[0]}")
+        return [bottoms[0]]
+
+
 SUPPORTED_TYPES = tuple(sorted(REGISTRY))
 
 

@@ -19,8 +19,6 @@ from agegender.layers.net import Net
 from agegender.layers.torch_ops import FED_TYPES, build_layer
 from agegender.train.fillers import fill
 
-NO_LEARNING_TYPES = ("BatchNorm",)  # Caffe forces lr_mult 0 on these layers' blobs
-
 
 @dataclass
 class LearnableBlob:
@@ -108,7 +106,7 @@ class TorchNet(nn.Module):
         for node, layer in zip(self.nodes, self.layers):
             for index, param in enumerate(layer.blobs):
                 spec = node.param_specs[index] if index < len(node.param_specs) else caffe_pb2.ParamSpec()
-                lr_mult = 0.0 if node.type in NO_LEARNING_TYPES else spec.lr_mult
+                lr_mult = spec.lr_mult if node.spec.learns else 0.0
                 blobs.append(LearnableBlob(node.name, index, param, lr_mult, spec.decay_mult))
         return blobs
 

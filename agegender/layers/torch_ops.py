@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from agegender.layers import spec as specs
 from agegender.layers.net import Node
 
-FED_TYPES = ("Input", "Data")
+FED_TYPES = tuple(sorted(t for t, spec in specs.REGISTRY.items() if spec.fed))
 FLT_MAX = float(torch.finfo(torch.float32).max)
 LOG_FLT_MIN = math.log(float(torch.finfo(torch.float32).tiny))
 BUILDERS: dict[str, type["CaffeLayer"]] = {}
@@ -25,8 +25,7 @@ BUILDERS: dict[str, type["CaffeLayer"]] = {}
 
 def builds(*types: str):
     def wrap(cls):
-        for name in types:
-            BUILDERS[name] = cls
+        specs.register_once(BUILDERS, types, cls, "a PyTorch module")
         return cls
     return wrap
 
@@ -63,12 +62,22 @@ def _flat_scores(scores: Tensor, labels: Tensor, axis: int) -> tuple[Tensor, Ten
     return flat, labels.long()
 
 
-@builds("Convolution")
+@builds("Convolution", "ConvolutionDepthwise")
 class Convolution(CaffeLayer):
     def compute(self, x):
         s = self.spec
         bias = self.blobs[1] if s.bias_term else None
-        return F.conv2d(x, self.blobs[0], bias, s.stride, s.pad, s.dilation, s.group)
+        return F.conv2d(x, self.blobs[0], bias, s.stride, s.pad, s.dilation, s.groups(x.shape[1]))
+
+
+@builds("Deconvolution")
+class Deconvolution(CaffeLayer):
+    """Caffe's weights C_in x (C_out / group) x kh x kw are torch's transposed-convolution weights."""
+
+    def compute(self, x):
+        s = self.spec
+        bias = self.blobs[1] if s.bias_term else None
+        return F.conv_transpose2d(x, self.blobs[0], bias, s.stride, s.pad, 0, s.group, s.dilation)
 
 
 def _caffe_window_counts(size: int, out: int, kernel: int, stride: int, pad: int) -> list[int]:
@@ -329,6 +338,113 @@ class Silence(CaffeLayer):
     def compute(self, *bottoms):
         return []
 
+
+
+@builds("Permute")
+class Permute(CaffeLayer):
+    def compute(self, x):
+        return x.permute(self.spec.full_order(x.dim()))
+
+
+@builds("Normalize")
+class Normalize(CaffeLayer):
+    """SSD's Normalize: x / sqrt(sum of x^2 + eps) over C x H x W or over C, times the learned scale."""
+
+    def compute(self, x):
+        s = self.spec
+        dims = (1, 2, 3) if s.across_spatial else (1,)
+        norm = (x.square().sum(dims, keepdim=True) + s.eps).sqrt()
+        return x / norm * self.blobs[0].reshape(1, -1, 1, 1)
+
+
+@builds("PriorBox")
+class PriorBox(CaffeLayer):
+    """Constant boxes of the feature map's geometry; like Caffe's, its backward passes nothing."""
+
+    def compute(self, feature, image):
+        priors = self.spec.priors([tuple(feature.shape), tuple(image.shape)])
+        return torch.from_numpy(priors).to(feature.dtype)
+
+
+@builds("Power")
+class Power(CaffeLayer):
+    def compute(self, x):
+        s = self.spec
+        return (s.shift + s.scale * x) ** s.power
+
+
+@builds("Exp")
+class Exp(CaffeLayer):
+    def compute(self, x):
+        s = self.spec
+        return torch.exp(s.log_base * (s.shift + s.scale * x))
+
+
+@builds("Log")
+class Log(CaffeLayer):
+    def compute(self, x):
+        s = self.spec
+        return torch.log(s.shift + s.scale * x) / s.log_base
+
+
+@builds("AbsVal")
+class AbsVal(CaffeLayer):
+    def compute(self, x):
+        return x.abs()
+
+
+@builds("BNLL")
+class BNLL(CaffeLayer):
+    def compute(self, x):
+        return x.clamp(min=0) + torch.log1p(torch.exp(-x.abs()))
+
+
+@builds("ELU")
+class ELU(CaffeLayer):
+    def compute(self, x):
+        return F.elu(x, self.spec.alpha)
+
+
+@builds("ReLU6")
+class ReLU6(CaffeLayer):
+    def compute(self, x):
+        return x.clamp(0.0, 6.0)
+
+
+@builds("Bias")
+class Bias(CaffeLayer):
+    def compute(self, x, bias=None):
+        bias = self.blobs[0] if bias is None else bias
+        axis = _axis(self.spec.axis, x) if x.dim() else 0
+        return x + bias.reshape((1,) * axis + tuple(bias.shape) + (1,) * (x.dim() - axis - bias.dim()))
+
+
+@builds("Crop")
+class Crop(CaffeLayer):
+    def compute(self, x, reference):
+        starts = self.spec.starts([tuple(x.shape), tuple(reference.shape)])
+        axis = _axis(self.spec.axis, x)
+        index = tuple(slice(start, start + size) for start, size in zip(starts, (*x.shape[:axis], *reference.shape[axis:])))
+        return x[index]
+
+
+@builds("ShuffleChannel")
+class ShuffleChannel(CaffeLayer):
+    def compute(self, x):
+        n, c, h, w = x.shape
+        g = self.spec.group
+        return x.reshape(n, g, c // g, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+@builds("MVN")
+class MVN(CaffeLayer):
+    def compute(self, x):
+        s = self.spec
+        dims = s.axes(x.dim())
+        centred = x - x.mean(dims, keepdim=True)
+        if not s.normalize_variance:
+            return centred
+        return centred / (centred.square().mean(dims, keepdim=True).sqrt() + s.eps)
 
 def build_layer(node: Node) -> CaffeLayer:
     """The module for ``node``; KeyError when the torch backend lacks its type."""
