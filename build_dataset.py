@@ -1,19 +1,14 @@
 #!/usr/bin/env python3
-"""Split data/UTKFace_AsianOnly 80/20 stratified by age bin, oversample the training part, write data/DEF/*.txt.
+"""Split data/UTKFace_AsianOnly 80/20 stratified by age bin, write data/DEF/*.txt (oversampled with --balanced).
 
 ``python3 build_dataset.py [--seed N] [--images DIR] ...``, run from the repository root: a door into
-``python -m agegender dataset build`` (with the checkout's .venv when there is one).
+``python -m agegender dataset build``, run by the interpreter scripts/python.sh chooses (the checkout's .venv
+when there is one, else this one); the arguments pass through untouched.
 """
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
-VENV_PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
-
 if __name__ == "__main__":
-    if os.path.exists(VENV_PYTHON) and os.path.realpath(sys.prefix) != os.path.realpath(os.path.join(ROOT, ".venv")):
-        os.execv(VENV_PYTHON, [VENV_PYTHON, *sys.argv])
-    sys.path.insert(0, ROOT)
-    from agegender.cli import main
-
-    sys.exit(main(["dataset", "build", *sys.argv[1:]]))
+    door = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "python.sh")
+    os.environ.setdefault("PYTHON", sys.executable)  # python.sh's choice when there is no .venv
+    os.execv(door, [door, "-m", "agegender", "dataset", "build", *sys.argv[1:]])

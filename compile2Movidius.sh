@@ -1,24 +1,32 @@
 #!/usr/bin/env bash
-# Compile the newest AgeNet and GenderNet snapshots (models/NET/*_iter_N.caffemodel, largest N) to OpenVINO IR:
-# graph/AgeNet.{xml,bin,json}, graph/GenderNet.{xml,bin,json} and graph/age_gender_mean.npy. FP16 by default,
-# which runs on CPUs, Intel NPUs and (with --target myriad, OpenVINO <= 2022.3) the Neural Compute Stick 2.
-# Extra arguments go to `python -m agegender compile`, e.g. --precision FP32, --target myriad, --precision INT8
-# (calibrated on data/lmdb/<task>_train_lmdb unless --calibration is given).
+# Compile the newest snapshot of every task's net (agegender/tasks.py: AgeNet, GenderNet; models/NET/*_iter_N.caffemodel,
+# largest N) to OpenVINO IR: graph/AgeNet.{xml,bin,json}, graph/GenderNet.{xml,bin,json} and graph/age_gender_mean.npy
+# in FP16, which runs on CPUs, Intel NPUs and (OpenVINO 2022.3.1 with its MYRIAD plugin) the Neural Compute Stick 2;
+# and, when data/lmdb/<task>_train_lmdb exists, an INT8 CPU build beside them, graph/AgeNet_int8.* and
+# graph/GenderNet_int8.* (calibrated on it, its accuracy against FP32 measured on <task>_test_lmdb and kept
+# in the sidecar; run_inference.py uses it on a CPU when it loses at most 1 point). INT8=0 skips it.
+# Extra arguments go to `python -m agegender compile` untouched, e.g. --check none; with --precision or --target
+# (FP32, --target myriad, INT8 calibrated on data/lmdb/<task>_train_lmdb) only that one build is made.
 # Folders can be moved with MODELS_DIR, PROTOTXT_DIR, MEAN_FILE, LMDB_DIR and GRAPH_DIR.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$(dirname "${BASH_SOURCE[0]}")/scripts/python.sh"
 cd "$root"
-python=".venv/bin/python"; [ -x "$python" ] || python=python3
 models="${MODELS_DIR:-models}" prototxt="${PROTOTXT_DIR:-prototxt}" mean="${MEAN_FILE:-data/mean/mean.binaryproto}"
 lmdb="${LMDB_DIR:-data/lmdb}" graph="${GRAPH_DIR:-graph}"
 
 calibrate=false
-if [[ " $* " == *" INT8 "* || " $* " == *" --precision=INT8 "* ]] && [[ " $* " != *" --calibration"* ]]; then
+if [[ "$(value --precision "$@")" == INT8 ]] && ! given --calibration "$@"; then
   calibrate=true
 fi
+int8_build=false  # the default build (no --precision, no --target) adds the INT8 CPU build
+if [[ "${INT8:-1}" != 0 ]] && ! given --precision "$@" && ! given --target "$@" && ! given --device "$@"; then
+  int8_build=true
+fi
 
-for pair in AgeNet:age GenderNet:gender; do
-  net="${pair%%:*}" task="${pair##*:}"
+mapfile -t heads < <("$python" -m agegender.tasks)  # "NET TASK" lines
+[ "${#heads[@]}" -gt 0 ] || { echo "compile2Movidius.sh: no task registered (python -m agegender.tasks)" >&2; exit 2; }
+for head in "${heads[@]}"; do
+  read -r net task <<< "$head"
   if ! compgen -G "$models/$net/*_iter_*.caffemodel" > /dev/null; then
     echo "compile2Movidius.sh: no $net snapshot in $models/$net/ (*_iter_N.caffemodel); train first with train_$net.sh" >&2
     exit 2
@@ -27,4 +35,16 @@ for pair in AgeNet:age GenderNet:gender; do
   $calibrate && extra=(--calibration "$lmdb/${task}_train_lmdb")
   "$python" -m agegender compile --model "$prototxt/${net}_deploy.prototxt" --weights "$models/$net" \
     --mean "$mean" --labels "$task" --output "$graph/$net" "${extra[@]}" "$@"
+  if $int8_build; then
+    if [ -f "$lmdb/${task}_train_lmdb/data.mdb" ]; then
+      "$python" -m agegender compile --model "$prototxt/${net}_deploy.prototxt" --weights "$models/$net" \
+        --mean "$mean" --labels "$task" --output "$graph/${net}_int8" --precision INT8 --target cpu \
+        --calibration "$lmdb/${task}_train_lmdb" "$@"
+    else
+      echo "compile2Movidius.sh: no $lmdb/${task}_train_lmdb to calibrate on: no INT8 build of $net (FP16 only)" >&2
+      rm -f "$graph/${net}_int8.json" "$graph/${net}_int8.xml" "$graph/${net}_int8.bin"  # never a stale one
+    fi
+  elif [[ "${INT8:-1}" == 0 ]]; then
+    rm -f "$graph/${net}_int8.json" "$graph/${net}_int8.xml" "$graph/${net}_int8.bin"
+  fi
 done

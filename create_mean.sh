@@ -2,6 +2,5 @@
 # data/lmdb/age_train_lmdb -> data/mean/mean.binaryproto (1x3xHxW) and mean.npy, as compute_image_mean did.
 # Run from the repository root; extra arguments (--lmdb, --out): see --help.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-python="$root/.venv/bin/python"; [ -x "$python" ] || python=python3
-PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" exec "$python" -m agegender mean "$@"
+source "$(dirname "${BASH_SOURCE[0]}")/scripts/python.sh"
+exec "$python" -m agegender mean "$@"

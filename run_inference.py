@@ -6,11 +6,8 @@
 Same as ``python -m agegender infer``; imports only what requirements-edge.txt installs (no torch).
 """
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # runs from a checkout without installing
-
-from agegender.infer import main  # noqa: E402
+from agegender.infer import main  # a checkout runs without installing: Python puts this script's folder first
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 scripts/setup_venv.sh
-exec .venv/bin/python -m agegender.pipeline "$@"
+source scripts/python.sh
+exec "$python" -m agegender.pipeline "$@"

@@ -2,15 +2,6 @@
 # Train AgeNet from prototxt/AgeNet_solver.prototxt on data/lmdb; snapshots go to models/AgeNet/.
 # By default it fine-tunes from the newest GenderNet snapshot in models/GenderNet/ (conv1-fc7 copied by layer
 # name), when there is one and neither --weights nor --snapshot is given.
-# Extra arguments go to `python -m agegender train`: --max-iter N, --snapshot S.solverstate (resume),
-# --weights W.caffemodel (fine-tune), --device cpu|cuda, --workers N. Several GPUs: see docs/training.md.
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")"
-python=".venv/bin/python"; [ -x "$python" ] || python=python3
-start=()
-if [[ " $* " != *" --weights "* && " $* " != *" --snapshot "* ]]; then
-  gender="$("$python" -c 'import sys; from agegender.fileio import newest_snapshot; print(newest_snapshot(sys.argv[1]))' \
-    models/GenderNet 2>/dev/null || true)"
-  [ -n "$gender" ] && start=(--weights "$gender")
-fi
-exec "$python" -m agegender train --solver prototxt/AgeNet_solver.prototxt "${start[@]}" "$@"
+# Extra arguments go to `python -m agegender train` untouched: --max-iter N, --snapshot S.solverstate (resume),
+# --weights W.caffemodel (fine-tune), --device auto|cpu|cuda, --workers N. Several GPUs: see docs/training.md.
+exec "$(dirname "$0")/scripts/train_net.sh" AgeNet "$@"

@@ -1,8 +1,5 @@
 #!/usr/bin/env bash
 # Train GenderNet from prototxt/GenderNet_solver.prototxt on data/lmdb; snapshots go to models/GenderNet/.
-# Extra arguments go to `python -m agegender train`: --max-iter N, --snapshot S.solverstate (resume),
-# --weights W.caffemodel (fine-tune), --device cpu|cuda, --workers N. Several GPUs: see docs/training.md.
-set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")"
-python=".venv/bin/python"; [ -x "$python" ] || python=python3
-exec "$python" -m agegender train --solver prototxt/GenderNet_solver.prototxt "$@"
+# Extra arguments go to `python -m agegender train` untouched: --max-iter N, --snapshot S.solverstate (resume),
+# --weights W.caffemodel (fine-tune), --device auto|cpu|cuda, --workers N. Several GPUs: see docs/training.md.
+exec "$(dirname "$0")/scripts/train_net.sh" GenderNet "$@"

@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
-import sys
-from typing import Callable
 
-from agegender.errors import AgegenderError
+from agegender.errors import run_guarded
 
 COMMANDS = {
     "inspect": ("agegender.inspect", "layer table of a prototxt: shapes, parameters, MACs; checks a caffemodel"),
-    "test": ("agegender.evaluate", "accuracy, confusion matrix and per-class scores of a caffemodel or IR on a test LMDB"),
-    "infer": ("agegender.infer", "age and gender of the faces in an image, folder, video or camera, on any OpenVINO device"),
-    "compile": ("agegender.deploy.compile", "Caffe deploy prototxt + caffemodel -> verified OpenVINO IR (FP16, FP32, INT8) + sidecar"),
-    "dataset": ("agegender.dataset.cli", "UTKFace: fetch a race's faces (download.sh), split + oversample into lists (build_dataset.py)"),
-    "lmdb": ("agegender.dataset.lmdb_stage", "lists -> LMDBs of Caffe Datum, shuffled and resized, like convert_imageset"),
+    "test": ("agegender.evaluate",
+             "accuracy, confusion matrix and per-class scores of a caffemodel or IR on a test LMDB"),
+    "infer": ("agegender.infer",
+              "age and gender of the faces in an image, folder, video or camera, on any OpenVINO device"),
+    "detector": ("agegender.deploy.detectors.command",
+                 "face detectors: list what is installed, fetch one's Caffe files (download.sh --detector NAME)"),
+    "compile": ("agegender.deploy.compile",
+                "Caffe deploy prototxt + caffemodel -> verified OpenVINO IR (FP16, FP32, INT8) + sidecar"),
+    "dataset": ("agegender.dataset.cli",
+                "UTKFace: fetch a race's faces (download.sh), split + oversample into lists (build_dataset.py)"),
+    "lmdb": ("agegender.dataset.lmdb_stage",
+             "lists -> LMDBs of Caffe Datum, shuffled and resized, like convert_imageset"),
     "mean": ("agegender.dataset.mean_stage", "mean.binaryproto + mean.npy of a training LMDB, like compute_image_mean"),
-    "train": ("agegender.train.command", "train a prototxt net like `caffe train`: solvers, snapshots, resume, fine-tune, multi-GPU"),
+    "train": ("agegender.train.command",
+              "train a prototxt net like `caffe train`: solvers, snapshots, resume, fine-tune, multi-GPU"),
 }
 
 
@@ -32,26 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
     for name, (module, help_text) in COMMANDS.items():
         command = importlib.import_module(module)
-        command.add_arguments(sub.add_parser(name, help=help_text, description=command.__doc__))
+        # no abbreviations: the shell doors look for the flags they default (--ir, --weights, ...) by their full name
+        command.add_arguments(sub.add_parser(name, help=help_text, description=command.__doc__, allow_abbrev=False))
     return parser
-
-
-def run_guarded(prog: str, run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
-    """Run a command; bad input becomes one line on stderr and its exit code, never a traceback."""
-    try:
-        return run(args) or 0
-    except AgegenderError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug, not bad input: one line unless the user asks for the traceback
-        if os.environ.get("AGEGENDER_DEBUG"):
-            raise
-        print(f"{prog}: internal error: {type(exc).__name__}: {exc} "
-              f"(set AGEGENDER_DEBUG=1 for the traceback and report it)", file=sys.stderr)
-        return 1
 
 
 def main(argv: list[str] | None = None) -> int:

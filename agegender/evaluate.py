@@ -1,88 +1,34 @@
-"""Score a classifier on a test LMDB: accuracy, confusion matrix, 1-off (age), per-class P/R/F1, macro-F1.
+"""``agegender test``: score a classifier on a test LMDB (agegender.scoring): accuracy, confusion matrix, 1-off
+(ordinal tasks: age), per-class P/R/F1, macro-F1, printed as the original's report, as JSON, as a picture.
 
 The model is a caffemodel run by the PyTorch engine (``--model`` + ``--weights``) or a compiled IR run by
 OpenVINO (``--ir``); both see exactly the TEST-phase preprocessing (mean at the crop offset, centre crop),
-or Levi & Hassner's 10-crop over-sampling with ``--oversample``.
+or Levi & Hassner's 10-crop over-sampling with ``--oversample``. ``score_model(Options(...))`` is the importable
+function, ``write_outputs`` prints and saves its result; ``add_arguments``/``run`` are the argparse adapter.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 
-from agegender.caffe import datum_to_array, lmdb_size, read_lmdb, read_mean
+from agegender.caffe import read_mean
+from agegender.devices import add_device_argument
 from agegender.errors import AgegenderError
 from agegender.fileio import newest_snapshot
-from agegender.labels import CLASSES
-from agegender.preprocess import oversample, transform
-from agegender.progress import Progress
-
-Predictor = Callable[[np.ndarray], np.ndarray]  # N x C x H x W float32 -> N x classes probabilities
-BATCH = 32
-
-
-@dataclass
-class Scores:
-    classes: list[str]
-    confusion: np.ndarray  # rows = actual, columns = predicted
-
-    @property
-    def total(self) -> int:
-        return int(self.confusion.sum())
-
-    @property
-    def correct(self) -> int:
-        return int(np.trace(self.confusion))
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.total if self.total else 0.0
-
-    @property
-    def one_off(self) -> float:
-        """Share of predictions at most one class away (meaningful for ordered age bins)."""
-        i, j = np.indices(self.confusion.shape)
-        return float(self.confusion[np.abs(i - j) <= 1].sum() / self.total) if self.total else 0.0
-
-    def per_class(self) -> list[dict]:
-        rows = []
-        for k, name in enumerate(self.classes):
-            tp = self.confusion[k, k]
-            predicted, actual = self.confusion[:, k].sum(), self.confusion[k].sum()
-            precision = tp / predicted if predicted else 0.0
-            recall = tp / actual if actual else 0.0
-            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-            rows.append({"class": name, "precision": float(precision), "recall": float(recall),
-                         "f1": float(f1), "support": int(actual)})
-        return rows
-
-    @property
-    def macro_f1(self) -> float:
-        return float(np.mean([r["f1"] for r in self.per_class()]))
-
-    def to_dict(self, task: str) -> dict:
-        data = {"task": task, "accuracy": self.accuracy, "correct": self.correct, "total": self.total,
-                "classes": self.classes, "confusion": self.confusion.tolist(),
-                "per_class": self.per_class(), "macro_f1": self.macro_f1}
-        if task == "age":
-            data["one_off"] = self.one_off
-        return data
-
-
-def score(labels: Sequence[int], predictions: Sequence[int], classes: Sequence[str]) -> Scores:
-    confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
-    np.add.at(confusion, (np.asarray(labels), np.asarray(predictions)), 1)
-    return Scores(list(classes), confusion)
+from agegender.scoring import Predictor, Scores, evaluate, is_ordinal
+from agegender.tasks import TASKS, by_outputs
+from agegender.tasks import get as get_task
 
 
 def format_report(scores: Scores, task: str) -> str:
     """The original project's report (tab-separated confusion matrix), then what it lacked."""
     lines = [f"Accuracy: {100 * scores.accuracy:.1f}%, {scores.correct}/{scores.total} corrects"]
-    if task == "age":
+    if is_ordinal(task):
         lines.append(f"1-off accuracy: {100 * scores.one_off:.1f}%")
     lines += ["", "Confusion matrix:", "Actual\\Predict\t" + "\t".join(scores.classes) + "\t",
               "\t\t" + "-" * 47]
@@ -120,46 +66,6 @@ def plot_confusion(scores: Scores, path: str, title: str) -> None:
     write_bytes_atomic(path, png.tobytes())
 
 
-def lmdb_batches(lmdb: str, mean: np.ndarray | None, crop: int, ten_crop: bool
-                 ) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
-    """(inputs, labels, images) batches of TEST-phase inputs; 10 inputs per image with ten_crop."""
-    images, labels = [], []
-    for _, datum in read_lmdb(lmdb):
-        chw = datum_to_array(datum)
-        try:
-            images.append(oversample(chw, mean, crop) if ten_crop else transform(chw, mean, crop)[None])
-        except ValueError as exc:
-            raise AgegenderError(f"LMDB {lmdb}: {exc}; use the mean and the net made for this LMDB's images") from None
-        labels.append(datum.label)
-        if len(images) == BATCH:
-            yield np.concatenate(images), np.asarray(labels), len(labels)
-            images, labels = [], []
-    if images:
-        yield np.concatenate(images), np.asarray(labels), len(labels)
-
-
-def evaluate(predict: Predictor, lmdb: str, mean: np.ndarray | None, crop: int, classes: Sequence[str],
-             ten_crop: bool = False) -> Scores:
-    total = lmdb_size(lmdb)
-    if total == 0:
-        raise AgegenderError(f"LMDB {lmdb} holds no records")
-    progress = Progress(total, "test", "images")
-    labels, predictions = [], []
-    for inputs, batch_labels, n in lmdb_batches(lmdb, mean, crop, ten_crop):
-        probs = predict(inputs)
-        if probs.shape[-1] != len(classes):
-            raise AgegenderError(f"the model has {probs.shape[-1]} outputs but --labels names {len(classes)} classes")
-        probs = probs.reshape(n, -1, len(classes)).mean(1)
-        if batch_labels.max() >= len(classes) or batch_labels.min() < 0:
-            raise AgegenderError(f"LMDB {lmdb} has label {batch_labels.max()} outside the {len(classes)} classes; "
-                                 f"is it the {'gender' if len(classes) == 9 else 'age'} LMDB?")
-        labels += batch_labels.tolist()
-        predictions += probs.argmax(1).tolist()
-        progress.update(n)
-    progress.close()
-    return score(labels, predictions, classes)
-
-
 def caffemodel_predictor(prototxt: str, weights: str, task: str | None = None) -> tuple[Predictor, int, str]:
     """The PyTorch engine on a deploy net: (predict, crop size, output blob). A net with several outputs
     (AgeGenderNet) is tested on the head of ``task`` (prob_age, prob_gender)."""
@@ -186,60 +92,109 @@ def caffemodel_predictor(prototxt: str, weights: str, task: str | None = None) -
     return predict, net.blob_shapes[input_name][-1], output
 
 
+@dataclass
+class Options:
+    """What ``agegender test`` takes, flag for flag: a caffemodel (``model`` + ``weights`` + ``mean``) or an IR."""
+    lmdb: str | os.PathLike
+    model: str | os.PathLike | None = None    # deploy prototxt, run by the PyTorch engine
+    ir: str | os.PathLike | None = None       # compiled IR, run by OpenVINO
+    weights: str | os.PathLike | None = None  # caffemodel, or a folder: its newest *_iter_N.caffemodel
+    mean: str | os.PathLike | None = None     # needed for model; for ir checked against the sidecar
+    labels: str | None = None                 # the task; None: the IR's, else guessed from the outputs
+    device: str = "CPU"                       # OpenVINO device for ir
+    oversample: bool = False                  # average Levi & Hassner's 10 crops
+    json: str | None = None                   # report file; "-" prints the JSON instead of the text report
+    plot: str | None = None                   # confusion-matrix PNG
+
+
+@dataclass
+class Result:
+    task: str
+    scores: Scores
+    model: str  # the caffemodel or IR that was tested
+
+    def report(self, options: Options) -> dict:
+        return self.scores.to_dict(self.task) | {"model": self.model, "lmdb": str(options.lmdb),
+                                                  "oversample": options.oversample}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="deploy prototxt (with --weights), run by the PyTorch engine")
     source.add_argument("--ir", help="compiled OpenVINO IR (graph/AgeNet.xml), run by OpenVINO")
     parser.add_argument("--weights", help="caffemodel for --model, or a folder: its newest *_iter_N.caffemodel")
     parser.add_argument("--lmdb", required=True, help="test LMDB, e.g. data/lmdb/age_test_lmdb")
-    parser.add_argument("--mean", help="mean.binaryproto or .npy (needed for --model; for --ir checked against its sidecar)")
-    parser.add_argument("--labels", choices=sorted(CLASSES),
-                        help="class names (default: from the IR, or 9 -> age, 2 -> gender); "
-                             "with a net of several heads (AgeGenderNet), the head to test")
-    parser.add_argument("--device", default="CPU", help="OpenVINO device for --ir (default CPU)")
+    parser.add_argument("--mean",
+                        help="mean.binaryproto or .npy (needed for --model; for --ir checked against its sidecar)")
+    parser.add_argument("--labels", choices=list(TASKS), metavar="TASK",
+                        help=f"the task, {'|'.join(TASKS)}: its class names (default: the IR's, else the task "
+                             f"with as many classes as the model has outputs); with a net of several heads "
+                             f"(AgeGenderNet), the head to test")
+    add_device_argument(parser, "CPU", "OpenVINO device for --ir (default CPU; --model runs on the CPU)")
     parser.add_argument("--oversample", action="store_true", help="average 10 crops (corners, centre, mirrors)")
-    parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="write the scores as JSON (stdout with no FILE)")
+    parser.add_argument("--json", nargs="?", const="-", metavar="FILE",
+                        help="write the scores as JSON to FILE; with no FILE, print them instead of the report")
     parser.add_argument("--plot", metavar="FILE.png", help="save a confusion-matrix picture")
 
 
-def _ir_predictor(args) -> tuple[Predictor, int, np.ndarray, str]:
+def run(args: argparse.Namespace) -> int:
+    options = Options(**{f.name: getattr(args, f.name) for f in fields(Options)})
+    write_outputs(score_model(options), options)
+    return 0
+
+
+def score_model(options: Options) -> Result:
+    """Test a caffemodel (PyTorch engine) or an IR (OpenVINO) on the LMDB; nothing printed but progress."""
+    if options.model:
+        if not options.weights or not options.mean or options.ir:
+            raise AgegenderError("--model needs --weights W.caffemodel and --mean mean.binaryproto (and no --ir)")
+        weights = newest_snapshot(options.weights)
+        predict, crop, _ = caffemodel_predictor(str(options.model), str(weights), options.labels)
+        print(f"testing {weights}", file=sys.stderr)
+        mean, task, classes, model_name = read_mean(options.mean), options.labels, None, str(weights)
+    elif options.ir:
+        if options.weights:
+            raise AgegenderError("--weights goes with --model, not --ir (the IR holds its weights)")
+        predict, crop, mean, (task, classes) = _ir_predictor(options.ir, options.device, options.mean, options.labels)
+        if options.labels and options.labels != task:
+            task, classes = options.labels, None
+        model_name = str(options.ir)
+    else:
+        raise AgegenderError("test needs --model (with --weights and --mean) or --ir")
+    n_classes = predict(np.zeros((1, 3, crop, crop), np.float32)).shape[-1]
+    task = task or getattr(by_outputs(n_classes), "name", None)
+    if task is None:
+        raise AgegenderError(f"the model has {n_classes} classes; give --labels {'|'.join(TASKS)}")
+    classes = classes or get_task(task).classes
+    scores = evaluate(predict, str(options.lmdb), mean, crop, classes, options.oversample)
+    return Result(task, scores, model_name)
+
+
+def _ir_predictor(ir, device: str, mean_file, labels: str | None = None
+                  ) -> tuple[Predictor, int, np.ndarray, tuple[str, list[str]]]:
+    """(predict, crop, mean, (task, class names)) of an IR, all from its sidecar; ``labels`` picks the head of a
+    net with several (AgeGenderNet)."""
     from agegender.deploy.runtime import Classifier
 
-    classifier = Classifier(args.ir, device=args.device, mean_file=args.mean, head=args.labels)
-    if len(classifier.tasks) > 1 and not args.labels:
-        raise AgegenderError(f"{args.ir} has several heads ({', '.join(classifier.tasks)}); give --labels "
+    classifier = Classifier(ir, device=device, mean_file=mean_file, head=labels)
+    if len(classifier.tasks) > 1 and not labels:
+        raise AgegenderError(f"{ir} has several heads ({', '.join(classifier.tasks)}); give --labels "
                              f"{'|'.join(classifier.tasks)} to test one")
-    return classifier.predict, classifier.meta.crop, classifier.mean, classifier.head["task"]
+    task = classifier.head["task"]
+    return classifier.predict, classifier.meta.crop, classifier.mean, (task, classifier.classes if task else None)
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.model:
-        if not args.weights or not args.mean:
-            raise AgegenderError("--model needs --weights W.caffemodel and --mean mean.binaryproto")
-        weights = newest_snapshot(args.weights)
-        predict, crop, _ = caffemodel_predictor(args.model, str(weights), args.labels)
-        print(f"testing {weights}", file=sys.stderr)
-        mean, task, model_name = read_mean(args.mean), args.labels, str(weights)
-    else:
-        if args.weights:
-            raise AgegenderError("--weights goes with --model, not --ir (the IR holds its weights)")
-        predict, crop, mean, task = _ir_predictor(args)
-        task, model_name = args.labels or task, args.ir
-    n_classes = predict(np.zeros((1, 3, crop, crop), np.float32)).shape[-1]
-    task = task or {9: "age", 2: "gender"}.get(n_classes)
-    if task is None:
-        raise AgegenderError(f"the model has {n_classes} classes; give --labels age|gender")
-    scores = evaluate(predict, args.lmdb, mean, crop, CLASSES[task], args.oversample)
-    report = scores.to_dict(task) | {"model": model_name, "lmdb": args.lmdb, "oversample": args.oversample}
-    if args.json == "-":
+def write_outputs(result: Result, options: Options) -> None:
+    """The original's report on stdout (or the JSON with ``json="-"``), the JSON file, the picture."""
+    report, scores, task = result.report(options), result.scores, result.task
+    if options.json == "-":
         json.dump(report, sys.stdout, indent=2)
         print()
     else:
         print(format_report(scores, task))
-        if args.json:
+        if options.json:
             from agegender.fileio import write_text_atomic
 
-            write_text_atomic(args.json, json.dumps(report, indent=2) + "\n")
-    if args.plot:
-        plot_confusion(scores, args.plot, f"{task}: {100 * scores.accuracy:.1f}% ({scores.correct}/{scores.total})")
-    return 0
+            write_text_atomic(options.json, json.dumps(report, indent=2) + "\n")
+    if options.plot:
+        plot_confusion(scores, options.plot, f"{task}: {100 * scores.accuracy:.1f}% ({scores.correct}/{scores.total})")

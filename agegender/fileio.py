@@ -89,5 +89,6 @@ def newest_snapshot(path: str | os.PathLike, suffix: str = ".caffemodel") -> Pat
         if iteration.isdigit():
             snapshots.append((int(iteration), candidate))
     if not snapshots:
-        raise AgegenderError(f"no *_iter_N{suffix} snapshot in {path}; train first (train_AgeNet.sh / train_GenderNet.sh)")
+        raise AgegenderError(f"no *_iter_N{suffix} snapshot in {path}; "
+                             f"train first with `agegender train`")
     return max(snapshots)[1]

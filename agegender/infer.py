@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import contextlib
 import functools
+import io
 import json
 import os
 import sys
@@ -23,11 +25,12 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 import cv2
 import numpy as np
 
-from agegender.dataset import images as dataset_images
+from agegender import images as dataset_images
+from agegender.deploy import detectors
 from agegender.deploy.faces import FACE_MODES, Box, FaceFinder, Faces, draw
-from agegender.cli import run_guarded
-from agegender.errors import AgegenderError
-from agegender.fileio import make_parent, write_bytes_atomic
+from agegender.devices import add_device_argument
+from agegender.errors import AgegenderError, run_guarded
+from agegender.fileio import make_parent, write_bytes_atomic, write_text_atomic
 from agegender.progress import Progress
 
 if TYPE_CHECKING:  # the runtime imports openvino: only when a command runs, so --help stays fast
@@ -41,25 +44,39 @@ CAMERA_FPS = 15.0  # written to --output when the camera does not say
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--image_path", metavar="PATH", help="an image, a folder of images, or a video file")
+    # kebab-case like every command; the original's snake_case names stay as aliases (run_inference.py's docs)
+    source.add_argument("--image-path", "--image_path", metavar="PATH",
+                        help="an image, a folder of images, or a video file")
     source.add_argument("--camera", type=int, metavar="INDEX", help="a camera (0 = the first), read until Ctrl-C")
-    parser.add_argument("--mean_file", metavar="M", help="mean image (.npy or .binaryproto), checked against the "
+    parser.add_argument("--mean", "--mean-file", "--mean_file", dest="mean_file", metavar="M",
+                        help="mean image (.npy or .binaryproto), checked against the "
                         "graph's sidecar (default: the mean named by the sidecar, e.g. graph/age_gender_mean.npy)")
-    parser.add_argument("--graph_dir", default="graph", help="folder of AgeNet.xml/.bin/.json and GenderNet.*, "
+    parser.add_argument("--graph-dir", "--graph_dir", default="graph",
+                        help="folder of AgeNet.xml/.bin/.json and GenderNet.*, "
                         "or of AgeGenderNet.* (both heads in one graph, used when present) (default: graph)")
-    parser.add_argument("--device", metavar="AUTO|CPU|GPU|NPU|MYRIAD",
-                        help="OpenVINO device (default AUTO: the first present of NPU, GPU, CPU); "
-                             "an absent device falls back to CPU")
+    add_device_argument(parser, None, "OpenVINO device (default AUTO: the first present of NPU, GPU, CPU); "
+                        "an absent device falls back to CPU")
     parser.add_argument("--faces", choices=FACE_MODES, default="auto",
                         help="auto: detect faces, but use an image that is already a face crop whole; "
-                             "haar: detect faces only; none: the image is one face crop (default: auto)")
+                             "detect: detect faces only; haar: detect faces only, with the Haar cascade; "
+                             "none: the image is one face crop (default: auto)")
+    parser.add_argument("--detector", choices=tuple(detectors.REGISTRY), metavar="|".join(detectors.REGISTRY),
+                        help="face detector (default: the best installed of "
+                             f"{', '.join(detectors.PREFERENCE)}, else haar); get one with download.sh --detector NAME")
+    parser.add_argument("--detector-dir", "--detector_dir", dest="detector_dir", metavar="DIR",
+                        help="folder of the CNN detectors' Caffe files (default: GRAPH_DIR/detectors)")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="threads that decode, detect and crop for folders and videos (default: one per CPU)")
     parser.add_argument("--output", metavar="FILE", help="draw boxes and labels: an image file for an image, "
                         "a folder for a folder, a .avi/.mp4 file for a video or camera")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per image or frame instead")
-    parser.add_argument("--max_frames", type=int, metavar="N", help="stop a video or camera after N frames")
+    parser.add_argument("--json", nargs="?", const="-", metavar="FILE", help="one JSON object per image or frame, "
+                        "written to FILE; with no FILE, printed instead of the report")
+    parser.add_argument("--max-frames", "--max_frames", type=int, metavar="N",
+                        help="stop a video or camera after N frames")
     parser.add_argument("--jobs", type=int, default=0, metavar="N",
                         help="requests in flight for folders and videos (default: the device's optimal number)")
-    parser.add_argument("--cache_dir", metavar="DIR", help="OpenVINO model cache, so the next start is fast "
+    parser.add_argument("--cache-dir", "--cache_dir", metavar="DIR",
+                        help="OpenVINO model cache, so the next start is fast "
                         "(default: ~/.cache/agegender/openvino; \"\" turns it off)")
 
 
@@ -102,13 +119,18 @@ def source_kind(path: Path) -> str:
     return "video" if path.suffix.lower() in VIDEO_SUFFIXES else "image"
 
 
-def folder_images(folder: Path) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
-    """(name, image, None) per file in name order, or (name, None, why) for a file that is no image."""
+def folder_images(folder: Path) -> Iterator[tuple[str, Callable[[], tuple[np.ndarray | None, str | None]]]]:
+    """(name, load) per file in name order; ``load()`` decodes it (in a worker thread): (image, None), or
+    (None, why) for a file that is no image."""
     for path in _folder_files(folder):
-        try:
-            yield path.name, read_image(path), None
-        except AgegenderError as exc:
-            yield path.name, None, str(exc)
+        yield path.name, functools.partial(_load, path)
+
+
+def _load(path: Path) -> tuple[np.ndarray | None, str | None]:
+    try:
+        return read_image(path), None
+    except AgegenderError as exc:
+        return None, str(exc)
 
 
 def _folder_files(folder: Path) -> list[Path]:
@@ -129,13 +151,14 @@ def open_capture(source: str | int) -> cv2.VideoCapture:
     return capture
 
 
-def frames(capture: cv2.VideoCapture, limit: int | None) -> Iterator[tuple[str, np.ndarray, None]]:
+def frames(capture: cv2.VideoCapture, limit: int | None) -> Iterator[tuple[str, Callable[[], tuple[np.ndarray, None]]]]:
+    """(name, load) per frame: frames are decoded here, in order; finding faces is the workers' part."""
     index = 0
     while limit is None or index < limit:
         ok, frame = capture.read()
         if not ok:
             return
-        yield f"frame {index}", frame, None
+        yield f"frame {index}", functools.partial(tuple, (frame, None))
         index += 1
 
 
@@ -192,7 +215,7 @@ class Nets:
 
 
 def load_nets(args: argparse.Namespace, hint: str) -> Nets:
-    from agegender.deploy.runtime import Classifier, core, notice, pick_device
+    from agegender.deploy.runtime import Classifier, core, notice, pick_device, pick_ir
 
     graph_dir = Path(args.graph_dir)
     if not graph_dir.is_dir():
@@ -202,10 +225,11 @@ def load_nets(args: argparse.Namespace, hint: str) -> Nets:
     if message:
         notice(message)
     if (graph_dir / f"{JOINT_GRAPH}.xml").is_file():
-        return _joint_nets(Classifier(graph_dir / f"{JOINT_GRAPH}.xml", device, args.cache_dir, args.mean_file, hint))
+        joint = pick_ir(graph_dir, JOINT_GRAPH, device)
+        return _joint_nets(Classifier(joint, device, args.cache_dir, args.mean_file, hint))
     nets = {}
     for task, name in (("age", "AgeNet"), ("gender", "GenderNet")):
-        net = Classifier(graph_dir / f"{name}.xml", device, args.cache_dir, args.mean_file, hint)
+        net = Classifier(pick_ir(graph_dir, name, device), device, args.cache_dir, args.mean_file, hint)
         if net.meta.task and net.meta.task != task:
             raise AgegenderError(f"{net.xml} is a {net.meta.task} net (its sidecar says so), not the {task} net; "
                                  f"recompile with compile2Movidius.sh")
@@ -293,7 +317,7 @@ class Report:
                 entry["ms"] = round(face.ms, 3)
             faces.append(entry)
         return {"image": record.name, "device": self.nets.age.device, "faces_from": record.faces.source,
-                "faces": faces}
+                "detected": record.faces.detected, "faces": faces}
 
     def label(self, face: FaceResult) -> str:
         age, gender = self.top(face)
@@ -317,7 +341,8 @@ class Report:
         rate = self.faces / seconds if seconds > 0 else 0.0
         skipped = f", {self.skipped} skipped" if self.skipped else ""
         line = (f"{what}: {_count(self.images, unit)}, {_count(self.faces, 'face')}{skipped} in {seconds:.2f} s: "
-                f"{self.images / seconds if seconds > 0 else 0:.1f} {unit}s/s, {rate:.1f} faces/s on {self.nets.age.device}")
+                f"{self.images / seconds if seconds > 0 else 0:.1f} {unit}s/s, {rate:.1f} faces/s "
+                f"on {self.nets.age.device}")
         print(line, file=sys.stderr if self.as_json else sys.stdout)
 
 
@@ -331,7 +356,7 @@ def _count(n: int, unit: str) -> str:
 
 
 def _source_note(faces: Faces) -> str:
-    if faces.source == "crop" and not faces.detected:
+    if faces.source == "crop" and faces.detected == 0:
         return " (no face detected; the image looks like a face crop, so it is used whole)"
     return {"crop": " (the image is a face crop: used whole)", "whole": " (the whole image, --faces none)"}.get(
         faces.source, "")
@@ -339,22 +364,52 @@ def _source_note(faces: Faces) -> str:
 
 # ---------------------------------------------------------------------------------------------- running
 
-def predict_faces(nets: Nets, image: np.ndarray, faces: Faces) -> list[FaceResult]:
-    """One face at a time, synchronously, timed (preprocessing and both nets)."""
-    results = []
-    for box in faces.boxes:
-        start = time.perf_counter()
-        age, gender = nets.predict(*nets.inputs(box.crop(image)))
-        results.append(FaceResult(box, age, gender, 1000 * (time.perf_counter() - start)))
+def predict_faces(nets: Nets, image: np.ndarray, faces: Faces, jobs: int = 0) -> list[FaceResult]:
+    """Every face of one image through the nets' async queues at once, so a face's age and gender (and the
+    next faces) run side by side on the cores (AgeGenderNet: one request per face gives both); each face timed
+    from its crop to its last result."""
+    results = [FaceResult(box) for box in faces.boxes]
+    started: dict[int, float] = {}
+    lock = threading.Lock()
+
+    def arrived(index: int, heads: dict[str, np.ndarray]) -> None:
+        with lock:
+            for task, probs in heads.items():
+                setattr(results[index], task, probs)
+            if results[index].age is not None and results[index].gender is not None:
+                results[index].ms = 1000 * (time.perf_counter() - started[index])
+
+    with nets.queues(arrived, jobs) as submit:
+        for index in range(len(results)):
+            started[index] = time.perf_counter()
+            submit(*nets.inputs(faces.crop(image, index)), index)
     return results
 
 
-def stream(nets: Nets, finder: FaceFinder, sources: Iterable[tuple[str, np.ndarray | None, str | None]],
-           keep_images: bool, jobs: int = 0) -> Iterator[Record]:
-    """Records in input order, with both nets' requests for many faces in flight (OpenVINO's async
-    queues): decoding and detecting the next image overlaps inference on the previous ones."""
+Loader = Callable[[], "tuple[np.ndarray | None, str | None]"]  # -> (image, None) or (None, why it is unusable)
+
+
+def prepare(nets: Nets, finder: FaceFinder, name: str, load: Loader, keep_image: bool) -> tuple[Record, list]:
+    """Decode, find the faces, crop and preprocess them: one image's work before the nets (a worker thread's)."""
+    image, error = load()
+    record, inputs = Record(name, error=error), []
+    if image is not None:
+        record.faces = finder.find(image)
+        record.results = [FaceResult(box) for box in record.faces.boxes]
+        inputs = [nets.inputs(crop) for crop in record.faces.crops(image)]
+        record.pending = nets.requests_per_face * len(inputs)
+        record.image = image if keep_image else None
+    return record, inputs
+
+
+def stream(nets: Nets, finder: FaceFinder, sources: Iterable[tuple[str, Loader]], keep_images: bool,
+           jobs: int = 0, workers: int = 0) -> Iterator[Record]:
+    """Records in input order. ``workers`` threads (default one per CPU) decode, detect, crop and preprocess
+    the next images (OpenCV, NumPy and OpenVINO release the GIL) while both nets' async queues run the faces
+    already prepared; the calling thread only hands inputs to the queues and yields finished records."""
     lock = threading.Lock()
     waiting: collections.deque[Record] = collections.deque()
+    workers = workers or os.cpu_count() or 1
 
     def arrived(tag: tuple[Record, int], heads: dict[str, np.ndarray]) -> None:
         record, index = tag
@@ -371,35 +426,41 @@ def stream(nets: Nets, finder: FaceFinder, sources: Iterable[tuple[str, np.ndarr
                 record = waiting.popleft()
             yield record
 
-    with nets.queues(arrived, jobs) as submit:
-        for name, image, error in sources:
-            record = Record(name, error=error)
-            if image is not None:
-                record.faces = finder.find(image)
-                record.results = [FaceResult(box) for box in record.faces.boxes]
-                record.pending = nets.requests_per_face * len(record.results)
-                record.image = image if keep_images else None
+    with nets.queues(arrived, jobs) as submit, \
+            concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="faces") as pool:
+        def infer(prepared: concurrent.futures.Future) -> None:
+            record, inputs = prepared.result()
             waiting.append(record)
-            for index, face in enumerate(record.results):
-                submit(*nets.inputs(face.box.crop(image)), (record, index))
+            for index, (x_age, x_gender) in enumerate(inputs):
+                submit(x_age, x_gender, (record, index))
+
+        ahead: collections.deque[concurrent.futures.Future] = collections.deque()
+        for name, load in sources:
+            ahead.append(pool.submit(prepare, nets, finder, name, load, keep_images))
+            if len(ahead) > 2 * workers:
+                infer(ahead.popleft())
+                yield from ready()
+        while ahead:
+            infer(ahead.popleft())
             yield from ready()
     yield from ready()
 
 
 def run_image(args: argparse.Namespace, path: Path, finder: FaceFinder) -> int:
     image = read_image(path)
-    nets = load_nets(args, "LATENCY")
+    nets = load_nets(args, "THROUGHPUT")
     report = Report(nets, args.json)
     report.device()
     start = time.perf_counter()
     faces = finder.find(image)
     detect_ms = 1000 * (time.perf_counter() - start)
     if not faces.boxes:
-        raise AgegenderError(f"no face found in {path} ({image.shape[1]}x{image.shape[0]}, Haar cascade); "
-                             f"if it is a face crop, use --faces none", exit_code=NO_FACE)
-    record = Record(str(path), faces, predict_faces(nets, image, faces))
+        raise AgegenderError(f"no face found in {path} ({image.shape[1]}x{image.shape[0]}, "
+                             f"{finder.detector.entry.title}); if it is a face crop, use --faces none"
+                             + (f"; {finder.hint}" if getattr(finder, "hint", None) else ""), exit_code=NO_FACE)
+    record = Record(str(path), faces, predict_faces(nets, image, faces, args.jobs))
     report.record(record)
-    if faces.source != "whole" and not args.json:
+    if faces.detected is not None and not args.json:
         print(f"Face detection: {detect_ms:.2f} ms")
     if args.output:
         write_image(args.output, annotated(report, image, record))
@@ -415,7 +476,7 @@ def run_folder(args: argparse.Namespace, folder: Path, finder: FaceFinder) -> in
     report = Report(nets, args.json)
     report.device()
     progress = _progress(args, total, "folder", "images")
-    for record in stream(nets, finder, folder_images(folder), output is not None, args.jobs):
+    for record in stream(nets, finder, folder_images(folder), output is not None, args.jobs, args.workers):
         report.record(record)
         if output is not None and record.image is not None:
             write_image(output / record.name, annotated(report, record.image, record))
@@ -437,7 +498,8 @@ def run_video(args: argparse.Namespace, source: str | int, finder: FaceFinder) -
     writer = VideoOutput(args.output, capture.get(cv2.CAP_PROP_FPS)) if args.output else None
     recent: collections.deque[float] = collections.deque(maxlen=30)  # the live fps is over the last 30 frames
     try:
-        for record in stream(nets, finder, frames(capture, args.max_frames), writer is not None, args.jobs):
+        for record in stream(nets, finder, frames(capture, args.max_frames), writer is not None, args.jobs,
+                             args.workers):
             recent.append(time.perf_counter())
             fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else None
             report.frame(record, fps)
@@ -528,22 +590,60 @@ def check_output(args: argparse.Namespace, kind: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json in (None, "-"):
+        return _run(args)
+    with contextlib.redirect_stdout(io.StringIO()) as lines:  # --json FILE: the JSON lines, written whole
+        code = _run(args)
+    write_text_atomic(args.json, lines.getvalue())
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise AgegenderError("--max_frames must be at least 1")
     if args.jobs < 0:
         raise AgegenderError("--jobs must be 0 (the device's optimal number) or more")
+    if args.workers < 0:
+        raise AgegenderError("--workers must be 0 (one per CPU) or more")
     if args.camera is not None:
         kind, source = "camera", args.camera
     else:
         source = Path(args.image_path)
         kind = source_kind(source)
     check_output(args, kind)
-    finder = FaceFinder(args.faces)
+    finder = make_finder(args)
     if kind == "image":
-        return run_image(args, source, finder)
-    if kind == "folder":
-        return run_folder(args, source, finder)
-    return run_video(args, source if kind == "camera" else str(source), finder)
+        code = run_image(args, source, finder)
+    elif kind == "folder":
+        code = run_folder(args, source, finder)
+    else:
+        code = run_video(args, source if kind == "camera" else str(source), finder)
+    hint(finder)
+    return code
+
+
+def make_finder(args: argparse.Namespace) -> FaceFinder:
+    """The face finder of --faces with --detector (default: the best installed, else Haar with a one-line
+    hint), its CNN run on the nets' device and its IRs kept in the model cache."""
+    if args.faces == "none":
+        return FaceFinder("none")
+    name = "haar" if args.faces == "haar" else args.detector
+    dirs = detectors.search_dirs(args.detector_dir, args.graph_dir)
+    if name == "haar" or (name is None and not detectors.installed(dirs)):
+        finder = FaceFinder(args.faces, detectors.load("haar", dirs))
+        finder.hint = None if name else f"a CNN face detector finds more faces than Haar: {detectors.fetch_hint()}"
+        return finder
+    from agegender.deploy.runtime import core, default_cache_dir, pick_device
+
+    device, _ = pick_device(args.device, core().available_devices)  # the nets say it when the device is absent
+    cache = default_cache_dir() if args.cache_dir is None else (Path(args.cache_dir) if args.cache_dir else None)
+    return FaceFinder(args.faces, detectors.load(name, dirs, device, cache))
+
+
+def hint(finder: FaceFinder) -> None:
+    """After a run that detected with the fallback Haar cascade: one line on how to get a better detector."""
+    if getattr(finder, "hint", None) and finder.detected_any:
+        print(f"notice: {finder.hint}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,8 @@ from agegender.layers.net import Net
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prototxt", help="net prototxt (new `layer {}` or V1 `layers {}` form)")
     parser.add_argument("--weights", help="caffemodel to check against the prototxt")
-    parser.add_argument("--phase", choices=("TEST", "TRAIN"), default="TEST", help="which phase's layers (default TEST)")
+    parser.add_argument("--phase", choices=("TEST", "TRAIN"), default="TEST",
+                        help="which phase's layers (default TEST)")
 
 
 def format_table(net: Net) -> str:

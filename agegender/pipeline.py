@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from agegender.cli import run_guarded
-from agegender.errors import AgegenderError
+from agegender.errors import AgegenderError, run_guarded
+from agegender.tasks import TASKS, Task, training_order
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = Path("data/reports")
@@ -29,54 +29,60 @@ class Stage:
     command: list[str] | Callable[[], list[str] | None]  # a callable decides when the stage starts; None: skip
 
 
-NETS = (("GenderNet", "gender"), ("AgeNet", "age"))
+def door(kind: str, task: Task) -> list[str]:
+    """``./train_AgeNet.sh`` / ``./test_AgeNet.sh`` where the net has its door, else the shared body behind them."""
+    if (ROOT / f"{kind}_{task.net}.sh").is_file():
+        return [f"./{kind}_{task.net}.sh"]
+    return [f"scripts/{kind}_net.sh", task.net] + ([task.name] if kind == "test" else [])
 
 
-def pretrained(net: str) -> Path:
-    return ROOT / "models" / f"{net}_pretrain"
+def pretrained(task: Task) -> Path:
+    return ROOT / "models" / f"{task.net}_pretrain"
 
 
-def pretrain_stage(net: str, task: str, schedule: list[str]) -> Stage:
-    """Pre-training on every source's training faces, when build_dataset.py had --extra-images (AgeNet starts
-    from the pre-trained GenderNet, as its fine-tuning recipe does)."""
+def pretrain_stage(task: Task, schedule: list[str]) -> Stage:
+    """Pre-training on every source's training faces, when build_dataset.py had --extra-images (a task that
+    fine-tunes from another starts from that task's pre-trained net, as its fine-tuning recipe does)."""
     def command() -> list[str] | None:
-        if not (ROOT / f"data/lmdb/{task}_pretrain_lmdb").is_dir():
+        if not (ROOT / "data/lmdb" / task.lmdb_name("pretrain")).is_dir():
             return None
-        start = ["--weights", str(pretrained("GenderNet"))] if net == "AgeNet" else []
-        return [f"./train_{net}.sh", "--solver", f"prototxt/{net}_pretrain_solver.prototxt", *start, *schedule]
-    return Stage(f"pretrain-{task}", command)
+        source = TASKS[task.fine_tune_from] if task.fine_tune_from else None
+        start = ["--weights", str(pretrained(source))] if source else []
+        return [*door("train", task), "--solver", f"prototxt/{task.net}_pretrain_solver.prototxt", *start, *schedule]
+    return Stage(f"pretrain-{task.name}", command)
 
 
-def train_stage(net: str, task: str, schedule: list[str]) -> Stage:
-    """Fine-tuning from the pre-trained net when there is one; else the recipe on the Asian lists alone."""
+def train_stage(task: Task, schedule: list[str]) -> Stage:
+    """Fine-tuning from the pre-trained net when there is one; else the recipe on the main source alone."""
     def command() -> list[str]:
-        if (ROOT / f"data/lmdb/{task}_pretrain_lmdb").is_dir() and pretrained(net).is_dir():
-            return [f"./train_{net}.sh", "--solver", f"prototxt/{net}_finetune_solver.prototxt",
-                    "--weights", str(pretrained(net)), *schedule]
-        return [f"./train_{net}.sh", *schedule]
-    return Stage(f"train-{task}", command)
+        if (ROOT / "data/lmdb" / task.lmdb_name("pretrain")).is_dir() and pretrained(task).is_dir():
+            return [*door("train", task), "--solver", f"prototxt/{task.net}_finetune_solver.prototxt",
+                    "--weights", str(pretrained(task)), *schedule]
+        return [*door("train", task), *schedule]
+    return Stage(f"train-{task.name}", command)
 
 
 def stages(source: str, quick: bool, extra: Sequence[str] = ()) -> list[Stage]:
+    """Every stage; training, test and IR test stages once per task (agegender.tasks), in training order."""
     python = sys.executable
     schedule = ["--max-iter", str(QUICK_ITERATIONS)] if quick else []
-    reports = []
-    for net, task in (("AgeNet", "age"), ("GenderNet", "gender")):
-        reports.append(Stage(f"test-{task}", [f"./test_{net}.sh", "--json", str(REPORTS / f"{task}_caffemodel.json"),
-                                              "--plot", str(REPORTS / f"{task}_caffemodel.png")]))
-    for net, task in (("AgeNet", "age"), ("GenderNet", "gender")):
-        reports.append(Stage(f"test-{task}-ir", [f"./test_{net}.sh", "--ir", f"graph/{net}.xml",
-                                                 "--json", str(REPORTS / f"{task}_ir.json")]))
+    trains = [stage for task in training_order() for stage in (pretrain_stage(task, schedule),
+                                                               train_stage(task, schedule))]
+    tests = [Stage(f"test-{task.name}", [*door("test", task), "--json", str(REPORTS / f"{task.name}_caffemodel.json"),
+                                         "--plot", str(REPORTS / f"{task.name}_caffemodel.png")])
+             for task in TASKS.values()]
+    ir_tests = [Stage(f"test-{task.name}-ir", [*door("test", task), "--ir", f"graph/{task.net}.xml",
+                                               "--json", str(REPORTS / f"{task.name}_ir.json")])
+                for task in TASKS.values()]
     return [
         Stage("download", ["./download.sh", source]),
         Stage("dataset", [python, "build_dataset.py", *(["--extra-images", *extra] if extra else [])]),
         Stage("lmdb", ["./create_lmdb.sh"]),
         Stage("mean", ["./create_mean.sh"]),
-        *(stage for net, task in NETS for stage in (pretrain_stage(net, task, schedule),
-                                                    train_stage(net, task, schedule))),
-        *reports[:2],
+        *trains,
+        *tests,
         Stage("compile", ["./compile2Movidius.sh"]),
-        *reports[2:],
+        *ir_tests,
         Stage("infer", [python, "run_inference.py", "--mean_file", "graph/age_gender_mean.npy",
                         "--image_path", FIRST_TEST_IMAGE]),
     ]
@@ -84,7 +90,7 @@ def stages(source: str, quick: bool, extra: Sequence[str] = ()) -> list[Stage]:
 
 def first_test_image() -> str:
     """The first image of the test list: one the nets never trained on."""
-    lists = ROOT / "data/DEF/age_test.txt"
+    lists = ROOT / "data/DEF" / next(iter(TASKS.values())).list_name("test")
     if not lists.is_file():
         raise AgegenderError(f"{lists} not found; run the dataset stage first (--from dataset)")
     with open(lists) as lines:
@@ -122,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="run_pipeline.sh", description=__doc__)
     parser.add_argument("source", nargs="?", default="../shared/datasets/utkface-asian",
                         help="UTKFace .tar.gz, folder or URL (default ../shared/datasets/utkface-asian)")
-    parser.add_argument("--quick", action="store_true", help=f"a first look: {QUICK_ITERATIONS} training iterations per net")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a first look: {QUICK_ITERATIONS} training iterations per net")
     parser.add_argument("--extra", nargs="+", default=[], metavar="DIR",
                         help="more UTKFace folders to pre-train on (e.g. ../shared/datasets/utkface-other); the "
                              "nets are then pre-trained on every source and fine-tuned on the Asian faces")

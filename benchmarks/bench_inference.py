@@ -55,7 +55,8 @@ def pick_inputs(name: str, workdir: Path) -> tuple[Path, Path, np.ndarray | None
     except AgegenderError:
         weights, origin = random_caffemodel(Net.from_file(prototxt), workdir / "random.caffemodel"), "random"
     mean = None
-    for candidate in (ROOT / "data" / "mean" / "mean.binaryproto", SHARED / "caffe-fixtures" / "levi-hassner" / "mean.binaryproto"):
+    for candidate in (ROOT / "data" / "mean" / "mean.binaryproto",
+                      SHARED / "caffe-fixtures" / "levi-hassner" / "mean.binaryproto"):
         if candidate.exists():
             mean = read_mean(candidate)
             break
@@ -73,7 +74,8 @@ def calibration(task: str, mean: np.ndarray | None, crop: int, size: int = CALIB
 
         from agegender.preprocess import face_to_input
 
-        return [face_to_input(cv2.imread(str(f)), mean, crop) for f in faces], f"{len(faces)} UTKFace faces in ../shared"
+        inputs = [face_to_input(cv2.imread(str(f)), mean, crop) for f in faces]
+        return inputs, f"{len(faces)} UTKFace faces in ../shared"
     rng = np.random.default_rng(0)
     return [rng.uniform(-120, 120, (1, 3, crop, crop)).astype(np.float32) for _ in range(size)], "random inputs"
 
@@ -155,9 +157,9 @@ def int8_accuracy(task: str, irs: dict[str, Path], mean, crop: int) -> dict | No
     test = ROOT / "data" / "lmdb" / f"{task}_test_lmdb"
     if not (test / "data.mdb").exists():
         return None
-    from agegender.labels import CLASSES
+    from agegender.tasks import TASKS
 
-    return q.compare_int8(irs["FP32"], irs["INT8"], str(test), mean, crop, CLASSES[task])
+    return q.compare_int8(irs["FP32"], irs["INT8"], str(test), mean, crop, TASKS[task].classes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def format_table(rows: dict[str, dict]) -> str:
-    lines = ["| engine | latency median (ms) | latency p90 (ms) | images/s | throughput vs OpenCV | latency vs OpenCV |",
+    lines = ["| engine | latency median (ms) | latency p90 (ms) | images/s | throughput vs OpenCV "
+             "| latency vs OpenCV |",
              "|---|---:|---:|---:|---:|---:|"]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['latency_median_ms']:.2f} | {r['latency_p90_ms']:.2f} | {r['images_per_s']:.1f} "

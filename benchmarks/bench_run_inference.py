@@ -1,16 +1,24 @@
-"""Speed of run_inference on one OpenVINO device (CPU by default): faces per second in folder mode
-(async queue) against one request at a time, the end-to-end time per photo, and the model cache.
+"""Speed of run_inference on one OpenVINO device (CPU by default), today's path against the path before the
+detector seam, in the same run: folder mode on UTKFace chips (faces/s) and one 1280x960 photo (ms per stage).
 
     .venv/bin/python benchmarks/bench_run_inference.py [--images 200] [--device CPU] [--graph_dir graph]
+                     [--detector NAME] [--detector-dir ../shared/caffe-fixtures] [--workers 0]
 
+"before" (run_inference at d12b715): the Haar cascade on every image; in a folder, decoding, detecting and
+preprocessing on the calling thread while both nets' async queues run; for one photo, its faces one at a
+time through both nets (LATENCY). "now": --detector (default: the best installed in --detector-dir), face
+crops <= 256 px used whole without a detector pass; in a folder, decode/detect/crop/preprocess in --workers
+threads feeding the same queues; for one photo, all its faces in both nets' async queues at once.
+Beside wall time, the process's CPU time (all threads), which other work on a loaded machine disturbs less. Rounds alternate the two so load changes hit both alike.
 Graphs: the compiled graph/AgeNet.xml + GenderNet.xml when present; else stand-ins of the same size
 (prototxt/*_deploy.prototxt with random weights, compiled to FP16 IR by `agegender compile`); the first
 output line says which. Images: the first --images real UTKFace chips of ../shared (200x200 JPEG), and a
-synthetic 1280x960 photo holding three of them. The last line is ``async/sync faces per second: X.XX``.
+synthetic 1280x960 photo holding three of them. The last line is ``now/before faces per second: X.XX``.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -27,9 +35,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from agegender.deploy import detectors  # noqa: E402
 from agegender.deploy.faces import FaceFinder  # noqa: E402
 from agegender.deploy.runtime import LATENCY, THROUGHPUT, Classifier  # noqa: E402
-from agegender.infer import Nets, predict_faces, read_image, stream  # noqa: E402
+from agegender.infer import Nets, _load, predict_faces, read_image, stream  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 UTKFACE = SHARED / "datasets" / "utkface-asian"
@@ -69,20 +78,28 @@ def start_ms(graph_dir: Path, device: str, cache: Path | str) -> float:
     return float(out.strip().splitlines()[-1])
 
 
-def folder_sync(nets: Nets, finder: FaceFinder, paths: list[Path]) -> tuple[int, float]:
-    """The original's way: one image after another, one request at a time."""
+def folder_before(nets: Nets, finder: FaceFinder, paths: list[Path], jobs: int) -> tuple[int, float]:
+    """The path before: each image decoded, detected and preprocessed on the calling thread, its faces handed
+    to both async queues (run_inference's stream() at d12b715)."""
     start, faces = time.perf_counter(), 0
-    for path in paths:
-        image = read_image(path)
-        faces += len(predict_faces(nets, image, finder.find(image)))
+    with nets.age.pipeline(lambda tag, p: None, jobs) as age_queue, \
+            nets.gender.pipeline(lambda tag, p: None, jobs) as gender_queue:
+        for path in paths:
+            image = read_image(path)
+            found = finder.find(image)
+            for box in found.boxes:
+                x_age, x_gender = nets.inputs(box.crop(image))
+                age_queue.submit(x_age, None)
+                gender_queue.submit(x_gender, None)
+            faces += len(found.boxes)
     return faces, time.perf_counter() - start
 
 
-def folder_async(nets: Nets, finder: FaceFinder, paths: list[Path], jobs: int) -> tuple[int, float]:
-    """Folder mode: decode and detect the next images while both async queues run the previous faces."""
+def folder_now(nets: Nets, finder: FaceFinder, paths: list[Path], jobs: int, workers: int) -> tuple[int, float]:
+    """Folder mode today: run_inference's stream() with its decode/detect/crop workers."""
     start = time.perf_counter()
-    sources = ((path.name, read_image(path), None) for path in paths)
-    faces = sum(len(record.results) for record in stream(nets, finder, sources, False, jobs))
+    sources = ((path.name, functools.partial(_load, path)) for path in paths)
+    faces = sum(len(record.results) for record in stream(nets, finder, sources, False, jobs, workers))
     return faces, time.perf_counter() - start
 
 
@@ -106,20 +123,37 @@ def photo(paths: list[Path], target: Path) -> Path:
     return target
 
 
-def per_photo(nets: Nets, finder: FaceFinder, path: Path, repeats: int) -> dict:
-    """Median ms of each step of a single-image run: decode, detect, both nets on every face."""
-    steps = {"decode": [], "detect": [], "nets": [], "total": []}
+def nets_before(nets: Nets, image: np.ndarray, faces) -> None:
+    """Before: one face after another, age then gender, one request at a time (LATENCY)."""
+    for box in faces.boxes:
+        x_age, x_gender = nets.inputs(box.crop(image))
+        nets.age.predict(x_age), nets.gender.predict(x_gender)
+
+
+def per_photo(ways: dict, path: Path, repeats: int) -> dict:
+    """Median ms of each step of a single-image run (run_inference --image_path) for each way
+    (name -> (nets, finder, run_nets)), the ways alternating run by run: decode, detect, crop + preprocess +
+    both nets, and the total."""
+    steps = {way: {"decode": [], "detect": [], "nets": [], "total": [], "faces": [], "cpu": []} for way in ways}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        image = read_image(path)
-        t1 = time.perf_counter()
-        faces = finder.find(image)
-        t2 = time.perf_counter()
-        predict_faces(nets, image, faces)
-        t3 = time.perf_counter()
-        for step, ms in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
-            steps[step].append(1000 * ms)
-    return {step: statistics.median(v) for step, v in steps.items()} | {"faces": len(faces.boxes)}
+        for way, (nets, finder, run_nets) in ways.items():
+            cpu = time.process_time()
+            t0 = time.perf_counter()
+            image = read_image(path)
+            t1 = time.perf_counter()
+            faces = finder.find(image)
+            t2 = time.perf_counter()
+            run_nets(nets, image, faces)
+            t3 = time.perf_counter()
+            cpu = time.process_time() - cpu
+            for step, value in zip(steps[way], (t1 - t0, t2 - t1, t3 - t2, t3 - t0, len(faces.boxes) / 1000, cpu)):
+                steps[way][step].append(1000 * value)
+    return {way: {step: statistics.median(v) for step, v in s.items()} for way, s in steps.items()}
+
+
+def _stages(m: dict) -> str:
+    return (f"{m['total']:.1f} ms (decode {m['decode']:.1f}, detect {m['detect']:.1f}, crop + both nets "
+            f"{m['nets']:.1f}; {m['faces']:.0f} face{'s' * (m['faces'] != 1)}; {m['cpu']:.1f} CPU ms)")
 
 
 def main() -> int:
@@ -127,24 +161,29 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=200, help="UTKFace chips for folder mode (default 200)")
     parser.add_argument("--device", default="CPU", help="OpenVINO device (default CPU)")
     parser.add_argument("--graph_dir", type=Path, default=ROOT / "graph")
-    parser.add_argument("--faces", default="auto", choices=("auto", "haar", "none"))
+    parser.add_argument("--detector", choices=tuple(detectors.REGISTRY), help="default: the best installed")
+    parser.add_argument("--detector-dir", type=Path, default=SHARED / "caffe-fixtures")
     parser.add_argument("--jobs", type=int, default=0, help="async requests per net (default: the device's optimal)")
+    parser.add_argument("--workers", type=int, default=0, help="decode/detect threads (default: one per CPU)")
     parser.add_argument("--repeats", type=int, default=20, help="runs of the single-photo measurement")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     if not UTKFACE.is_dir():
         sys.exit(f"{UTKFACE} is absent: the benchmark reads real UTKFace chips from ../shared")
     paths = sorted(UTKFACE.glob("*.jpg"))[:args.images]
-    finder = FaceFinder(args.faces)
     with tempfile.TemporaryDirectory(prefix="bench_run_inference.") as tmp:
         scratch = Path(tmp)
         graph_dir, which = graphs(args.graph_dir, scratch)
+        cache = scratch / "cache"
+        detector = detectors.load(args.detector, [args.detector_dir], args.device, cache)
+        before = FaceFinder("auto", detectors.load("haar", []), no_detect_side=0)
+        now = FaceFinder("auto", detector)
         print(f"graphs: {which}")
+        print(f"detectors: before haar, now {detector.name} ({detector.source})")
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
               f"{Classifier(graph_dir / 'AgeNet.xml', args.device, '').device_name}, "
               f"load average {os.getloadavg()[0]:.1f} (other work on the machine slows every figure)")
 
-        cache = scratch / "cache"
         starts = {"first start (empty cache)": start_ms(graph_dir, args.device, cache),
                   "second start (model cache)": start_ms(graph_dir, args.device, cache),
                   "start without cache": start_ms(graph_dir, args.device, "")}
@@ -154,37 +193,45 @@ def main() -> int:
         sync_nets = load(graph_dir, args.device, LATENCY, cache)
         async_nets = load(graph_dir, args.device, THROUGHPUT, cache)
         inputs = np.concatenate([sync_nets.age.preprocess(read_image(p)) for p in paths[:64]])
-        folder_sync(sync_nets, finder, paths[:8]), folder_async(async_nets, finder, paths[:8], args.jobs)  # warm-up
+        folder_before(async_nets, before, paths[:8], args.jobs), folder_now(async_nets, now, paths[:8], args.jobs,
+                                                                             args.workers)  # warm-up
         nets_sync, nets_async = nets_only(sync_nets, inputs, False), nets_only(async_nets, inputs, True)
         print(f"both nets only, {len(inputs)} faces: one request at a time {nets_sync:.1f} faces/s, "
               f"async queue {nets_async:.1f} faces/s")
 
-        sync_faces = async_faces = 0
-        sync_s = async_s = 0.0
+        totals = {"before": [0, 0.0, 0.0], "now": [0, 0.0, 0.0]}
+        runs = {"before": lambda chunk: folder_before(async_nets, before, chunk, args.jobs),
+                "now": lambda chunk: folder_now(async_nets, now, chunk, args.jobs, args.workers)}
         for round_ in range(ROUNDS):  # interleaved, so a change in the machine's load hits both alike
             chunk = paths[round_::ROUNDS]
-            faces, seconds = folder_sync(sync_nets, finder, chunk)
-            sync_faces, sync_s = sync_faces + faces, sync_s + seconds
-            faces, seconds = folder_async(async_nets, finder, chunk, args.jobs)
-            async_faces, async_s = async_faces + faces, async_s + seconds
-        sync_rate, async_rate = sync_faces / sync_s, async_faces / async_s
-        print(f"folder of {len(paths)} UTKFace chips (decode + --faces {args.faces} + both nets), "
-              f"device {async_nets.age.device}:")
-        print(f"  one request at a time: {sync_faces} faces in {sync_s:.2f} s = {sync_rate:.1f} faces/s")
-        print(f"  folder mode (async):   {async_faces} faces in {async_s:.2f} s = {async_rate:.1f} faces/s")
+            for what, run in runs.items():
+                cpu = time.process_time()
+                faces, seconds = run(chunk)
+                totals[what][0] += faces
+                totals[what][1] += seconds
+                totals[what][2] += time.process_time() - cpu
+        rates = {what: faces / seconds for what, (faces, seconds, _) in totals.items()}
+        cpu_ms = {what: 1000 * cpu / faces for what, (faces, _, cpu) in totals.items()}
+        print(f"folder of {len(paths)} UTKFace chips, --faces auto, device {async_nets.age.device}:")
+        print(f"  before (Haar on every chip, one thread): {totals['before'][0]} faces in {totals['before'][1]:.2f} s "
+              f"= {rates['before']:.1f} faces/s, {cpu_ms['before']:.1f} CPU ms per face")
+        print(f"  now (chips skip the detector, workers):  {totals['now'][0]} faces in {totals['now'][1]:.2f} s "
+              f"= {rates['now']:.1f} faces/s, {cpu_ms['now']:.1f} CPU ms per face")
 
-        chip = per_photo(sync_nets, finder, paths[0], args.repeats)
-        group = per_photo(sync_nets, finder, photo(paths, scratch / "photo.jpg"), args.repeats)
-        for what, m in (("200x200 UTKFace chip", chip), ("1280x960 photo", group)):
-            print(f"end to end per photo, {what} ({m['faces']} face{'s' * (m['faces'] != 1)}): {m['total']:.1f} ms "
-                  f"(decode {m['decode']:.1f}, detect {m['detect']:.1f}, both nets {m['nets']:.1f})")
+        photo_path = photo(paths, scratch / "photo.jpg")
+        ways = {"before": (sync_nets, before, nets_before), "now": (async_nets, now, predict_faces)}
+        per = {"chip": per_photo(ways, paths[0], args.repeats), "photo": per_photo(ways, photo_path, args.repeats)}
+        for key, label in (("chip", "200x200 UTKFace chip"), ("photo", "1280x960 photo")):
+            b, n = per[key]["before"], per[key]["now"]
+            print(f"end to end per photo, {label}: before {_stages(b)}; now {_stages(n)}; "
+                  f"before/now {b['total'] / n['total']:.2f}")
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
     if args.json:
         args.json.write_text(json.dumps({
-            "graphs": which, "device": args.device, "images": len(paths), "faces_mode": args.faces,
+            "graphs": which, "device": args.device, "images": len(paths), "detector": detector.name,
             "start_ms": starts, "nets_only_faces_per_s": {"sync": nets_sync, "async": nets_async},
-            "folder_faces_per_s": {"sync": sync_rate, "async": async_rate},
-            "per_photo_ms": {"chip": chip, "photo": group}}, indent=2) + "\n")
-    print(f"async/sync faces per second: {async_rate / sync_rate:.2f}")
+            "folder_faces_per_s": rates, "folder_cpu_ms_per_face": cpu_ms, "per_photo_ms": per}, indent=2) + "\n")
+    print(f"now/before faces per second: {rates['now'] / rates['before']:.2f}")
     return 0
 
 

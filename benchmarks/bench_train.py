@@ -3,9 +3,11 @@
 The engine runs prototxt/AgeNet_train_test.prototxt with prototxt/AgeNet_solver.prototxt exactly as
 `python -m agegender train` does: LMDB records decoded and transformed (random 227 crop of the 256 image,
 mirror, mean) by its background worker, Caffe's update rule. The hand-written net is the same architecture
-in torch.nn with the matching torch.optim optimiser (SGD or Adam), fed one batch already in memory, so the ratio shows what the engine costs on top of PyTorch itself. Iterations alternate
-(engine, hand-written, engine, ...) so that load from other processes hits both alike; medians are compared. By default the LMDB is synthetic (random 256x256 images); --lmdb and
---mean use real ones. The last line is ``engine/handwritten throughput ratio: X.XX``.
+in torch.nn with the matching torch.optim optimiser (SGD or Adam), fed one batch already in memory, so the
+ratio shows what the engine costs on top of PyTorch itself. Iterations alternate (engine, hand-written,
+engine, ...) so that load from other processes hits both alike; medians are compared. By default the LMDB is
+synthetic (random 256x256 images); --lmdb and --mean use real ones.
+The last line is ``engine/handwritten throughput ratio: X.XX``.
 
     .venv/bin/python benchmarks/bench_train.py [--iterations 12] [--device cpu|cuda] [--lmdb L --mean M]
 """
@@ -26,16 +28,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agegender.caffe import array_to_datum, caffe_pb2, write_lmdb, write_mean  # noqa: E402
-from agegender.train.solvers import solver_type  # noqa: E402
-from agegender.train.session import Options, build_trainer  # noqa: E402
 from agegender.train.log import setup_logging  # noqa: E402
+from agegender.train.session import Options, build_trainer  # noqa: E402
+from agegender.train.solvers import solver_type  # noqa: E402
 
 BATCH = 50
 
 
 def synthetic_data(folder: Path, records: int) -> tuple[Path, Path]:
     rng = np.random.default_rng(0)
-    write_lmdb(folder / "lmdb", ((f"{i:08d}".encode(), array_to_datum(rng.integers(0, 256, (3, 256, 256), np.uint8), i % 9))
+    write_lmdb(folder / "lmdb", ((f"{i:08d}".encode(),
+                                  array_to_datum(rng.integers(0, 256, (3, 256, 256), np.uint8), i % 9))
                                  for i in range(records)))
     write_mean(np.full((3, 256, 256), 110, np.float32), folder / "mean.binaryproto")
     return folder / "lmdb", folder / "mean.binaryproto"
@@ -141,7 +144,8 @@ def data_only_rate(engine: Engine, batches: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--iterations", type=int, default=12, help="measured iterations of each, alternating (default 12)")
+    parser.add_argument("--iterations", type=int, default=12,
+                        help="measured iterations of each, alternating (default 12)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--lmdb", help="a real AgeNet training LMDB (default: 120 synthetic 256x256 records)")
@@ -168,9 +172,11 @@ def main() -> None:
     handwritten_rate = BATCH / statistics.median(handwritten_times)
     measured = len(engine_times)
     kind = solver_type(engine.trainer.param)
-    print(f"solver {kind} (prototxt/AgeNet_solver.prototxt); the hand-written net uses torch.optim.{type(handwritten.optimiser).__name__}")
+    print(f"solver {kind} (prototxt/AgeNet_solver.prototxt); "
+          f"the hand-written net uses torch.optim.{type(handwritten.optimiser).__name__}")
     print(f"engine (LMDB + workers, Caffe update):  {engine_rate:7.1f} images/s  "
-          f"(median {statistics.median(engine_times):.3f} s/iteration, min {min(engine_times):.3f}, max {max(engine_times):.3f})")
+          f"(median {statistics.median(engine_times):.3f} s/iteration, min {min(engine_times):.3f}, "
+          f"max {max(engine_times):.3f})")
     print(f"handwritten torch.nn (batch in memory): {handwritten_rate:7.1f} images/s  "
           f"(median {statistics.median(handwritten_times):.3f} s/iteration, min {min(handwritten_times):.3f}, "
           f"max {max(handwritten_times):.3f})")
@@ -178,8 +184,8 @@ def main() -> None:
     print(f"engine time per iteration: waiting for data {1000 * data_wait / measured:.1f} ms, forward+backward "
           f"{1000 * (engine.compute - data_wait) / measured:.1f} ms, Caffe {kind} update "
           f"{1000 * engine.update / measured:.1f} ms")
-    print(f"data feed alone (one process): {data_rate:.0f} images/s = {1000 * BATCH / data_rate:.0f} ms of CPU per batch, "
-          f"done by the worker while the net trains")
+    print(f"data feed alone (one process): {data_rate:.0f} images/s = {1000 * BATCH / data_rate:.0f} ms of CPU "
+          f"per batch, done by the worker while the net trains")
     print(f"engine/handwritten throughput ratio: {engine_rate / handwritten_rate:.2f}")
 
 

@@ -16,6 +16,7 @@ from agegender.deploy.metadata import read_metadata
 from agegender.labels import AGE_CLASSES, GENDER_CLASSES
 from agegender.layers.net import Net
 from agegender.train.data import data_feeds
+
 from conftest import ROOT, assert_one_line_error, run_cli
 
 DATA = """layer {{ name: "data" type: "Data" top: "data" top: "label_age" include {{ phase: {phase} }}

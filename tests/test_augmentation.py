@@ -4,11 +4,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from test_train_data import data_net, make_lmdb
 
 from agegender.augmentation import Augmentation
 from agegender.train.data import data_feeds
+
 from conftest import assert_one_line_error, run_cli
-from test_train_data import data_net, make_lmdb
 
 
 def face(size: int = 64) -> np.ndarray:

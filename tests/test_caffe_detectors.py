@@ -3,25 +3,26 @@ OpenVINO IR and compared with OpenCV 4's outputs stored beside them; the prototx
 compiled with random weights and compared with OpenCV on the same caffemodel."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import openvino as ov
 import pytest
 
-from agegender.deploy.compile import TOLERANCE, detection_difference, opencv_forward, random_caffemodel
+from agegender.deploy.compile import TOLERANCE, detection_difference, random_caffemodel
 from agegender.layers.net import Net, load_deploy
 from agegender.layers.openvino_ops import build_model
-from conftest import FIXTURES, assert_one_line_error, need_shared, run_cli
+
+from conftest import FIXTURES, need_shared, run_cli
 
 CPU_FP32 = {"INFERENCE_PRECISION_HINT": "f32"}
 DETECTORS = {  # name: (prototxt, caffemodel, OpenCV's reference outputs)
-    "yunet-v1": ("yufacedetectnet/yufacedetectnet-open-v1.prototxt", "yufacedetectnet/yufacedetectnet-open-v1.caffemodel",
-                 "yufacedetectnet/v1_reference_opencv.npz"),
-    "yunet-v2": ("yufacedetectnet/yufacedetectnet-open-v2.prototxt", "yufacedetectnet/yufacedetectnet-open-v2.caffemodel",
-                 "yufacedetectnet/v2_reference_opencv.npz"),
-    "rfb-320": ("ultraface/RFB-320.prototxt", "ultraface/RFB-320.caffemodel", "ultraface/RFB-320_reference_opencv.npz"),
-    "slim-320": ("ultraface/slim-320.prototxt", "ultraface/slim-320.caffemodel", "ultraface/slim-320_reference_opencv.npz"),
+    "yunet-v1": ("yufacedetectnet/yufacedetectnet-open-v1.prototxt",
+                 "yufacedetectnet/yufacedetectnet-open-v1.caffemodel", "yufacedetectnet/v1_reference_opencv.npz"),
+    "yunet-v2": ("yufacedetectnet/yufacedetectnet-open-v2.prototxt",
+                 "yufacedetectnet/yufacedetectnet-open-v2.caffemodel", "yufacedetectnet/v2_reference_opencv.npz"),
+    "rfb-320": ("ultraface/RFB-320.prototxt", "ultraface/RFB-320.caffemodel",
+                "ultraface/RFB-320_reference_opencv.npz"),
+    "slim-320": ("ultraface/slim-320.prototxt", "ultraface/slim-320.caffemodel",
+                 "ultraface/slim-320_reference_opencv.npz"),
     "mtcnn-det1": ("mtcnn-complete/det1.prototxt", "mtcnn-complete/det1.caffemodel",
                    "mtcnn-complete/det1_reference_opencv.npz"),
     "mtcnn-det2": ("mtcnn-complete/det2.prototxt", "mtcnn-complete/det2.caffemodel",

@@ -6,10 +6,24 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from agegender.caffe import (array_to_blob, array_to_datum, blob_shape, blob_to_array, caffe_pb2, datum_to_array,
-                             lmdb_size, read_caffemodel, read_lmdb, read_mean, read_net, write_caffemodel,
-                             write_lmdb, write_mean, write_prototxt)
+from agegender.caffe import (
+    array_to_blob,
+    array_to_datum,
+    blob_shape,
+    blob_to_array,
+    caffe_pb2,
+    datum_to_array,
+    lmdb_size,
+    read_lmdb,
+    read_mean,
+    read_net,
+    write_caffemodel,
+    write_lmdb,
+    write_mean,
+    write_prototxt,
+)
 from agegender.layers.net import Net
+
 from conftest import assert_one_line_error, run_cli
 
 MODELS = [("lenet/deploy.prototxt", "lenet/lenet_iter_10000.caffemodel"),
@@ -49,7 +63,7 @@ def test_v1_deploy_prototxt_upgrades_keeping_every_field(fixtures):
         for field, value in v1.ListFields():
             if field.name.endswith("_param"):
                 assert getattr(new, field.name) == value, (v1.name, field.name)
-    types = [l.type for l in net.layer]
+    types = [layer.type for layer in net.layer]
     assert types[1:5] == ["Convolution", "ReLU", "Pooling", "LRN"]
     assert types[-1] == "Softmax" and "InnerProduct" in types and "Dropout" in types
     assert net.layer[1].convolution_param.num_output == 96 and list(net.layer[1].convolution_param.stride) == [4]
@@ -57,12 +71,12 @@ def test_v1_deploy_prototxt_upgrades_keeping_every_field(fixtures):
 
 def test_v1_train_val_upgrades_phases_transform_and_learning_rates(fixtures):
     net = read_net(fixtures / "levi-hassner/gender_train_val.prototxt")
-    data = [l for l in net.layer if l.type == "Data"]
-    assert [caffe_pb2.Phase.Name(l.include[0].phase) for l in data] == ["TRAIN", "TEST"]
+    data = [layer for layer in net.layer if layer.type == "Data"]
+    assert [caffe_pb2.Phase.Name(layer.include[0].phase) for layer in data] == ["TRAIN", "TEST"]
     assert data[0].transform_param.crop_size == 227 and data[0].transform_param.mirror
     assert data[0].data_param.backend == caffe_pb2.DataParameter.LMDB
-    loss = [l for l in net.layer if l.type == "SoftmaxWithLoss"]
-    acc = [l for l in net.layer if l.type == "Accuracy"]
+    loss = [layer for layer in net.layer if layer.type == "SoftmaxWithLoss"]
+    acc = [layer for layer in net.layer if layer.type == "Accuracy"]
     assert len(loss) == 1 and len(acc) == 1 and acc[0].include[0].phase == caffe_pb2.TEST
     raw = caffe_pb2.NetParameter()
     text_format.Parse((fixtures / "levi-hassner/gender_train_val.prototxt").read_text(), raw)
@@ -286,7 +300,7 @@ def test_v1_layers_keep_their_power_and_exp_parameters(tmp_path):
                     'layers { name: "p" type: POWER bottom: "data" top: "p" power_param { power: 2 } }\n'
                     'layers { name: "e" type: EXP bottom: "p" top: "e" exp_param { base: 2 } }\n')
     net = read_net(path)
-    assert [(l.type, l.name) for l in net.layer] == [("Input", "input"), ("Power", "p"), ("Exp", "e")]
+    assert [(layer.type, layer.name) for layer in net.layer] == [("Input", "input"), ("Power", "p"), ("Exp", "e")]
     assert net.layer[1].power_param.power == 2 and net.layer[2].exp_param.base == 2
 
 
@@ -303,5 +317,6 @@ def test_v1_layers_keep_their_power_and_exp_parameters(tmp_path):
 ])
 def test_unknown_layer_type_with_or_without_its_parameters_stops_in_one_line(tmp_path, layer, fragments):
     path = tmp_path / "net.prototxt"
-    path.write_text('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 } } }\n' + layer)
+    path.write_text('layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 } } }\n'
+                    + layer)
     assert_one_line_error(run_cli("inspect", path), *fragments)

@@ -12,13 +12,13 @@ import numpy as np
 import openvino as ov
 import pytest
 
-from agegender.caffe import array_to_datum, read_mean, write_lmdb
-from agegender.caffe import caffe_pb2
+from agegender.caffe import array_to_datum, caffe_pb2, read_mean, write_lmdb, write_mean
 from agegender.deploy.compile import MYRIAD_OPS, check_ops, model_ops, opencv_forward, random_caffemodel
 from agegender.deploy.metadata import read_metadata, sha256_file
 from agegender.errors import AgegenderError
 from agegender.layers.net import Net
 from agegender.layers.openvino_ops import build_model, fold_into_convolutions
+
 from conftest import FIXTURES, ROOT, assert_one_line_error, need_shared, run_cli
 
 CPU_FP32 = {"INFERENCE_PRECISION_HINT": "f32"}
@@ -164,7 +164,7 @@ def test_myriad_refuses_fp32_in_one_line(fixtures, tmp_path):
     prototxt, weights, _ = (fixtures / p for p in FIXTURE_NETS["lenet"])
     proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--output", tmp_path / "x",
                    "--target", "myriad", "--precision", "FP32")
-    assert_one_line_error(proc, "--target myriad runs FP16 only")
+    assert_one_line_error(proc, "--device MYRIAD runs FP16 only")
 
 
 def test_ir_reshapes_to_ten_crops(lh_weights, tmp_path):
@@ -205,9 +205,11 @@ EVERY_LAYER = """
     layer { name: "norm" type: "LRN" bottom: "cat" top: "norm" lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 } }
     layer { name: "wnorm" type: "LRN" bottom: "norm" top: "wnorm"
       lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 norm_region: WITHIN_CHANNEL } }
-    layer { name: "pool" type: "Pooling" bottom: "wnorm" top: "pool" pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 } }
+    layer { name: "pool" type: "Pooling" bottom: "wnorm" top: "pool"
+      pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 } }
     layer { name: "relu2" type: "ReLU" bottom: "pool" top: "pool" }
-    layer { name: "mpool" type: "Pooling" bottom: "pool" top: "mpool" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+    layer { name: "mpool" type: "Pooling" bottom: "pool" top: "mpool"
+      pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
     layer { name: "drop" type: "Dropout" bottom: "mpool" top: "mpool" }
     layer { name: "flat" type: "Flatten" bottom: "mpool" top: "flat" }
     layer { name: "ip" type: "InnerProduct" bottom: "flat" top: "ip" inner_product_param { num_output: 12 } }
@@ -277,7 +279,8 @@ def test_auto_check_falls_back_to_pytorch_when_opencv_cannot_load_the_net(fixtur
 def test_batchnorm_and_scale_fold_into_the_convolution(tmp_path):
     prototxt, net = write_net(tmp_path, """
         layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 9 dim: 9 } } }
-        layer { name: "conv" type: "Convolution" bottom: "data" top: "conv" convolution_param { num_output: 6 kernel_size: 3 } }
+        layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+          convolution_param { num_output: 6 kernel_size: 3 } }
         layer { name: "bn" type: "BatchNorm" bottom: "conv" top: "bn" batch_norm_param { eps: 0.01 } }
         layer { name: "scale" type: "Scale" bottom: "bn" top: "bn" scale_param { bias_term: true } }
         layer { name: "relu" type: "ReLU" bottom: "bn" top: "bn" }
@@ -437,9 +440,11 @@ def test_a_failed_recompile_leaves_the_previous_ir_and_its_sidecar_together(fixt
 SMALL_CLASSIFIER = """
     name: "small"
     layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 24 dim: 24 } } }
-    layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" convolution_param { num_output: 8 kernel_size: 3 } }
+    layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+      convolution_param { num_output: 8 kernel_size: 3 } }
     layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
-    layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+    layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+      pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
     layer { name: "fc1" type: "InnerProduct" bottom: "pool1" top: "fc1" inner_product_param { num_output: 64 } }
     layer { name: "relu2" type: "ReLU" bottom: "fc1" top: "fc1" }
     layer { name: "fc" type: "InnerProduct" bottom: "fc1" top: "fc" inner_product_param { num_output: 2 } }
@@ -469,7 +474,8 @@ def test_int8_quantizes_on_the_calibration_lmdb_and_reports_against_fp32(tmp_pat
     assert report["test_lmdb"].endswith("gender_test_lmdb")
     assert 0 <= report["int8"]["accuracy"] <= 1 and report["int8"]["images_per_s"] > 0
     assert report["fp32"]["size_mb"] > 2.5 * report["int8"]["size_mb"]  # int8 weights
-    assert report["accuracy_drop_points"] == pytest.approx(100 * (report["fp32"]["accuracy"] - report["int8"]["accuracy"]))
+    drop = 100 * (report["fp32"]["accuracy"] - report["int8"]["accuracy"])
+    assert report["accuracy_drop_points"] == pytest.approx(drop)
 
 
 def test_labels_that_do_not_fit_the_output_fail_before_any_work(fixtures, tmp_path):
@@ -499,9 +505,10 @@ def test_compile_help_does_not_import_openvino():
 
 # --- compile2Movidius.sh ------------------------------------------------------------------------------------
 
-def run_movidius(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def run_movidius(tmp_path: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, MODELS_DIR=str(tmp_path / "models"), PROTOTXT_DIR=str(tmp_path / "prototxt"),
-               MEAN_FILE=str(tmp_path / "mean.binaryproto"), GRAPH_DIR=str(tmp_path / "graph"))
+               MEAN_FILE=str(tmp_path / "mean.binaryproto"), GRAPH_DIR=str(tmp_path / "graph"),
+               LMDB_DIR=str(tmp_path / "lmdb"), **env_vars)
     return subprocess.run([str(ROOT / "compile2Movidius.sh"), *args], env=env, capture_output=True, text=True,
                           timeout=600)
 
@@ -529,6 +536,43 @@ def test_compile2movidius_compiles_the_newest_snapshots(lh_weights, fixtures, tm
         assert meta.source["caffemodel"].endswith(f"{net}_iter_200.caffemodel")
         assert (tmp_path / "graph" / f"{net}.bin").stat().st_size > 1e6
     assert (tmp_path / "graph" / "age_gender_mean.npy").is_file()
+    assert "no INT8 build of AgeNet" in proc.stderr and not list((tmp_path / "graph").glob("*_int8.*"))
+
+
+def small_nets_and_lmdbs(tmp_path: Path) -> None:
+    """Small AgeNet/GenderNet (24x24 input, 9 and 2 classes) with snapshots, a 28x28 mean and train/test LMDBs."""
+    (tmp_path / "prototxt").mkdir()
+    for net, task, classes in (("AgeNet", "age", 9), ("GenderNet", "gender", 2)):
+        net_text = SMALL_CLASSIFIER.replace("num_output: 2", f"num_output: {classes}")
+        prototxt, small = write_net(tmp_path / "prototxt", net_text,
+                                    f"{net}_deploy")
+        (tmp_path / "models" / net).mkdir(parents=True)
+        random_caffemodel(small, tmp_path / "models" / net / f"{net}_iter_10.caffemodel")
+        rng = np.random.default_rng(classes)
+        for split, n in (("train", 24), ("test", 20)):
+            images = rng.integers(0, 256, (n, 3, 28, 28), dtype=np.uint8)
+            write_lmdb(tmp_path / "lmdb" / f"{task}_{split}_lmdb",
+                       [(f"{i:08d}".encode(), array_to_datum(img, i % classes)) for i, img in enumerate(images)])
+    write_mean(np.full((3, 28, 28), 120, np.float32), tmp_path / "mean.binaryproto")
+
+
+def test_compile2movidius_adds_an_int8_cpu_build_with_its_accuracy_report(tmp_path):
+    small_nets_and_lmdbs(tmp_path)
+    proc = run_movidius(tmp_path, "--check-inputs", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("accuracy drop") == 2
+    for net in ("AgeNet", "GenderNet"):
+        fp16, int8 = (read_metadata(tmp_path / "graph" / f"{net}{suffix}.xml") for suffix in ("", "_int8"))
+        assert (fp16.precision, fp16.target, int8.precision, int8.target) == ("FP16", "cpu", "INT8", "cpu")
+        assert int8.source["caffemodel_sha256"] == fp16.source["caffemodel_sha256"]
+        assert "accuracy_drop_points" in int8.verification["int8_vs_fp32"]
+    # a forced single build keeps to it; INT8=0 also removes an INT8 build that would now be stale
+    proc = run_movidius(tmp_path, "--precision", "FP32", "--check", "none")
+    assert proc.returncode == 0 and "INT8" not in proc.stdout, proc.stderr
+    assert (tmp_path / "graph" / "AgeNet_int8.xml").is_file()
+    proc = run_movidius(tmp_path, "--check", "none", INT8="0")
+    assert proc.returncode == 0, proc.stderr
+    assert not list((tmp_path / "graph").glob("*_int8.*"))
 
 
 def test_compile2movidius_without_snapshots_says_train_first(tmp_path):

@@ -20,6 +20,7 @@ from agegender.dataset.augment import Copy, augment, oversample_plan
 from agegender.dataset.report import SkipReport
 from agegender.dataset.split import holdout_quotas, stratified_split
 from agegender.dataset.utkface import Face, parse_name
+
 from conftest import MALFORMED, ROOT, assert_one_line_error, need_shared, run_cli
 
 # Training+test images per age bin of the synthetic set: unequal, with a tiny bin and a single-image bin.
@@ -161,7 +162,8 @@ def test_build_writes_balanced_lists_without_leaking_test_images(tmp_path, faces
     assert proc.returncode == 0, proc.stderr
     n, n_test = sum(BIN_SIZES), math.ceil(sum(BIN_SIZES) / 5)
     assert f"{n - n_test} train, {n_test} test" in proc.stdout
-    assert "Number of image per age class:\n0-9\t10-19\t20-29\t30-39\t40-49\t50-59\t60-69\t70-79\t80-120\n" in proc.stdout
+    assert ("Number of image per age class:\n0-9\t10-19\t20-29\t30-39\t40-49\t50-59\t60-69\t70-79\t80-120\n"
+            in proc.stdout)
     after = proc.stdout.split("AFTER OVERSAMPLING:")[1]
     assert f"\n{chr(9).join([str(max(BIN_SIZES) - round(max(BIN_SIZES) / 5))] * 9)}\n" in after
     assert proc.stdout.strip().splitlines()[-1].startswith(f"dataset: {n} files in, {n} images used")
@@ -250,7 +252,8 @@ def test_build_reports_and_skips_every_bad_file(tmp_path, faces_dir):
 
 
 def test_build_stops_with_one_line_when_nothing_is_usable(tmp_path):
-    assert_one_line_error(build(tmp_path, tmp_path / "absent"), "face folder not found", "absent", "download.sh")
+    assert_one_line_error(build(tmp_path, tmp_path / "absent"), "face folder not found", "absent",
+                          "agegender dataset fetch")
     empty = tmp_path / "empty"
     empty.mkdir()
     assert_one_line_error(build(tmp_path, empty), "no UTKFace image in", str(empty))
@@ -305,7 +308,8 @@ def test_fetch_from_folder_tar_zip_and_url_keeps_one_race(tmp_path):
         proc = run_cli("dataset", "fetch", source, "--out", out)
         assert proc.returncode == 0, proc.stderr
         assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "src").glob("*_2_*"))
-        assert proc.stdout.strip() == f"download: 6 files in, 4 images written to {out}, 2 of other races left out, 0 skipped"
+        assert proc.stdout.strip() == (f"download: 6 files in, 4 images written to {out}, 2 of other races left out, "
+                                       f"0 skipped")
     proc = run_cli("dataset", "fetch", archive, "--out", tmp_path / "all", "--race", "all")
     assert proc.returncode == 0 and len(list((tmp_path / "all").iterdir())) == 6
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -9,12 +9,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from test_dataset import BIN_AGES, BIN_SIZES, write_face
 
 from agegender.caffe import caffe_pb2, datum_to_array, lmdb_size, read_lmdb, read_mean, write_lmdb
 from agegender.dataset.lmdb_stage import write_lmdbs
 from agegender.errors import AgegenderError
+
 from conftest import ROOT, assert_one_line_error, run_cli
-from test_dataset import BIN_AGES, BIN_SIZES, write_face
 
 SPLITS = ("train", "test")
 LMDBS = [f"{task}_{split}_lmdb" for split in SPLITS for task in ("age", "gender")]
@@ -113,7 +114,8 @@ def test_lmdb_reports_and_skips_missing_and_corrupt_listed_files(tmp_path):
     (tmp_path / "DEF").mkdir()
     for name in ("age_train.txt", "gender_train.txt"):
         (tmp_path / "DEF" / name).write_text("\n".join(lines) + "\n")
-    proc = run_cli("lmdb", "--lists", tmp_path / "DEF", "--out", tmp_path / "lmdb", "--resize", "8", "--splits", "train")
+    proc = run_cli("lmdb", "--lists", tmp_path / "DEF", "--out", tmp_path / "lmdb", "--resize", "8",
+                   "--splits", "train")
     assert proc.returncode == 0, proc.stderr
     skipped = [line for line in proc.stderr.splitlines() if line.startswith("skipped")]
     assert f"skipped {tmp_path / 'gone.jpg'}: file not found" in skipped
@@ -162,7 +164,7 @@ def test_mean_of_mixed_sizes_or_empty_lmdb_is_a_one_line_error(tmp_path):
 
 def test_lmdb_without_lists_says_to_build_them(tmp_path):
     assert_one_line_error(run_cli("lmdb", "--lists", tmp_path / "DEF", "--out", tmp_path / "lmdb"),
-                          "image list not found", "age_train.txt", "build_dataset.py")
+                          "image list not found", "age_train.txt", "agegender dataset build")
     assert run_cli("lmdb", "--resize", "12x").returncode == 2
 
 

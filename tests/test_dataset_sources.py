@@ -8,10 +8,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from test_dataset import BIN_SIZES, build, read_list, write_face
+from test_dataset import faces_dir as faces_dir  # noqa: F401 (the fixture)
 
 from agegender.dataset.leak import LeakGuard, dhash, fingerprint
+
 from conftest import assert_one_line_error, run_cli
-from test_dataset import BIN_SIZES, build, faces_dir, read_list, write_face  # noqa: F401 (fixture)
 
 
 def names(path: Path) -> set[str]:
@@ -24,7 +26,8 @@ def sources(path: Path) -> set[str]:
 
 
 def test_default_lists_are_the_originals_balanced_set_with_a_validation_part(tmp_path, faces_dir):
-    proc = run_cli("dataset", "build", "--images", faces_dir, "--lists", tmp_path / "DEF", "--augmented", tmp_path / "aug")
+    proc = run_cli("dataset", "build", "--images", faces_dir, "--lists", tmp_path / "DEF",
+                   "--augmented", tmp_path / "aug")
     assert proc.returncode == 0, proc.stderr
     lists = tmp_path / "DEF"
     n_test = math.ceil(sum(BIN_SIZES) / 5)
@@ -68,7 +71,8 @@ def test_extra_sources_pretrain_without_any_copy_of_a_test_or_validation_face(tm
     (other / "40_0_0_20170101000001001.jpg.chip.jpg").write_bytes(held_out[0].read_bytes())  # byte copy
     reencoded(held_out[1], other / "41_1_3_20170101000001002.jpg.chip.jpg")  # re-encoded copy
     (faces_dir / "99_0_2_20170101000001003.jpg.chip.jpg").write_bytes(held_out[2].read_bytes())  # copy in the source
-    proc = build(tmp_path, faces_dir, "--val-fraction", "0.1", "--extra-images", other, "--extra-races", "0", "1", "3")
+    proc = build(tmp_path, faces_dir, "--val-fraction", "0.1", "--extra-images", other,
+                 "--extra-races", "0", "1", "3")
     assert proc.returncode == 0, proc.stderr
     lists = tmp_path / "DEF"
     assert (lists / "age_test.txt").read_text() == test_before  # the split does not move
@@ -76,10 +80,12 @@ def test_extra_sources_pretrain_without_any_copy_of_a_test_or_validation_face(tm
     assert sources(lists / "age_train.txt") <= pretrain
     wanted = {p.name for p in extras if int(p.name.split("_")[2]) in (0, 1, 3)}
     assert pretrain - sources(lists / "age_train.txt") == wanted  # races 2 and 4 left out, copies dropped
-    assert "99_0_2_20170101000001003.jpg.chip.jpg" not in sources(lists / "age_train.txt") | names(lists / "age_val.txt")
+    trained = sources(lists / "age_train.txt") | names(lists / "age_val.txt")
+    assert "99_0_2_20170101000001003.jpg.chip.jpg" not in trained
     copies = [line for line in proc.stderr.splitlines() if "copy of a held-out face" in line]
     assert len(copies) == 3, proc.stderr
-    assert [p for p, _ in read_list(lists / "gender_pretrain.txt")] == [p for p, _ in read_list(lists / "age_pretrain.txt")]
+    paths = {task: [p for p, _ in read_list(lists / f"{task}_pretrain.txt")] for task in ("age", "gender")}
+    assert paths["age"] == paths["gender"]
 
 
 def test_fingerprints_catch_reencoded_copies_not_other_faces(tmp_path):

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from agegender.caffe import array_to_datum, write_lmdb
-from agegender.evaluate import evaluate, format_report, lmdb_batches, plot_confusion, score
+from agegender.evaluate import format_report, plot_confusion
 from agegender.labels import AGE_CLASSES, GENDER_CLASSES
+from agegender.scoring import evaluate, lmdb_batches, score
 
 
 def test_accuracy_one_off_and_confusion_rows_are_actual():

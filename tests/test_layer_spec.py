@@ -92,7 +92,8 @@ def test_loss_weights_are_none_or_one_per_top_as_in_caffe():
     def net(loss_weights: str) -> Net:
         text = ('layer { name: "in" type: "Input" top: "x" top: "t" input_param { shape { dim: 2 dim: 3 } '
                 'shape { dim: 2 } } } '
-                f'layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "x" bottom: "t" top: "l" top: "p" {loss_weights} }}')
+                f'layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "x" bottom: "t" top: "l" top: "p" '
+                f'{loss_weights} }}')
         return Net.from_proto(text_format.Parse(text, caffe_pb2.NetParameter()))
 
     assert net("").nodes[-1].loss_weights == [1.0, 0.0]

@@ -8,6 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 from google.protobuf import text_format
+from test_compile import forward_ir
 
 from agegender.caffe import caffe_pb2
 from agegender.deploy.compile import opencv_forward, random_caffemodel, torch_forward
@@ -15,7 +16,6 @@ from agegender.errors import AgegenderError
 from agegender.layers.net import Net
 from agegender.layers.openvino_ops import build_model
 from agegender.layers.spec import parse_layer
-from test_compile import forward_ir
 
 CASES = {  # name: (layers after Input "data" of the shape, input shape, whether OpenCV 4 runs the type)
     "power": ('layer { name: "y" type: "Power" bottom: "data" top: "y" power_param { power: 2 scale: 0.5 shift: 1 } }',
@@ -71,8 +71,8 @@ def write_case(tmp_path, name):
     layers, shape, _ = CASES[name]
     dims = " ".join(f"dim: {d}" for d in shape)
     path = tmp_path / f"{name}.prototxt"
-    path.write_text(f'name: "{name}"\nlayer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ {dims} }} }} }}\n'
-                    + textwrap.dedent(layers) + "\n")
+    data = f'layer {{ name: "data" type: "Input" top: "data" input_param {{ shape {{ {dims} }} }} }}'
+    path.write_text(f'name: "{name}"\n{data}\n' + textwrap.dedent(layers) + "\n")
     net = Net.from_file(path)
     return path, net, random_caffemodel(net, tmp_path / f"{name}.caffemodel", seed=3, gain=1.0)
 

@@ -7,6 +7,7 @@ import pytest
 
 from agegender import pipeline
 from agegender.errors import AgegenderError
+
 from conftest import ROOT
 
 
@@ -14,8 +15,15 @@ def command(stage: pipeline.Stage) -> list[str] | None:
     return stage.command() if callable(stage.command) else stage.command
 
 
+def fake_root(root, monkeypatch) -> None:
+    """The pipeline looking at ``root``, which holds the nets' shell doors as the checkout does."""
+    monkeypatch.setattr(pipeline, "ROOT", root)
+    for door in ROOT.glob("*_*Net.sh"):
+        (root / door.name).touch()
+
+
 def test_every_stage_door_exists_and_is_executable(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "ROOT", tmp_path)  # with pre-training LMDBs and snapshots: every stage runs
+    fake_root(tmp_path, monkeypatch)  # with pre-training LMDBs and snapshots: every stage runs
     for task in ("age", "gender"):
         (tmp_path / f"data/lmdb/{task}_pretrain_lmdb").mkdir(parents=True)
     for net in ("AgeNet", "GenderNet"):
@@ -33,7 +41,7 @@ def test_every_stage_door_exists_and_is_executable(tmp_path, monkeypatch):
 
 
 def test_pretraining_runs_only_with_extra_sources_and_fine_tuning_starts_from_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "ROOT", tmp_path)
+    fake_root(tmp_path, monkeypatch)
     plan = {s.name: s for s in pipeline.stages("src", quick=False, extra=["other"])}
     assert command(plan["dataset"])[-2:] == ["--extra-images", "other"]
     assert command(plan["pretrain-gender"]) is None  # no pre-training LMDB: skipped

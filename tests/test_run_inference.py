@@ -15,7 +15,7 @@ from agegender.caffe.mean import write_mean
 from agegender.deploy.metadata import IRMetadata, metadata_path, sha256_file, write_metadata
 from agegender.errors import AgegenderError
 from agegender.labels import AGE_CLASSES, GENDER_CLASSES
-from agegender.preprocess import face_to_input, resize_like_lmdb
+from agegender.preprocess import face_to_input
 
 ROOT = Path(__file__).resolve().parents[1]
 RESIZE, CROP = 256, 227
@@ -140,6 +140,62 @@ def test_model_cache_is_written_on_the_first_start_and_can_be_turned_off(graph, 
     assert net.cache_dir is None
 
 
+def test_cpu_runs_in_f32_and_the_cache_key_names_the_cpu_and_the_precision(graph, tmp_path):
+    from agegender.deploy.runtime import Classifier, cache_key, device_config
+
+    assert device_config("CPU", "LATENCY") == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    assert "INFERENCE_PRECISION_HINT" not in device_config("GPU.0", "LATENCY")
+    net = Classifier(graph / "GenderNet.xml", device="CPU", cache_dir=tmp_path / "cache")
+    assert net._compiled.get_property("INFERENCE_PRECISION_HINT").to_string() == "f32"
+    key = cache_key("CPU", device_config("CPU", "LATENCY"))
+    assert net.cache_dir == tmp_path / "cache" / key and key.startswith("CPU-") and "-f32-" in key
+    assert cache_key("CPU", {"INFERENCE_PRECISION_HINT": "f16"}) != key  # an f16 blob is never loaded for f32
+
+
+def int8_build(graph: Path, into: Path, drop: float | None, caffemodel: str = "c0ffee") -> Path:
+    """A copy of ``graph`` whose AgeNet has an INT8 build beside it (any IR will do: only the sidecars matter)."""
+    folder = copy_graph(graph, into)
+    edit_sidecar(folder / "AgeNet.xml", source={"prototxt_sha256": "p", "caffemodel_sha256": "c0ffee"})
+    for suffix in (".xml", ".bin", ".json"):
+        (folder / f"AgeNet_int8{suffix}").write_bytes((folder / f"AgeNet{suffix}").read_bytes())
+    report = {} if drop is None else {"int8_vs_fp32": {"accuracy_drop_points": drop}}
+    edit_sidecar(folder / "AgeNet_int8.xml", precision="INT8", verification=report,
+                 source={"prototxt_sha256": "p", "caffemodel_sha256": caffemodel})
+    return folder
+
+
+def test_int8_build_is_picked_on_cpu_only_when_its_accuracy_holds(graph, tmp_path, monkeypatch):
+    import platform
+
+    from agegender.deploy.runtime import pick_ir
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+
+    notices = []
+    folder = int8_build(graph, tmp_path / "ok", drop=0.3)
+    assert pick_ir(folder, "AgeNet", "CPU", notices.append) == folder / "AgeNet_int8.xml"
+    assert pick_ir(folder, "GenderNet", "CPU", notices.append) == folder / "GenderNet.xml"  # none built
+    for device in ("GPU.0", "NPU", "MYRIAD"):
+        assert pick_ir(folder, "AgeNet", device, notices.append) == folder / "AgeNet.xml"
+    assert notices == []
+    for name, drop, caffemodel, why in (("lossy", 1.5, "c0ffee", "loses 1.5 points"),
+                                        ("unmeasured", None, "c0ffee", "no accuracy report"),
+                                        ("stale", 0.0, "older", "another prototxt or caffemodel")):
+        folder = int8_build(graph, tmp_path / name, drop, caffemodel)
+        assert pick_ir(folder, "AgeNet", "CPU", notices.append) == folder / "AgeNet.xml"
+        assert why in notices[-1] and "using AgeNet.xml" in notices[-1]
+
+
+def test_arm_cpus_keep_the_fp16_ir(graph, tmp_path, monkeypatch):
+    import platform
+
+    from agegender.deploy.runtime import pick_ir
+
+    folder = int8_build(graph, tmp_path / "ok", drop=0.3)
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert pick_ir(folder, "AgeNet", "CPU") == folder / "AgeNet.xml"
+
+
 # ------------------------------------------------------------------------------------------ prediction
 
 def test_batched_async_prediction_equals_one_at_a_time(graph):
@@ -196,12 +252,13 @@ def test_preprocess_is_the_training_transform_in_bgr(graph, utkface):
 
 
 def test_ir_gives_the_same_class_and_probability_as_the_test_stage(graph, utkface, tmp_path):
-    """Test-set images through the `test` stage (the LMDB stage's `agegender lmdb`, then agegender.evaluate's
+    """Test-set images through the `test` stage (the LMDB stage's `agegender lmdb`, then agegender.scoring's
     batches -> Classifier.predict) and through run_inference.py --json: same class, same probability."""
-    from conftest import run_cli
     from agegender.caffe.datum import read_lmdb
     from agegender.deploy.runtime import Classifier
-    from agegender.evaluate import lmdb_batches
+    from agegender.scoring import lmdb_batches
+
+    from conftest import run_cli
 
     images = [utk_image(utkface, i).name for i in (0, 5, 9)]
     (tmp_path / "lists").mkdir()

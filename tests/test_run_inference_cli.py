@@ -10,10 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from test_run_inference import build_graph, copy_graph, edit_sidecar, mean_image, model_cache, run_inference  # noqa: F401
+
+from agegender.caffe.mean import write_mean
 
 from conftest import assert_one_line_error, run_cli
-from test_run_inference import build_graph, edit_sidecar, copy_graph, mean_image, model_cache, run_inference  # noqa: F401
-from agegender.caffe.mean import write_mean
 
 LINE = {"age": re.compile(r"^Age predicted: (\d+-\d+), (\d+\.\d\d)%$", re.M),
         "gender": re.compile(r"^Gender predicted: (Male|Female), (\d+\.\d\d)%$", re.M),
@@ -69,7 +70,7 @@ def test_auto_uses_a_face_chip_whole_as_in_training(graph, chips):
     """UTKFace chips are what the nets were trained on: auto feeds them whole, like --faces none."""
     auto = json.loads(infer(graph, "--image_path", chips[1], "--json").stdout)
     whole = json.loads(infer(graph, "--image_path", chips[1], "--json", "--faces", "none").stdout)
-    assert auto["faces_from"] == "crop" and whole["faces_from"] == "whole"
+    assert auto["faces_from"] == "crop" and whole["faces_from"] == "whole" and whole["detected"] == 0
     assert auto["faces"][0]["box"] == whole["faces"][0]["box"] == [0, 0, 200, 200]
     assert auto["faces"][0]["age"] == whole["faces"][0]["age"]
 
@@ -109,6 +110,7 @@ def test_grayscale_alpha_16bit_and_very_large_images_work(graph, chips, tmp_path
         assert len(result["faces"]) >= 1
     box = result["faces"][0]["box"]  # the face in the 4000x3000 photo, found on a downscaled copy
     assert result["faces_from"] == "detected" and 1300 < box[0] + box[2] / 2 < 2900 and box[2] > 600
+    assert result["detected"] == len(result["faces"])  # the detector's count, which the wild benchmark reads
     rgba = json.loads(infer(graph, "--image_path", alpha, "--json", "--faces", "none").stdout)
     plain = json.loads(infer(graph, "--image_path", chips[2], "--json", "--faces", "none").stdout)
     assert rgba["faces"][0]["gender"]["probability"] == pytest.approx(plain["faces"][0]["gender"]["probability"],
@@ -160,7 +162,8 @@ def test_folder_results_equal_single_image_results(graph, chips, tmp_path):
     folder.mkdir()
     for chip in chips[:6]:
         (folder / chip.name).write_bytes(chip.read_bytes())
-    records = [json.loads(line) for line in infer(graph, "--image_path", folder, "--json", "--jobs", "3").stdout.splitlines()]
+    lines = infer(graph, "--image_path", folder, "--json", "--jobs", "3").stdout.splitlines()
+    records = [json.loads(line) for line in lines]
     for record in records[::2]:
         single = json.loads(infer(graph, "--image_path", folder / record["image"], "--json").stdout)
         for task in ("age", "gender"):
@@ -180,7 +183,8 @@ def test_video_file_one_line_per_frame_with_live_fps_and_annotated_output(graph,
     video = write_video(tmp_path / "clip.avi", chips[:4])
     proc = infer(graph, "--image_path", video, "--output", tmp_path / "out.avi")
     assert proc.returncode == 0, proc.stderr
-    frames = re.findall(r"^frame (\d+)(?: \(([\d.]+) fps\))?: (Male|Female) [\d.]+%, \d+-\d+ [\d.]+%$", proc.stdout, re.M)
+    frames = re.findall(r"^frame (\d+)(?: \(([\d.]+) fps\))?: (Male|Female) [\d.]+%, \d+-\d+ [\d.]+%$",
+                        proc.stdout, re.M)
     assert [int(f[0]) for f in frames] == list(range(8))
     assert all(float(f[1]) > 0 for f in frames[1:])
     assert re.search(r"clip.avi: 8 frames, 8 faces in [\d.]+ s: [\d.]+ frames/s", proc.stdout)
@@ -236,7 +240,8 @@ def test_a_video_that_fails_partway_leaves_no_output(graph, chips, tmp_path, mon
     monkeypatch.setattr(infer_module, "annotated", failing)
     parser = argparse.ArgumentParser()
     infer_module.add_arguments(parser)
-    args = parser.parse_args(["--image_path", str(video), "--graph_dir", str(graph), "--output", str(tmp_path / "o.avi")])
+    args = parser.parse_args(["--image_path", str(video), "--graph_dir", str(graph),
+                              "--output", str(tmp_path / "o.avi")])
     with pytest.raises(RuntimeError, match="encoder died"):
         infer_module.run(args)
     assert not (tmp_path / "o.avi").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -314,10 +319,11 @@ def test_help_lists_the_flags_of_the_original_and_the_new_ones():
 def test_graphs_from_the_compile_stage_run_end_to_end(chips, tmp_path):
     """prototxt/*_deploy.prototxt with random weights -> `agegender compile` -> run_inference.py, with the
     original's --mean_file given as the Caffe mean.binaryproto the sidecar's .npy was made from."""
-    from conftest import FIXTURES, need_shared
     from agegender.deploy.compile import random_caffemodel
     from agegender.labels import AGE_CLASSES, GENDER_CLASSES
     from agegender.layers.net import Net
+
+    from conftest import FIXTURES, need_shared
 
     mean = need_shared(FIXTURES) / "levi-hassner" / "mean.binaryproto"
     root = Path(__file__).resolve().parents[1]
@@ -332,3 +338,29 @@ def test_graphs_from_the_compile_stage_run_end_to_end(chips, tmp_path):
     face, = json.loads(proc.stdout)["faces"]
     assert face["age"]["label"] in AGE_CLASSES and face["gender"]["label"] in GENDER_CLASSES
     assert sum(face["age"]["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+
+
+@pytest.mark.skipif(__import__("platform").machine().lower() not in ("x86_64", "amd64"),
+                    reason="the INT8 build is used on x86-64 CPUs only")
+def test_cpu_answers_with_the_int8_build_when_it_holds_and_other_devices_never_see_it(graph, chips, tmp_path):
+    """graph/AgeNet_int8.* (here another tiny net, so its answers differ) answers on CPU; a GPU request
+    that falls back to CPU still uses it; the FP16 graph answers once the INT8 sidecar shows a 2-point loss."""
+    from test_run_inference import tiny_ir
+
+    folder = copy_graph(graph, tmp_path / "graph")
+    tiny_ir(folder / "AgeNet_int8.xml", 9, seed=7)
+    sidecar = json.loads((folder / "AgeNet.json").read_text())
+    sidecar["verification"] = {"int8_vs_fp32": {"accuracy_drop_points": 0.4}}
+    (folder / "AgeNet_int8.json").write_text(json.dumps(sidecar | {"precision": "INT8"}))
+
+    def age(*args) -> dict:
+        proc = infer(folder, "--image_path", chips[0], "--json", "--faces", "none", *args)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)["faces"][0]["age"]["probabilities"]
+
+    fp16 = json.loads(infer(graph, "--image_path", chips[0], "--json", "--faces", "none").stdout)
+    int8 = age("--device", "CPU")
+    assert int8 != fp16["faces"][0]["age"]["probabilities"]
+    assert age("--device", "GPU") == int8  # no GPU here: it falls back to CPU, where INT8 is the choice
+    edit_sidecar(folder / "AgeNet_int8.xml", verification={"int8_vs_fp32": {"accuracy_drop_points": 2.0}})
+    assert age("--device", "CPU") == fp16["faces"][0]["age"]["probabilities"]

@@ -422,6 +422,6 @@ def test_train_nets_share_layers_with_test_and_to_caffemodel_writes_every_layer(
     b.share_blobs_from(a)
     assert b.layer("conv1").blobs[0] is a.layer("conv1").blobs[0]
     proto = a.to_caffemodel()
-    assert [l.name for l in proto.layer] == [n.name for n in train.nodes]
-    conv1 = next(l for l in proto.layer if l.name == "conv1")
+    assert [layer.name for layer in proto.layer] == [n.name for n in train.nodes]
+    conv1 = next(layer for layer in proto.layer if layer.name == "conv1")
     assert [list(bl.shape.dim) for bl in conv1.blobs] == [[96, 3, 7, 7], [96]]

@@ -21,6 +21,7 @@ from agegender.cli import main
 from agegender.layers.net import Net, load_deploy
 from agegender.layers.torch_net import TorchNet
 from agegender.train.data import data_feeds
+
 from conftest import ROOT, assert_one_line_error, run_cli
 
 NET = """name: "Tiny"
@@ -38,7 +39,8 @@ BODY = """layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
   param { lr_mult: 1 decay_mult: 1 } param { lr_mult: 2 decay_mult: 0 }
   convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "gaussian" std: 0.1 } } }
 layer { name: "relu1" type: "ReLU" bottom: "conv1" top: "conv1" }
-layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+  pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
 layer { name: "norm1" type: "LRN" bottom: "pool1" top: "norm1" lrn_param { local_size: 3 alpha: 0.0001 beta: 0.75 } }
 layer { name: "fc" type: "InnerProduct" bottom: "norm1" top: "fc" inner_product_param { num_output: FC_OUTPUTS
   weight_filler { type: "xavier" } } }
@@ -75,7 +77,8 @@ def tiny_project(directory: Path, *, batch: int = 8, crop: bool = True, dropout:
         crop="crop_size: 10" if crop else "", mirror="true" if crop else "false", dir=directory, batch=batch,
         body=body, last="fc"))
     (directory / "deploy.prototxt").write_text(DEPLOY.format(size=10 if crop else 12, body=body))
-    fields = {**SOLVER, "net": f'"{directory / net_name}.prototxt"', "snapshot_prefix": f'"{directory}/snap/tiny"', **solver}
+    fields = {**SOLVER, "net": f'"{directory / net_name}.prototxt"', "snapshot_prefix": f'"{directory}/snap/tiny"',
+              **solver}
     text = "".join(f"{k}: {v}\n" for k, v in fields.items() for v in (v if isinstance(v, list) else [v]))
     (directory / "solver.prototxt").write_text(text)
     return directory / "solver.prototxt"
@@ -120,7 +123,8 @@ def test_training_learns_logs_like_caffe_and_writes_caffemodels_opencv_reads(tmp
     assert train[-1][2] < 0.05, "the smoothed training loss goes near zero"
     assert dict((n, v) for it, n, v in test if it == 100) == {"accuracy": 1.0, "loss": pytest.approx(0, abs=0.05)}
     assert re.search(r"Iteration 80 \([\d.e+-]+ iter/s, [\d.e+-]+s/20 iters\), loss = [\d.e+-]+\n", proc.stderr)
-    assert re.search(r"\] progress: 81/100 iterations \(81\.0%\), [\d.]+ images/s, \d+% of it waiting for data, ETA \d+m\d\ds\n", proc.stderr)
+    assert re.search(r"\] progress: 81/100 iterations \(81\.0%\), [\d.]+ images/s, \d+% of it waiting for data, "
+                     r"ETA \d+m\d\ds\n", proc.stderr)
     assert "Optimization Done." in proc.stderr
     assert sorted(p.name for p in (tmp_path / "snap").iterdir()) == [
         f"tiny_iter_{i}.{ext}" for i in (100, 40, 80) for ext in ("caffemodel", "solverstate")]
@@ -131,7 +135,8 @@ def test_training_learns_logs_like_caffe_and_writes_caffemodels_opencv_reads(tmp
     ours = TorchNet(deploy, weights).eval()
     (feed,) = data_feeds(Net.from_file(tmp_path / "net.prototxt", "TEST"), 0)
     images = feed.batch(0)["data"].numpy()
-    opencv = cv2.dnn.readNetFromCaffe(str(tmp_path / "deploy.prototxt"), str(tmp_path / "snap/tiny_iter_100.caffemodel"))
+    opencv = cv2.dnn.readNetFromCaffe(str(tmp_path / "deploy.prototxt"),
+                                      str(tmp_path / "snap/tiny_iter_100.caffemodel"))
     opencv.setInput(images)
     with torch.no_grad():
         expected = ours({"data": torch.from_numpy(images)})["prob"].numpy()
@@ -178,7 +183,8 @@ def test_sighup_snapshots_and_goes_on_sigint_snapshots_and_stops(tmp_path):
     try:
         read_until(proc, r"Iteration 3 \(", lines, deadline)
         proc.send_signal(signal.SIGHUP)
-        hup_iter = int(read_until(proc, r"Snapshotting solver state to .*tiny_iter_(\d+)\.solverstate", lines, deadline)[1])
+        hup = read_until(proc, r"Snapshotting solver state to .*tiny_iter_(\d+)\.solverstate", lines, deadline)
+        hup_iter = int(hup[1])
         read_until(proc, rf"Iteration {hup_iter + 2} \(", lines, deadline)  # and training went on
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0

@@ -9,9 +9,9 @@ from google.protobuf import text_format
 
 from agegender.caffe import caffe_pb2, read_net
 from agegender.errors import AgegenderError
+from agegender.layers.fillers import fill
 from agegender.layers.net import Net
 from agegender.layers.torch_net import TorchNet
-from agegender.train.fillers import fill
 
 
 def filled(shape, **fields) -> torch.Tensor:
@@ -61,7 +61,7 @@ def test_unknown_filler_names_the_layer():
 def test_v1_blobs_lr_and_weight_decay_become_lr_and_decay_multipliers(fixtures):
     """Levi & Hassner's own V1 train_val: blobs_lr 1/2 (fc8 10/20), weight_decay 1/0, per blob."""
     proto = read_net(fixtures / "levi-hassner/age_train_val.prototxt")
-    layers = [l for l in proto.layer if l.type != "Data"]
+    layers = [layer for layer in proto.layer if layer.type != "Data"]
     inputs = caffe_pb2.LayerParameter(name="input", type="Input", top=["data", "label"])
     inputs.input_param.shape.add().dim.extend([1, 3, 227, 227])
     inputs.input_param.shape.add().dim.extend([1])

@@ -90,7 +90,8 @@ def hand_sgd(momentum: float, nesterov: bool = False, l1: bool = False, iter_siz
     return w, v
 
 
-def hand_adaptive(kind: str, momentum: float = 0.9, momentum2: float = 0.999, rms_decay: float = 0.98, delta: float = 1e-8):
+def hand_adaptive(kind: str, momentum: float = 0.9, momentum2: float = 0.999, rms_decay: float = 0.98,
+                  delta: float = 1e-8):
     w = [x.astype(np.float64) for x in W0]
     h1 = [np.zeros_like(x) for x in w]
     h2 = [np.zeros_like(x) for x in w]

@@ -56,7 +56,7 @@ def open_lmdb(path: str | os.PathLike):
     lmdb = _lmdb()
     path = Path(path)
     if not (path / "data.mdb").is_file():
-        raise AgegenderError(f"LMDB not found: {path} (no data.mdb); build it with create_lmdb.sh")
+        raise AgegenderError(f"LMDB not found: {path} (no data.mdb); build it with `agegender lmdb`")
     try:
         return lmdb.open(str(path), readonly=True, lock=False, readahead=False, max_readers=256)
     except lmdb.Error as exc:

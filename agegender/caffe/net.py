@@ -132,7 +132,7 @@ _LAYER_FIELD = re.compile(r"(?:^|[\s{])(name|type)\s*:\s*\"?([\w./-]+)\"?", re.M
 def _enclosing_layer(text: str, line: int) -> str:
     """"layer 'NAME' (TYPE): " of the layer block that holds ``line`` (1-based), "" outside any layer.
     The block runs from its ``layer {`` to the next one; its name and type may come before or after the error."""
-    offset = sum(len(l) + 1 for l in text.split("\n")[:line - 1])
+    offset = sum(len(row) + 1 for row in text.split("\n")[:line - 1])
     starts = [m.start() for m in _LAYER_START.finditer(text)]
     before = [s for s in starts if s <= offset]
     if not before:

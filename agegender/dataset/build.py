@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Sequence
 
 from agegender.dataset.augment import Copy, augment, encode_jpeg, oversample_plan
-from agegender.dataset.images import BadImage, decode_image, read_bytes, read_image
 from agegender.dataset.leak import Fingerprint, LeakGuard, fingerprint
 from agegender.dataset.parallel import parallel_map
 from agegender.dataset.report import SkipReport
@@ -28,11 +27,12 @@ from agegender.dataset.split import stratified_split
 from agegender.dataset.utkface import Face, scan_faces
 from agegender.errors import AgegenderError
 from agegender.fileio import atomic_directory
-from agegender.labels import AGE_CLASSES, GENDER_CLASSES
+from agegender.images import BadImage, decode_image, read_bytes, read_image
+from agegender.labels import AGE_CLASSES
 from agegender.progress import Progress
+from agegender.tasks import TASKS
 
-TASKS = ("age", "gender")
-BALANCED_DEFAULT = ("age", "gender")  # the original's lists
+BALANCED_DEFAULT = tuple(TASKS)  # the original's lists: every task's training list balanced by age
 
 
 @dataclass(frozen=True)
@@ -42,15 +42,13 @@ class Entry:
     face: Face
 
     def label(self, task: str) -> int:
-        return self.face.age_label if task == "age" else self.face.gender
+        return TASKS[task].label(self.face)
 
 
 def count_table(entries: Sequence[Entry]) -> str:
-    """The original's per-class tables: age bins, then genders."""
-    def table(title: str, classes: Sequence[str], task: str, rule: int) -> list[str]:
-        counts = [sum(e.label(task) == c for e in entries) for c in range(len(classes))]
-        return [f"Number of image per {title} class:", "\t".join(classes), "-" * rule, "\t".join(map(str, counts))]
-    return "\n".join(table("age", AGE_CLASSES, "age", 62) + table("gender", GENDER_CLASSES, "gender", 14))
+    """The original's per-class tables, one per task: age bins, then genders."""
+    tables = (task.count_table([e.label(task.name) for e in entries]) for task in TASKS.values())
+    return "\n".join(line for table in tables for line in table)
 
 
 def list_text(entries: Sequence[Entry], task: str) -> str:
@@ -121,7 +119,7 @@ def write_copies(copies: Sequence[Copy], folder: Path, seed: int, sigma: float, 
     progress = Progress(len(copies), "oversampling (flip, noise)", "images")
     for job, problem in zip(jobs, parallel_map(_write_copies, jobs, workers)):
         if problem:
-            raise AgegenderError(f"source image changed while building: {problem}; run build_dataset.py again")
+            raise AgegenderError(f"source image changed while building: {problem}; run `agegender dataset build` again")
         progress.update(len(job[1]))
     progress.close()
 
@@ -150,7 +148,8 @@ def build(images: Path, lists: Path, augmented: Path, seed: int, fraction: Fract
     for label in sorted({f.age_label for f in usable} - {f.age_label for f in train}):
         print(f"warning: age bin {AGE_CLASSES[label]} has no training image, so it stays empty", file=sys.stderr)
     print(f"Split {float(1 - fraction):.0%}/{float(fraction):.0%} stratified by age bin (seed {seed}): "
-          f"{len(train) + len(val)} train ({len(train)} training, {len(val)} validation), {len(test)} test")
+          f"{len(train) + len(val)} train, {len(test)} test"
+          + (f" (the train part: {len(train)} training, {len(val)} validation)" if val else ""))
     once = {name: [Entry(f.path, f) for f in part] for name, part in
             (("train", train), ("val", val), ("test", test), ("pretrain", pretrain))}
     print(f"TRAIN SET:\n{count_table(once['train'])}\nTEST SET:\n{count_table(once['test'])}")
@@ -161,11 +160,12 @@ def build(images: Path, lists: Path, augmented: Path, seed: int, fraction: Fract
             write_copies(copies, copies_tmp, seed, sigma, workers)
         oversampled = once["train"] + [Entry(str(augmented / c.name), c.source)
                                        for c in sorted(copies, key=lambda c: c.name)]
-        for task in TASKS:
-            (lists_tmp / f"{task}_train.txt").write_text(list_text(oversampled if task in balanced else once["train"], task))
+        for task in TASKS.values():
+            entries = oversampled if task.name in balanced else once["train"]
+            (lists_tmp / task.list_name("train")).write_text(list_text(entries, task.name))
             for split in ("val", "test", "pretrain"):
                 if once[split]:
-                    (lists_tmp / f"{task}_{split}.txt").write_text(list_text(once[split], task))
+                    (lists_tmp / task.list_name(split)).write_text(list_text(once[split], task.name))
         shutil.rmtree(lists, ignore_errors=True)  # old lists must not outlive the copies they name
     if balanced:
         print(f"\nAFTER OVERSAMPLING:\n{count_table(oversampled)}")

@@ -10,11 +10,11 @@ import zlib
 from pathlib import Path
 from typing import Callable, Iterator
 
-from agegender.dataset.images import BadImage, check_image_bytes
 from agegender.dataset.report import SkipReport
 from agegender.dataset.utkface import RACES, parse_name
 from agegender.errors import AgegenderError
 from agegender.fileio import atomic_directory
+from agegender.images import BadImage, check_image_bytes
 from agegender.progress import Progress
 
 Member = tuple[str, Callable[[], bytes]]  # (path shown to the user, reader of its bytes)
@@ -70,7 +70,8 @@ def _members(source: str, scratch: Path) -> Iterator[Member]:
             raise AgegenderError(f"UTKFace source folder {source} is empty")
         yield from _folder_members(path)
     elif not path.exists():
-        raise AgegenderError(f"UTKFace source not found: {source}; give a UTKFace .tar.gz, a folder of its images or a URL")
+        raise AgegenderError(f"UTKFace source not found: {source}; "
+                             f"give a UTKFace .tar.gz, a folder of its images or a URL")
     elif tarfile.is_tarfile(path) or zipfile.is_zipfile(path):
         yield from _archive_members(path)
     else:

@@ -16,14 +16,14 @@ import numpy as np
 
 from agegender.caffe import caffe_pb2, write_lmdb
 from agegender.dataset import DEFAULT_SEED
-from agegender.dataset.images import BadImage, read_image
 from agegender.dataset.parallel import default_workers, parallel_map
 from agegender.dataset.report import SkipReport
 from agegender.errors import AgegenderError
+from agegender.images import BadImage, read_image
 from agegender.preprocess import resize_like_lmdb
 from agegender.progress import Progress
+from agegender.tasks import TASKS
 
-TASKS = ("age", "gender")
 SPLITS = ("train", "val", "test", "pretrain")
 REQUIRED_SPLITS = ("train", "test")  # val and pretrain are built when build_dataset.py wrote their lists
 Record = tuple[bytes, caffe_pb2.Datum]
@@ -38,7 +38,7 @@ class ListEntry:
 def read_list(path: Path, report: SkipReport) -> list[ListEntry]:
     """``path label`` lines (the path may hold spaces: the label is after the last one); bad lines reported."""
     if not path.is_file():
-        raise AgegenderError(f"image list not found: {path}; run build_dataset.py first")
+        raise AgegenderError(f"image list not found: {path}; run `agegender dataset build` first")
     entries = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -167,15 +167,15 @@ def write_lmdbs(targets: Sequence[Path], records: Iterator[tuple[bytes, list[caf
 
 def build_split(lists: Path, out: Path, split: str, root: Path, size: tuple[int, int] | None, seed: int,
                 workers: int, report: SkipReport) -> tuple[int, list[str]]:
-    """The age and gender LMDBs of one split; returns (list lines in, 'NAME COUNT' parts for the summary).
+    """Every task's LMDB of one split; returns (list lines in, 'NAME COUNT' parts for the summary).
     Lists naming the same images in the same order share one decoding pass (and so their keys)."""
-    entries = {task: read_list(lists / f"{task}_{split}.txt", report) for task in TASKS}
+    entries = {task: read_list(lists / TASKS[task].list_name(split), report) for task in TASKS}
     groups: dict[tuple[str, ...], list[str]] = {}
     for task in TASKS:
         groups.setdefault(tuple(e.path for e in entries[task]), []).append(task)
     parts = []
     for tasks in groups.values():
-        targets = [out / f"{task}_{split}_lmdb" for task in tasks]
+        targets = [out / TASKS[task].lmdb_name(split) for task in tasks]
         records = image_records([entries[t] for t in tasks], root, size, seed, workers, report,
                                 " + ".join(t.name for t in targets))
         parts += [f"{t.name} {n}" for t, n in zip(targets, write_lmdbs(targets, records))]
@@ -195,7 +195,8 @@ def _size(text: str) -> tuple[int, int] | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lists", type=Path, default=Path("data/DEF"),
-                        help="folder of {age,gender}_{train,test}.txt from build_dataset.py (default data/DEF)")
+                        help=f"folder of {{{','.join(TASKS)}}}_{{train,test}}.txt from build_dataset.py "
+                             f"(default data/DEF)")
     parser.add_argument("--out", type=Path, default=Path("data/lmdb"), help="LMDB folder (default data/lmdb)")
     parser.add_argument("--resize", type=_size, default=(256, 256), metavar="N|HxW|0",
                         help="resize every image to NxN or HxW (default 256); 0 keeps the size, which must then be one")
@@ -210,7 +211,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     report = SkipReport()
     lines_in, parts = 0, []
-    splits = args.splits or [s for s in SPLITS if s in REQUIRED_SPLITS or (args.lists / f"age_{s}.txt").is_file()]
+    listed = [s for s in SPLITS if all((args.lists / t.list_name(s)).is_file() for t in TASKS.values())]
+    splits = args.splits or [s for s in SPLITS if s in REQUIRED_SPLITS or s in listed]
     for split in splits:
         lines, split_parts = build_split(args.lists, args.out, split, args.root, args.resize, args.seed,
                                          args.workers, report)

@@ -16,7 +16,7 @@ def compute_mean(path: Path) -> tuple[np.ndarray, int]:
     """(float32 CxHxW mean, record count); every record must have the first record's shape."""
     size = lmdb_size(path)
     if not size:
-        raise AgegenderError(f"LMDB {path} has no records; rebuild it with create_lmdb.sh")
+        raise AgegenderError(f"LMDB {path} has no records; rebuild it with `agegender lmdb`")
     total, count, shape = None, 0, None
     progress = Progress(size, f"mean of {path}", "records")
     for key, datum in read_lmdb(path):
@@ -29,7 +29,7 @@ def compute_mean(path: Path) -> tuple[np.ndarray, int]:
         elif image.shape != shape:
             raise AgegenderError(f"LMDB {path}: record {key.decode(errors='replace')} is "
                                  f"{'x'.join(map(str, image.shape))} but the first is {'x'.join(map(str, shape))}; "
-                                 f"rebuild the LMDB with create_lmdb.sh --resize")
+                                 f"rebuild the LMDB with `agegender lmdb --resize`")
         total += image
         count += 1
         progress.update()

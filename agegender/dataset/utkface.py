@@ -68,7 +68,7 @@ def face_folder_name(race: int | None) -> str:
 def scan_faces(folder: Path, report: SkipReport) -> list[Face]:
     """The parseable faces in ``folder`` sorted by name; others reported and skipped."""
     if not folder.is_dir():
-        raise AgegenderError(f"face folder not found: {folder} (run download.sh SOURCE first)")
+        raise AgegenderError(f"face folder not found: {folder} (run `agegender dataset fetch SOURCE` first)")
     faces = []
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         path = os.path.join(str(folder), entry.name)

@@ -4,6 +4,8 @@ then check the IR against an independent forward pass (OpenCV's Caffe importer, 
 The ov.Model is built straight from the prototxt's layers with OpenVINO operations: no Caffe, ONNX or
 torch is involved. ``--target myriad`` keeps to what OpenVINO 2022.3's MYRIAD plugin (the Neural Compute
 Stick 2) runs: FP16, static shapes, opset1 operations.
+
+``compile_model(Options(...))`` is the importable function; ``add_arguments``/``run`` are its argparse adapter.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import argparse
 import os
 import sys
 import tempfile
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -18,13 +21,16 @@ import numpy as np
 
 from agegender.caffe import array_to_blob, caffe_pb2, read_mean, read_net, write_caffemodel, write_mean
 from agegender.deploy.metadata import metadata_path, output_task
+from agegender.devices import add_device_argument
 from agegender.errors import AgegenderError
 from agegender.fileio import make_parent, newest_snapshot
-from agegender.labels import CLASSES
 from agegender.layers.net import Net
+from agegender.tasks import TASKS, by_outputs
+from agegender.tasks import get as get_task
 
 PRECISIONS = ("FP16", "FP32", "INT8")
-TARGETS = ("cpu", "npu", "myriad")
+TARGETS = ("cpu", "npu", "myriad")  # device families an IR is built for (the sidecar's "target")
+FAMILY = {"AUTO": "cpu", "CPU": "cpu", "GPU": "cpu", "NPU": "npu", "MYRIAD": "myriad"}  # --device -> target
 MEAN_FILE = "age_gender_mean.npy"
 CALIBRATION_SIZE = 300  # INT8 calibration images, the default of --calibration-size
 CHECKS = ("auto", "opencv", "torch", "none")
@@ -41,17 +47,41 @@ MYRIAD_OPS = frozenset((op, "opset1") for op in (
 Forward = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
+@dataclass
+class Options:
+    """What ``agegender compile`` takes, flag for flag (``--calibration-size`` is ``calibration_size``)."""
+    model: str | os.PathLike                # deploy prototxt
+    weights: str | os.PathLike              # caffemodel, or a folder: its newest *_iter_N.caffemodel
+    output: str | os.PathLike               # IR path without extension: OUTPUT.xml/.bin/.json
+    mean: str | os.PathLike | None = None   # copied beside the IR as MEAN_FILE
+    precision: str = "FP16"
+    device: str = "CPU"                     # AUTO|CPU|GPU|NPU|MYRIAD: the family the IR is built for
+    batch: int | None = None
+    labels: str | None = None               # the task (agegender.tasks); None: guessed from the outputs
+    calibration: str | os.PathLike | None = None  # INT8: LMDB to calibrate on
+    calibration_size: int = CALIBRATION_SIZE
+    test_lmdb: str | os.PathLike | None = None    # INT8: LMDB to compare INT8 with FP32 on
+    check: str = "auto"
+    check_inputs: int = 8
+
+    @property
+    def target(self) -> str | None:
+        return FAMILY.get(self.device.split(".")[0].upper())
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="deploy prototxt (Input layer or input/input_dim, TEST phase)")
     parser.add_argument("--weights", required=True, help="caffemodel, or a folder: its newest *_iter_N.caffemodel")
     parser.add_argument("--mean", help="mean.binaryproto or .npy; copied to OUTPUT's folder as " + MEAN_FILE)
-    parser.add_argument("--output", required=True, help="IR path without extension, e.g. graph/AgeNet (.xml/.bin/.json)")
+    parser.add_argument("--output", required=True,
+                        help="IR path without extension, e.g. graph/AgeNet (.xml/.bin/.json)")
     parser.add_argument("--precision", choices=PRECISIONS, default="FP16", help="weights and compute (default FP16)")
-    parser.add_argument("--target", choices=TARGETS, default="cpu",
-                        help="device family: cpu, npu, or myriad (NCS2, OpenVINO <= 2022.3: FP16, opset1 only)")
+    add_device_argument(parser, "CPU", "the device the IR is for: CPU and GPU, NPU, or MYRIAD (NCS2, OpenVINO <= "
+                        "2022.3: FP16, opset1 only); default CPU. --target cpu|npu|myriad is the same", "--target")
     parser.add_argument("--batch", type=int, help="batch size of the IR's inputs (default: as the prototxt says)")
-    parser.add_argument("--labels", choices=sorted(CLASSES),
-                        help="class names for the sidecar (default: 9 outputs -> age, 2 -> gender, else numbers)")
+    parser.add_argument("--labels", choices=list(TASKS), metavar="TASK",
+                        help=f"the task, {'|'.join(TASKS)}: its class names go to the sidecar (default: the task "
+                             f"with as many classes as the net has outputs, else numbers)")
     parser.add_argument("--calibration", help="INT8: LMDB of calibration images, e.g. data/lmdb/age_train_lmdb")
     parser.add_argument("--calibration-size", type=int, default=CALIBRATION_SIZE,
                         help=f"INT8: calibration images (default {CALIBRATION_SIZE})")
@@ -63,42 +93,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    compile_model(Options(**{f.name: getattr(args, f.name) for f in fields(Options)}))
+    return 0
+
+
+def compile_model(options: Options) -> Path:
+    """Compile, verify and write OUTPUT.xml/.bin/.json (+ the mean beside them); returns the .xml path."""
     import openvino as ov
 
     from agegender.layers.openvino_ops import build_model
 
-    _check_options(args)
-    prototxt = Path(args.model)
-    net = _load_net(prototxt, args.batch)
+    _check_options(options)
+    prototxt = Path(options.model)
+    net = _load_net(prototxt, options.batch)
     if not net.inputs:
         raise AgegenderError(f"{prototxt} has no Input layer (or input/input_dim); compile takes a deploy prototxt")
-    heads = _heads(args.labels, net)
-    if args.precision == "INT8" and len(heads) > 1:
+    heads = _heads(options.labels, net)
+    if options.precision == "INT8" and len(heads) > 1:
         raise AgegenderError(f"--precision INT8 of a net with several outputs ({', '.join(net.outputs)}) is not "
                              f"supported yet; compile it as FP16 or FP32")
-    weights_path = newest_snapshot(args.weights)
+    weights_path = newest_snapshot(options.weights)
     weights = net.weights_from(weights_path)
-    mean = _read_mean(args.mean, net) if args.mean else None
+    mean = _read_mean(options.mean, net) if options.mean else None
     model = build_model(net, weights)
-    if args.target == "myriad":
+    if options.target == "myriad":
         check_ops(model, MYRIAD_OPS, "OpenVINO 2022.3's MYRIAD plugin")
-    xml = Path(args.output.removesuffix(".xml") + ".xml")
-    reference = reference_forward(args.check, prototxt, weights_path, net)
+    xml = Path(str(options.output).removesuffix(".xml") + ".xml")
+    reference = reference_forward(options.check, prototxt, weights_path, net)
     with tempfile.TemporaryDirectory(prefix=f".{xml.stem}.", dir=make_parent(xml)) as tmp:
         staged = Path(tmp) / xml.name
         int8_report = None
-        if args.precision == "INT8":
-            int8_report = _quantize(args, model, net, mean, heads[0]["classes"], staged)
+        if options.precision == "INT8":
+            int8_report = _quantize(options, model, net, mean, heads[0]["classes"], staged)
         else:
-            ov.save_model(model, staged, compress_to_fp16=args.precision == "FP16")
-        verification = verify(staged, net, reference, mean, args.check_inputs, args.precision)
+            ov.save_model(model, staged, compress_to_fp16=options.precision == "FP16")
+        verification = verify(staged, net, reference, mean, options.check_inputs, options.precision)
         if int8_report:
             verification["int8_vs_fp32"] = int8_report
-        _write_sidecar(args, staged, net, heads, prototxt, weights_path, mean, verification)
+        _write_sidecar(options, staged, net, heads, (prototxt, weights_path), mean, verification)
         _move_into_place(staged, xml)
-    print(f"compiled {prototxt.name} + {weights_path.name} -> {xml} ({args.precision}, target {args.target}); "
+    print(f"compiled {prototxt.name} + {weights_path.name} -> {xml} ({options.precision}, target {options.target}); "
           f"inputs {', '.join(net.inputs)}, outputs {', '.join(net.outputs)}")
-    return 0
+    return xml
 
 
 def _load_net(prototxt: Path, batch: int | None) -> Net:
@@ -112,14 +148,22 @@ def _load_net(prototxt: Path, batch: int | None) -> Net:
     return Net.from_proto(proto, "TEST", source=str(prototxt))
 
 
-def _check_options(args: argparse.Namespace) -> None:
-    if args.target == "myriad" and args.precision != "FP16":
-        raise AgegenderError(f"--target myriad runs FP16 only (the NCS2 computes in FP16); drop --precision {args.precision}")
-    if args.precision == "INT8" and not args.calibration:
-        raise AgegenderError("--precision INT8 needs --calibration LMDB (e.g. data/lmdb/age_train_lmdb) to quantize with")
-    if args.calibration and args.precision != "INT8":
+def _check_options(options: Options) -> None:
+    if options.target is None:
+        raise AgegenderError(f"device {options.device!r} is not one of {', '.join(FAMILY)}")
+    if options.precision not in PRECISIONS:
+        raise AgegenderError(f"precision {options.precision!r} is not one of {', '.join(PRECISIONS)}")
+    if options.check not in CHECKS:
+        raise AgegenderError(f"check {options.check!r} is not one of {', '.join(CHECKS)}")
+    if options.target == "myriad" and options.precision != "FP16":
+        raise AgegenderError(f"--device MYRIAD runs FP16 only (the NCS2 computes in FP16); "
+                             f"drop --precision {options.precision}")
+    if options.precision == "INT8" and not options.calibration:
+        raise AgegenderError("--precision INT8 needs --calibration LMDB (e.g. data/lmdb/age_train_lmdb) "
+                             "to quantize with")
+    if options.calibration and options.precision != "INT8":
         raise AgegenderError("--calibration is for --precision INT8")
-    if args.calibration_size < 1 or args.check_inputs < 1 or (args.batch is not None and args.batch < 1):
+    if options.calibration_size < 1 or options.check_inputs < 1 or (options.batch is not None and options.batch < 1):
         raise AgegenderError("--batch, --calibration-size and --check-inputs must be at least 1")
 
 
@@ -146,18 +190,18 @@ def model_ops(model) -> set[tuple[str, str]]:
     return {(op.get_type_info().name, op.get_type_info().version_id) for op in model.get_ordered_ops()}
 
 
-def _quantize(args, model, net: Net, mean, classes: list[str], staged: Path) -> dict:
+def _quantize(options: Options, model, net: Net, mean, classes: list[str], staged: Path) -> dict:
     """Save the INT8 model at ``staged``; returns the calibration facts and the comparison with FP32."""
     import openvino as ov
 
     from agegender.deploy import quantize as q
 
     crop = net.blob_shapes[net.inputs[0]][-1]
-    inputs = q.calibration_inputs(args.calibration, mean, crop, args.calibration_size)
-    short = f" (all it holds; {args.calibration_size} requested)" if len(inputs) < args.calibration_size else ""
-    print(f"INT8: calibrating on {len(inputs)} images from {args.calibration}{short}", file=sys.stderr)
-    ov.save_model(q.quantize(model, inputs, args.target), staged, compress_to_fp16=False)
-    test_lmdb = args.test_lmdb or q.default_test_lmdb(args.calibration)
+    inputs = q.calibration_inputs(options.calibration, mean, crop, options.calibration_size)
+    short = f" (all it holds; {options.calibration_size} requested)" if len(inputs) < options.calibration_size else ""
+    print(f"INT8: calibrating on {len(inputs)} images from {options.calibration}{short}", file=sys.stderr)
+    ov.save_model(q.quantize(model, inputs, options.target), staged, compress_to_fp16=False)
+    test_lmdb = options.test_lmdb or q.default_test_lmdb(options.calibration)
     if test_lmdb is None:
         print("INT8: no test LMDB (give --test-lmdb) - accuracy, size and throughput against FP32 not measured",
               file=sys.stderr)
@@ -170,13 +214,14 @@ def _quantize(args, model, net: Net, mean, classes: list[str], staged: Path) -> 
 
 
 def _labels(labels: str | None, net: Net) -> tuple[str, list[str]]:
-    """(task, class names) from --labels, else from the number of outputs (9 age, 2 gender), else ("", numbers)."""
+    """(task, class names) from --labels, else the task with as many classes as the net has outputs,
+    else ("", numbers)."""
     n_classes = int(np.prod(net.blob_shapes[net.outputs[-1]][1:]))
-    if labels and len(CLASSES[labels]) != n_classes:
-        raise AgegenderError(f"--labels {labels} names {len(CLASSES[labels])} classes but output "
+    if labels and len(get_task(labels).classes) != n_classes:
+        raise AgegenderError(f"--labels {labels} names {len(get_task(labels).classes)} classes but output "
                              f"'{net.outputs[-1]}' has {n_classes}")
-    task = labels or {len(names): task for task, names in CLASSES.items()}.get(n_classes, "")
-    return task, list(CLASSES[task]) if task else [str(i) for i in range(n_classes)]
+    task = labels or getattr(by_outputs(n_classes), "name", "")
+    return task, list(TASKS[task].classes) if task else [str(i) for i in range(n_classes)]
 
 
 def _heads(labels: str | None, net: Net) -> list[dict]:
@@ -191,7 +236,8 @@ def _heads(labels: str | None, net: Net) -> list[dict]:
     if labels:
         raise AgegenderError(f"--labels names the task of a one-output net; {net.name}'s outputs "
                              f"({', '.join(net.outputs)}) are each named by their task (prob_age, prob_gender)")
-    return [{"task": task, "classes": list(CLASSES[task]), "output_name": output} for output, task in named.items()]
+    return [{"task": task, "classes": list(TASKS[task].classes), "output_name": output}
+            for output, task in named.items()]
 
 
 # --- verification -------------------------------------------------------------------------------------------
@@ -297,7 +343,8 @@ def verify(xml: Path, net: Net, reference: tuple[str, Forward] | None, mean: np.
           f"(relative {relative:.3g}), top-1 agreement {agree}/{decisions}")
     limit = TOLERANCE.get(precision)
     if limit is not None and relative > limit:
-        raise AgegenderError(f"the {precision} IR does not match {name} (relative difference {relative:.3g} > {limit}); "
+        raise AgegenderError(f"the {precision} IR does not match {name} "
+                             f"(relative difference {relative:.3g} > {limit}); "
                              f"nothing written - please report this with the prototxt")
     return result
 
@@ -326,10 +373,12 @@ def detection_difference(ours: np.ndarray, theirs: np.ndarray, threshold: float 
 
 # --- outputs ------------------------------------------------------------------------------------------------
 
-def _write_sidecar(args, xml: Path, net: Net, heads: list[dict], prototxt: Path, weights: Path,
+def _write_sidecar(options: Options, xml: Path, net: Net, heads: list[dict], sources: tuple[Path, Path],
                    mean: np.ndarray | None, verification: dict) -> None:
+    """The .json beside the IR: ``heads`` is [{task, classes, output_name}], ``sources`` (prototxt, caffemodel)."""
     from agegender.deploy.metadata import IRMetadata, sha256_file, write_metadata
 
+    prototxt, weights = sources
     input_shape = list(net.blob_shapes[net.inputs[0]])
     mean_fields = {}
     if mean is not None:
@@ -339,11 +388,11 @@ def _write_sidecar(args, xml: Path, net: Net, heads: list[dict], prototxt: Path,
     resize = list(mean.shape[1:]) if mean is not None and mean.shape[1:] != (1, 1) else input_shape[2:]
     source = {"prototxt": str(prototxt), "prototxt_sha256": sha256_file(prototxt),
               "caffemodel": str(weights), "caffemodel_sha256": sha256_file(weights)}
-    if args.mean:
-        source |= {"mean": args.mean, "mean_source_sha256": sha256_file(args.mean)}
+    if options.mean:
+        source |= {"mean": str(options.mean), "mean_source_sha256": sha256_file(options.mean)}
     meta = IRMetadata(task=heads[0]["task"], classes=heads[0]["classes"], heads=heads,
                       input_name=net.inputs[0], output_name=heads[0]["output_name"], input_shape=input_shape,
-                      resize=resize, crop=input_shape[-1], precision=args.precision, target=args.target,
+                      resize=resize, crop=input_shape[-1], precision=options.precision, target=options.target,
                       source=source, verification=verification, **mean_fields)
     write_metadata(xml, meta)
 

@@ -1,27 +1,30 @@
-"""Faces in a photo: OpenCV's Haar cascade (shipped with opencv-python), framed like the training chips.
+"""Faces in a photo, cropped the way the training chips were: one face pipeline for run_inference.py and the
+dataset stage (same image -> same crops).
 
-The nets were trained on UTKFace "aligned & cropped" 200x200 chips. On 185 of 430 chips where the Haar
-cascade found one face, the chip extended beyond the Haar box by (median) 9% of the box width on the left,
-10% on the right, 2% above and 17% below: CHIP_FRAME crops a detected face the same way, so a face
-from a photo reaches the nets framed as the training faces were.
+A detector (agegender.deploy.detectors: Haar, MTCNN, UltraFace, YuFaceDetectNet) gives boxes and, for MTCNN,
+5 landmarks. A box is grown by the detector's own margins, measured on UTKFace "aligned & cropped" chips
+(benchmarks/measure_margins.py), so a face from a photo reaches the nets framed as the training faces were.
+With landmarks the crop is aligned instead: the similarity transform that puts the 5 landmarks where MTCNN
+finds them on a median UTKFace chip (Umeyama's least squares, as OpenCV's ``estimateAffinePartial2D`` without
+RANSAC), warped to a 200x200 chip (``cv2.warpAffine``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from agegender.deploy import detectors
 from agegender.errors import AgegenderError
 from agegender.preprocess import to_bgr
 
-FACE_MODES = ("auto", "haar", "none")
-CHIP_FRAME = (0.09, 0.02, 0.10, 0.17)  # left, top, right, bottom margins, as fractions of the Haar box
-DETECT_MAX_SIDE = 640       # larger photos are detected on a downscaled copy (faces are cropped at full size)
-MIN_FACE_FRACTION = 1 / 20  # smallest face searched for, as a fraction of the photo's short side
+FACE_MODES = ("auto", "detect", "haar", "none")
 CROP_ASPECT = (0.8, 1.25)   # an image of this aspect ratio and at most CROP_MAX_SIDE pixels ...
 CROP_MAX_SIDE = 512         # ... "looks like a face crop" (UTKFace chips are 200x200)
 CROP_FACE_AREA = 0.5        # a face whose frame covers this much of such an image means the image is the face
+CROP_NO_DETECT_SIDE = 256   # a face-crop-like image this small is used whole without running the detector
+CHIP_SIZE = 200             # side of an aligned crop, as UTKFace's chips
 
 
 @dataclass(frozen=True)
@@ -44,18 +47,29 @@ class Box:
 
 @dataclass(frozen=True)
 class Faces:
-    """Where the faces of one image are, and how they were found:
-    "detected" (Haar boxes), "whole" (--faces none), "crop" (auto: the image itself is a face crop)."""
+    """Where the faces of one image are, and how they were found: "detected" (detector boxes, framed),
+    "whole" (--faces none), "crop" (auto: the image itself is a face crop). ``detected``: the detector's
+    faces, also when the image was used whole; None when the detector did not run. ``landmarks``: per box,
+    5 x 2 landmarks in image pixels (the crop is then aligned), or None."""
     boxes: list[Box]
     source: str
-    detected: int  # Haar detections, also when the image was used whole
+    detected: int | None
+    landmarks: list[np.ndarray | None] = field(default_factory=list)
+
+    def crop(self, image: np.ndarray, index: int) -> np.ndarray:
+        """Face ``index`` as the nets get it: aligned by its landmarks, else cut out of its framed box."""
+        points = self.landmarks[index] if self.landmarks else None
+        return self.boxes[index].crop(image) if points is None else align(image, points)
+
+    def crops(self, image: np.ndarray) -> list[np.ndarray]:
+        return [self.crop(image, index) for index in range(len(self.boxes))]
 
 
 def whole(image: np.ndarray) -> Box:
     return Box(0, 0, image.shape[1], image.shape[0])
 
 
-def frame(box: Box, height: int, width: int, margins: tuple[float, float, float, float] = CHIP_FRAME) -> Box:
+def frame(box: Box, height: int, width: int, margins: tuple[float, float, float, float]) -> Box:
     """The detected box grown by ``margins`` (left, top, right, bottom fractions of its size), clipped to the image."""
     left, top, right, bottom = margins
     x0 = max(0, int(round(box.x - left * box.w)))
@@ -65,54 +79,78 @@ def frame(box: Box, height: int, width: int, margins: tuple[float, float, float,
     return Box(x0, y0, x1 - x0, y1 - y0)
 
 
-def looks_like_face_crop(image: np.ndarray) -> bool:
+def similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """2 x 3 matrix of the rotation + uniform scale + shift taking ``source`` points closest to ``target``
+    (Umeyama 1991, least squares; what ``cv2.estimateAffinePartial2D`` fits, without its RANSAC)."""
+    src, dst = np.asarray(source, np.float64), np.asarray(target, np.float64)
+    src_mean, dst_mean = src.mean(0), dst.mean(0)
+    a, b = src - src_mean, dst - dst_mean
+    u, s, vt = np.linalg.svd(b.T @ a / len(src))
+    d = np.diag([1.0, np.sign(np.linalg.det(u @ vt))])
+    rotation = u @ d @ vt
+    scale = np.trace(np.diag(s) @ d) / a.var(0).sum()
+    return np.hstack([scale * rotation, (dst_mean - scale * rotation @ src_mean)[:, None]])
+
+
+def align(image: np.ndarray, landmarks: np.ndarray, template=None, size: int = CHIP_SIZE) -> np.ndarray:
+    """A size x size chip with the 5 landmarks moved onto ``template`` (default: MTCNN's median landmarks on
+    UTKFace's 200x200 chips, scaled to ``size``); outside the image, the border pixels are repeated."""
+    points = np.asarray(template or detectors.REGISTRY["mtcnn"].template, np.float64) * size / CHIP_SIZE
+    matrix = similarity(landmarks, points)
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def looks_like_face_crop(image: np.ndarray, max_side: int = CROP_MAX_SIDE) -> bool:
     height, width = image.shape[:2]
-    return CROP_ASPECT[0] <= width / height <= CROP_ASPECT[1] and max(height, width) <= CROP_MAX_SIDE
+    return CROP_ASPECT[0] <= width / height <= CROP_ASPECT[1] and max(height, width) <= max_side
 
 
 class FaceFinder:
-    """``find(image)`` -> Faces, by mode: "haar" detects; "none" takes the image as one face crop (as the
-    original run_inference.py did); "auto" detects, but an image that looks like a face crop (near-square,
-    <= 512 px) is used whole when no face is found in it or a found face fills it, since the nets were
-    trained on such whole crops."""
+    """``find(image)`` -> Faces, by mode: "detect" (and "haar", which also picks the Haar cascade) detects;
+    "none" takes the image as one face crop (as the original run_inference.py did); "auto" detects, but
+    uses whole an image that looks like a face crop: without detecting when it is at most 256 px, else
+    when no face is found in it or a found face fills it, since the nets were trained on such whole crops.
 
-    def __init__(self, mode: str = "auto"):
+    ``detector``: a loaded detectors.Detector (default: the Haar cascade). Thread-safe: decode/detect
+    workers share one finder."""
+
+    def __init__(self, mode: str = "auto", detector: detectors.Detector | None = None,
+                 no_detect_side: int = CROP_NO_DETECT_SIDE):
+        """``no_detect_side`` 0: auto detects on every image (as before face crops skipped the detector)."""
         if mode not in FACE_MODES:
             raise AgegenderError(f"--faces {mode!r}: choose one of {', '.join(FACE_MODES)}")
-        self.mode = mode
-        self._cascade = _haar_cascade() if mode != "none" else None
+        self.mode, self.no_detect_side = mode, no_detect_side
+        if mode != "none" and (detector is None or (mode == "haar" and detector.name != "haar")):
+            detector = detectors.load("haar", [])
+        self.detector = detector if mode != "none" else None
+        self.detected_any = False  # whether the detector ran on any image
+        self.hint: str | None = None  # how to get a better detector, said once after a run that used this one
 
     def find(self, image: np.ndarray) -> Faces:
         if self.mode == "none":
             return Faces([whole(image)], "whole", 0)
-        boxes = self.detect(image)
+        if self.mode == "auto" and looks_like_face_crop(image, self.no_detect_side):
+            return Faces([whole(image)], "crop", None)
+        found = self.detect(image)
+        boxes = [box for box, _ in found]
         if self.mode == "auto" and looks_like_face_crop(image):
             area = image.shape[0] * image.shape[1]
             if not boxes or any(box.area >= CROP_FACE_AREA * area for box in boxes):
                 return Faces([whole(image)], "crop", len(boxes))
-        return Faces(boxes, "detected", len(boxes))
+        return Faces(boxes, "detected", len(boxes), [points for _, points in found])
 
-    def detect(self, image: np.ndarray) -> list[Box]:
-        """Haar boxes framed like the training chips, in full-resolution pixels, left to right."""
-        gray = cv2.cvtColor(to_bgr(image), cv2.COLOR_BGR2GRAY)
-        height, width = gray.shape
-        scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
-        if scale < 1.0:
-            gray = cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-        smallest = max(24, int(min(gray.shape) * MIN_FACE_FRACTION))
-        found = self._cascade.detectMultiScale(cv2.equalizeHist(gray), scaleFactor=1.1, minNeighbors=5,
-                                               minSize=(smallest, smallest))
-        boxes = [Box(*(int(round(v / scale)) for v in box)) for box in found]
-        return sorted((frame(box, height, width) for box in boxes), key=lambda box: (box.x, box.y))
-
-
-def _haar_cascade() -> cv2.CascadeClassifier:
-    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():
-        raise AgegenderError(f"OpenCV's Haar face cascade is missing ({path}); reinstall opencv-python-headless "
-                             f"or use --faces none with face crops")
-    return cascade
+    def detect(self, image: np.ndarray) -> list[tuple[Box, np.ndarray | None]]:
+        """The detector's faces, each box framed like the training chips (in full-resolution pixels, left to
+        right) with its landmarks or None."""
+        bgr = to_bgr(image)
+        height, width = bgr.shape[:2]
+        self.detected_any = True
+        out = []
+        for det in self.detector.detect(bgr):
+            x0, y0, x1, y1 = det.box
+            raw = Box(int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)))
+            out.append((frame(raw, height, width, self.detector.margins), det.landmarks))
+        return [(box, points) for box, points in out if box.w > 0 and box.h > 0]
 
 
 def draw(image: np.ndarray, labelled: list[tuple[Box, str]]) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from agegender.errors import AgegenderError
 from agegender.fileio import write_text_atomic
-from agegender.labels import CLASSES
+from agegender.tasks import TASKS
 
 FORMAT = "agegender-ir/1"
 
@@ -71,7 +71,7 @@ def output_task(output: str, n_classes: int) -> str:
     """The task a net output names (``prob_age`` -> age, ``prob_gender`` -> gender) when its class count is
     that task's; "" otherwise (MTCNN's ``prob1`` and ``conv4-2`` name none)."""
     suffix = output.rsplit("_", 1)[-1]
-    return suffix if suffix in CLASSES and len(CLASSES[suffix]) == n_classes else ""
+    return suffix if suffix in TASKS and len(TASKS[suffix].classes) == n_classes else ""
 
 
 def metadata_path(xml: str | os.PathLike) -> Path:
@@ -86,7 +86,7 @@ def read_metadata(xml: str | os.PathLike) -> IRMetadata:
     path = metadata_path(xml)
     if not path.is_file():
         raise AgegenderError(f"IR metadata not found: {path} (written by `agegender compile` beside {Path(xml).name}); "
-                             f"recompile with compile2Movidius.sh")
+                             f"recompile with `agegender compile`")
     try:
         data = json.loads(path.read_text())
         if not isinstance(data, dict):
@@ -95,4 +95,4 @@ def read_metadata(xml: str | os.PathLike) -> IRMetadata:
             raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
         return IRMetadata(**data)
     except (ValueError, TypeError) as exc:
-        raise AgegenderError(f"IR metadata {path} is not valid ({exc}); recompile with compile2Movidius.sh") from None
+        raise AgegenderError(f"IR metadata {path} is not valid ({exc}); recompile with `agegender compile`") from None

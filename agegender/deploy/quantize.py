@@ -18,6 +18,7 @@ import openvino as ov
 from agegender.caffe import datum_to_array, lmdb_size, read_lmdb
 from agegender.errors import AgegenderError
 from agegender.preprocess import transform
+from agegender.scoring import evaluate
 
 FP32_CPU = {"INFERENCE_PRECISION_HINT": "f32"}  # no silent bf16/fp16 on CPUs that have them
 
@@ -83,8 +84,6 @@ class VariantScore:
 
 def _accuracy(compiled: ov.CompiledModel, test_lmdb: str, mean: np.ndarray | None, crop: int,
               classes: Sequence[str]) -> float:
-    from agegender.evaluate import evaluate
-
     requests = _requests(compiled)
 
     def predict(batch: np.ndarray) -> np.ndarray:

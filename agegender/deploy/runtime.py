@@ -5,12 +5,18 @@ notice), caches the compiled model so the next start is fast, loads and checks t
 preprocesses images exactly as training did. ``predict`` runs a batch; ``pipeline`` keeps many requests
 in flight (OpenVINO's AsyncInferQueue) for folders and videos. A graph with several heads (AgeGenderNet) is
 one Classifier whose ``predict_heads`` gives every head from one inference; ``for_head(task)`` is a view that
-reads one head, sharing the compiled model.
+reads one head, sharing the compiled model. ``pick_ir`` chooses between a net's FP16 IR and its INT8 CPU build.
+
+On a CPU the nets run in f32 (``INFERENCE_PRECISION_HINT``): OpenVINO's Arm CPU plugin otherwise infers in
+f16 on cores that have it (a Raspberry Pi 5's Cortex-A76), which moves probabilities by up to 0.02 and flips
+near ties; with f32 an x86 PC, a Pi 4 and a Pi 5 give the same answers (scripts/check_arm64.sh).
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
+import platform
 import sys
 import threading
 from pathlib import Path
@@ -35,6 +41,10 @@ except ImportError:  # OpenVINO <= 2022.3, the last runtime with the NCS2 (MYRIA
 # OpenVINO's AUTO never picks the NPU unless it is named, so the order is ours.
 DEVICE_PREFERENCE = ("NPU", "GPU", "CPU")
 LATENCY, THROUGHPUT = "LATENCY", "THROUGHPUT"
+CPU_PRECISION = "f32"  # INFERENCE_PRECISION_HINT on CPUs: the same answers on x86 and on every Arm core
+INT8_SUFFIX = "_int8"  # graph/AgeNet_int8.xml: compile2Movidius.sh's INT8 CPU build beside graph/AgeNet.xml
+INT8_MAX_DROP_POINTS = 1.0  # an INT8 build is used only when its measured accuracy is within this of FP32
+INT8_MACHINES = ("x86_64", "amd64")  # where the INT8 build's accuracy and speed were measured (see pick_ir)
 
 _core: Core | None = None
 
@@ -86,6 +96,61 @@ def device_name(device: str) -> str:
         return device
 
 
+def is_cpu(device: str) -> bool:
+    return device.split(".")[0].upper() == "CPU"
+
+
+def pick_ir(graph_dir: Path, name: str, device: str, on_notice: Callable[[str], None] = notice) -> Path:
+    """``graph_dir/NAME.xml`` (FP16: CPU, GPU, NPU, NCS2), or on an x86-64 CPU its INT8 build
+    ``NAME_int8.xml`` when present, compiled from the same prototxt and caffemodel, and its sidecar's
+    measured accuracy (compile's INT8-vs-FP32 report on the test LMDB, run by x86's INT8 kernels) is at
+    most INT8_MAX_DROP_POINTS below FP32. An INT8 build that fails a condition is skipped with a notice
+    saying which. Arm CPUs keep the FP16 IR: their INT8 kernels differ (an emulated Cortex-A72 moved the
+    probabilities by 3e-4 against x86's), so the recorded accuracy would not be theirs."""
+    default, int8 = graph_dir / f"{name}.xml", graph_dir / f"{name}{INT8_SUFFIX}.xml"
+    if not (is_cpu(device) and platform.machine().lower() in INT8_MACHINES and int8.is_file() and default.is_file()):
+        return default
+    why = _int8_refusal(read_metadata(int8), read_metadata(default))
+    if why:
+        on_notice(f"{int8} {why}; using {default.name}")
+        return default
+    return int8
+
+
+def _int8_refusal(int8: IRMetadata, main: IRMetadata) -> str | None:
+    """Why an INT8 build may not stand in for the main IR, or None."""
+    if any(int8.source.get(key) != main.source.get(key) for key in ("prototxt_sha256", "caffemodel_sha256")):
+        return "was compiled from another prototxt or caffemodel"
+    drop = int8.verification.get("int8_vs_fp32", {}).get("accuracy_drop_points")
+    if drop is None:
+        return "has no accuracy report against FP32"
+    if drop > INT8_MAX_DROP_POINTS:
+        return f"loses {drop:.1f} points of accuracy against FP32 (at most {INT8_MAX_DROP_POINTS:g} allowed)"
+    return None
+
+
+def device_config(device: str, hint: str) -> dict[str, str]:
+    """compile_model's settings: the performance hint, and f32 arithmetic on a CPU (see the module's doc)."""
+    config = {"PERFORMANCE_HINT": hint}
+    if is_cpu(device):
+        config["INFERENCE_PRECISION_HINT"] = CPU_PRECISION
+    return config
+
+
+def cache_key(device: str, config: dict[str, str]) -> str:
+    """The model cache's subfolder for this device and precision. OpenVINO's own key covers the model and
+    the settings but not which CPU compiled it, so without this an f16 blob compiled on one core would be
+    loaded on another; the key names the architecture, the device, its capabilities and the precision."""
+    try:
+        capabilities = ",".join(core().get_property(device, "OPTIMIZATION_CAPABILITIES"))
+    except RuntimeError:
+        capabilities = ""
+    precision = config.get("INFERENCE_PRECISION_HINT", "default")
+    identity = "|".join((platform.machine(), device, device_name(device), capabilities, precision))
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    return f"{device.split('.')[0]}-{platform.machine()}-{precision}-{digest}"
+
+
 def load_mean(meta: IRMetadata, graph_dir: Path, mean_file: str | os.PathLike | None) -> np.ndarray | None:
     """The (C, H, W) mean the graph was compiled with: the sidecar's ``mean_file`` (its sha256 checked),
     or ``mean_file`` when given, checked against the sidecar's. None when the net has no mean."""
@@ -95,10 +160,10 @@ def load_mean(meta: IRMetadata, graph_dir: Path, mean_file: str | os.PathLike | 
             return None
         if not recorded.is_file():
             raise AgegenderError(f"mean file {recorded} named by the graph's sidecar is missing; "
-                                 f"pass --mean_file or recompile with compile2Movidius.sh")
+                                 f"pass --mean or recompile with `agegender compile`")
         if meta.mean_sha256 and sha256_file(recorded) != meta.mean_sha256:
             raise AgegenderError(f"mean file {recorded} has changed since the graph was compiled (its sha256 "
-                                 f"differs from the sidecar's); restore it or recompile with compile2Movidius.sh")
+                                 f"differs from the sidecar's); restore it or recompile with `agegender compile`")
         mean_file = recorded
     mean_file = require_file(mean_file, "mean file")
     mean = read_mean(mean_file)
@@ -107,7 +172,8 @@ def load_mean(meta: IRMetadata, graph_dir: Path, mean_file: str | os.PathLike | 
     expected = (meta.input_shape[1], *meta.resize)
     if mean.shape[0] != meta.input_shape[1] or mean.shape[1:] not in ((1, 1), tuple(meta.resize)):
         raise AgegenderError(f"mean file {mean_file} is {'x'.join(map(str, mean.shape))} but the graph expects "
-                             f"{'x'.join(map(str, expected))} (images are resized to {meta.resize[0]}x{meta.resize[1]})")
+                             f"{'x'.join(map(str, expected))} "
+                             f"(images are resized to {meta.resize[0]}x{meta.resize[1]})")
     return mean
 
 
@@ -145,7 +211,8 @@ class Classifier:
             raise AgegenderError(f"{self.xml}: sidecar colour order {self.meta.color_order!r} is neither BGR nor RGB")
         self.mean = load_mean(self.meta, self.xml.parent, mean_file)
         model = self._read_model()
-        self.cache_dir = _usable_cache_dir(default_cache_dir() if cache_dir is None else cache_dir)
+        self._cache_root = str(default_cache_dir() if cache_dir is None else cache_dir)  # "": no cache
+        self.cache_dir: Path | None = None
         requested, message = pick_device(device, core().available_devices)
         if message:
             on_notice(message)
@@ -184,14 +251,15 @@ class Classifier:
             model = core().read_model(str(self.xml))
         except RuntimeError as exc:
             raise AgegenderError(f"graph {self.xml} is not a readable OpenVINO IR ({_first_line(exc)}); "
-                                 f"recompile with compile2Movidius.sh") from None
+                                 f"recompile with `agegender compile`") from None
         if len(model.inputs) != 1:
             raise AgegenderError(f"graph {self.xml} has {len(model.inputs)} inputs; a classifier has one image input")
         shape = model.input(0).get_partial_shape()
         dims = [d.get_length() if d.is_static else -1 for d in shape]
         if len(dims) != 4 or dims[1:] != list(self.input_shape):
             raise AgegenderError(f"graph {self.xml} takes input {'x'.join(map(str, dims))} but its sidecar says "
-                                 f"{'x'.join(map(str, self.meta.input_shape))}; the .xml and .json do not belong together")
+                                 f"{'x'.join(map(str, self.meta.input_shape))}; "
+                                 f"the .xml and .json do not belong together")
         if dims[0] != 1:  # one image per request; batches are pipelined, which every device supports
             model.reshape({model.input(0).get_any_name(): [1, *self.input_shape]})
         for head in self.meta.head_list():
@@ -202,7 +270,9 @@ class Classifier:
         return model
 
     def _compile(self, model, device: str, hint: str, on_notice: Callable[[str], None]):
-        config = {"PERFORMANCE_HINT": hint}
+        config = device_config(device, hint)
+        key = cache_key(device, config)
+        self.cache_dir = _usable_cache_dir(Path(self._cache_root, key)) if self._cache_root else None
         if self.cache_dir:
             config["CACHE_DIR"] = str(self.cache_dir)
         try:
@@ -348,11 +418,9 @@ def _output_size(model, name: str) -> int:
     return int(np.prod([d.get_length() for d in shape][1:]))
 
 
-def _usable_cache_dir(path: str | os.PathLike) -> Path | None:
-    """The model-cache folder, created; None (no cache, still correct, only slower to start) when ""
-    or when it cannot be created (read-only home on a kiosk, say)."""
-    if not str(path):
-        return None
+def _usable_cache_dir(path: Path) -> Path | None:
+    """The model-cache folder, created; None (no cache, still correct, only slower to start) when it
+    cannot be created (read-only home on a kiosk, say)."""
     try:
         Path(path).mkdir(parents=True, exist_ok=True)
     except OSError:

@@ -15,7 +15,7 @@ from agegender.caffe import caffe_pb2, read_caffemodel, read_lmdb, read_net
 from agegender.caffe.blob import blob_fits, blob_shape, blob_to_array
 from agegender.caffe.datum import datum_to_array
 from agegender.errors import AgegenderError
-from agegender.layers.spec import DataSpec, LayerSpec, SUPPORTED_TYPES, Shape, parse_layer
+from agegender.layers.spec import SUPPORTED_TYPES, DataSpec, LayerSpec, Shape, parse_layer
 
 
 @dataclass
@@ -70,7 +70,7 @@ def lmdb_datum_shape(source: str) -> Shape:
     """(C, H, W) of the first record of an LMDB, as Caffe's DataLayer does at set-up."""
     for _, datum in read_lmdb(source):
         return datum_to_array(datum).shape
-    raise AgegenderError(f"LMDB {source} holds no records; rebuild it with create_lmdb.sh")
+    raise AgegenderError(f"LMDB {source} holds no records; rebuild it with `agegender lmdb`")
 
 
 @dataclass
@@ -82,7 +82,8 @@ class Net:
     source: str = "net"
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, phase: str = "TEST", stages: Sequence[str] = (), level: int = 0) -> "Net":
+    def from_file(cls, path: str | os.PathLike, phase: str = "TEST", stages: Sequence[str] = (),
+                  level: int = 0) -> "Net":
         return cls.from_proto(read_net(path), phase, stages, level, source=str(path))
 
     @classmethod
@@ -112,12 +113,14 @@ class Net:
             raise self._fail(layer, str(exc)) from None
         low, high = spec.n_bottoms
         if len(layer.bottom) < low or (high >= 0 and len(layer.bottom) > high):
-            raise self._fail(layer, f"takes {low if low == high else f'{low} or more'} bottom(s), got {len(layer.bottom)}")
+            wanted = low if low == high else f"{low} or more"
+            raise self._fail(layer, f"takes {wanted} bottom(s), got {len(layer.bottom)}")
         if not layer.top and spec.needs_top:
             raise self._fail(layer, "has no top")
         if set(layer.top) & set(layer.bottom) and not spec.in_place:
-            raise self._fail(layer, f"cannot compute in place (top '{(set(layer.top) & set(layer.bottom)).pop()}' is also "
-                                    f"its bottom; Caffe would give wrong results): give the top a new name")
+            shared = (set(layer.top) & set(layer.bottom)).pop()
+            raise self._fail(layer, f"cannot compute in place (top '{shared}' is also its bottom; Caffe would give "
+                                    f"wrong results): give the top a new name")
         missing = [b for b in layer.bottom if b not in self.blob_shapes]
         if missing:
             raise self._fail(layer, f"bottom '{missing[0]}' is not produced by any earlier layer in phase {self.phase}")
@@ -181,7 +184,8 @@ class Net:
             if len(blobs) != len(node.blob_shapes) or not all(map(blob_fits, blobs, node.blob_shapes)):
                 raise AgegenderError(f"{model_name}: {node.describe()} has weights of shape "
                                      f"{_shapes([blob_shape(b) for b in blobs])} but {self.source} needs "
-                                     f"{_shapes(node.blob_shapes)}; fix the prototxt or rename the layer to train it anew")
+                                     f"{_shapes(node.blob_shapes)}; "
+                                     f"fix the prototxt or rename the layer to train it anew")
             weights[node.name] = [blob_to_array(b, s).astype(np.float32) for b, s in zip(blobs, node.blob_shapes)]
         return weights
 

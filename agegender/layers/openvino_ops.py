@@ -409,7 +409,8 @@ def _scale_affine(node: Node, blobs: Sequence[np.ndarray], channels: int) -> tup
     return factor.astype(np.float32), shift.astype(np.float32)
 
 
-def fold_into_convolutions(net: Net, weights: dict[str, list[np.ndarray]]) -> tuple[dict[str, list[np.ndarray]], set[str]]:
+def fold_into_convolutions(net: Net, weights: dict[str, list[np.ndarray]]
+                           ) -> tuple[dict[str, list[np.ndarray]], set[str]]:
     """Fold each BatchNorm/Scale whose input is a Convolution's output that nothing else reads into that
     convolution's weights and bias. Returns the new weights and the names of the folded layers."""
     producer: dict[str, str] = {}

@@ -29,7 +29,8 @@ def _axis(axis: int, ndim: int) -> int:
     return axis % ndim
 
 
-def _filler(param: caffe_pb2.FillerParameter, default_type: str = "constant", value: float = 0.0) -> caffe_pb2.FillerParameter:
+def _filler(param: caffe_pb2.FillerParameter, default_type: str = "constant",
+            value: float = 0.0) -> caffe_pb2.FillerParameter:
     """The filler as written, or Caffe's default for that blob."""
     if param.ByteSize():
         return param
@@ -292,7 +293,8 @@ class PoolingSpec(LayerSpec):
                           _opt(p, "kernel_h"), _opt(p, "kernel_w"), 0, "kernel")
         if not p.global_pooling and min(kernel) <= 0:
             raise ValueError("pooling_param needs kernel_size (or kernel_h and kernel_w, or global_pooling)")
-        stride = _spatial([p.stride] if p.HasField("stride") else [], _opt(p, "stride_h"), _opt(p, "stride_w"), 1, "stride")
+        stride = _spatial([p.stride] if p.HasField("stride") else [], _opt(p, "stride_h"), _opt(p, "stride_w"), 1,
+                          "stride")
         pad = _spatial([p.pad] if p.HasField("pad") else [], _opt(p, "pad_h"), _opt(p, "pad_w"), 0, "pad")
         if p.global_pooling and (max(kernel) or max(pad) or max(stride) != 1):
             raise ValueError("global_pooling takes no kernel size, no pad and stride 1")
@@ -518,7 +520,8 @@ class ConcatSpec(LayerSpec):
     def top_shapes(self, bottoms, n_tops):
         axis = _axis(self.axis, len(bottoms[0]))
         for shape in bottoms[1:]:
-            if len(shape) != len(bottoms[0]) or any(a != b for i, (a, b) in enumerate(zip(shape, bottoms[0])) if i != axis):
+            if len(shape) != len(bottoms[0]) or any(a != b for i, (a, b) in enumerate(zip(shape, bottoms[0]))
+                                                    if i != axis):
                 raise ValueError(f"cannot concatenate {bottoms[0]} and {shape} along axis {axis}")
         return [(*bottoms[0][:axis], sum(s[axis] for s in bottoms), *bottoms[0][axis + 1:])]
 

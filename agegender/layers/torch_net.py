@@ -15,9 +15,9 @@ from torch import Tensor, nn
 
 from agegender.caffe import array_to_blob, caffe_pb2
 from agegender.errors import AgegenderError
+from agegender.layers.fillers import fill
 from agegender.layers.net import Net
 from agegender.layers.torch_ops import FED_TYPES, build_layer
-from agegender.train.fillers import fill
 
 
 @dataclass
@@ -88,7 +88,8 @@ class TorchNet(nn.Module):
         """Feed the Input/Data tops; returns the net's output blobs (and any loss-weighted blob)."""
         missing = [name for name in self.input_names if name not in inputs]
         if missing:
-            raise ValueError(f"net input(s) {', '.join(missing)} not given; the net takes {', '.join(self.input_names)}")
+            raise ValueError(f"net input(s) {', '.join(missing)} not given; "
+                             f"the net takes {', '.join(self.input_names)}")
         blobs = dict(inputs)
         for node, layer in zip(self.nodes, self.layers):
             blobs.update(zip(node.tops, layer(*(blobs[b] for b in node.bottoms))))

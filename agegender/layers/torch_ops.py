@@ -424,7 +424,8 @@ class Crop(CaffeLayer):
     def compute(self, x, reference):
         starts = self.spec.starts([tuple(x.shape), tuple(reference.shape)])
         axis = _axis(self.spec.axis, x)
-        index = tuple(slice(start, start + size) for start, size in zip(starts, (*x.shape[:axis], *reference.shape[axis:])))
+        sizes = (*x.shape[:axis], *reference.shape[axis:])
+        index = tuple(slice(start, start + size) for start, size in zip(starts, sizes))
         return x[index]
 
 

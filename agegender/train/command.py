@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import argparse
 
+from agegender.devices import add_device_argument
+from agegender.errors import AgegenderError
+
+TORCH_DEVICES = {"AUTO": "auto", "CPU": "cpu", "GPU": "cuda"}  # --device -> where PyTorch trains
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--solver", required=True, help="solver prototxt (net, lr policy, snapshots, ...)")
     parser.add_argument("--weights", help="caffemodel(s) to fine-tune from, comma-separated (a folder: its newest "
                                           "snapshot): layers are copied by name, the others start from their fillers")
     parser.add_argument("--snapshot", help=".solverstate to resume training from")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="where to train (default: cuda when available)")
+    add_device_argument(parser, "AUTO", "where PyTorch trains: CPU, GPU (CUDA; cuda is the same) or AUTO, the "
+                        "default: the GPU when there is one")
     parser.add_argument("--max-iter", type=int, help="stop at this iteration instead of the solver's max_iter")
     parser.add_argument("--workers", type=int,
                         help="data worker processes (default: 1 on CPU, up to 8 per GPU; 0 reads in this process)")
@@ -24,6 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from agegender.train.session import Options, build_trainer
 
-    trainer = build_trainer(Options(args.solver, args.weights, args.snapshot, args.device, args.max_iter, args.workers))
+    device = TORCH_DEVICES.get(args.device)
+    if device is None:
+        raise AgegenderError(f"--device {args.device}: PyTorch trains on {', '.join(TORCH_DEVICES)} only "
+                             f"(one GPU per process: launch several GPUs with torchrun, see docs/training.md)")
+    trainer = build_trainer(Options(args.solver, args.weights, args.snapshot, device, args.max_iter, args.workers))
     trainer.solve()
     return 0

@@ -34,7 +34,7 @@ class LmdbRecords:
     def __init__(self, path: str):
         self.path = path
         if lmdb_size(path) == 0:
-            raise AgegenderError(f"LMDB {path} holds no records; rebuild it with create_lmdb.sh")
+            raise AgegenderError(f"LMDB {path} holds no records; rebuild it with `agegender lmdb`")
         with open_lmdb(self.path) as env, env.begin() as txn:
             self.keys = list(txn.cursor().iternext(keys=True, values=False))
 
@@ -52,7 +52,8 @@ class LmdbRecords:
                     image = datum_to_array(datum)
                 except (DecodeError, ValueError) as exc:
                     raise AgegenderError(f"LMDB {self.path}: record {key.decode(errors='replace')} is not a valid "
-                                         f"image Datum ({exc or 'truncated'}); rebuild it with create_lmdb.sh") from None
+                                         f"image Datum ({exc or 'truncated'}); "
+                                         f"rebuild it with `agegender lmdb`") from None
                 yield image, datum.label
 
 
@@ -69,12 +70,13 @@ def load_mean(spec, datum_shape: tuple[int, ...], source: str) -> np.ndarray | N
         mean = read_mean(spec.mean_file)
         if mean.shape[0] != channels or mean.shape[1:] not in ((height, width), (1, 1)):
             raise AgegenderError(f"mean file {spec.mean_file} is {'x'.join(map(str, mean.shape))} but {source} "
-                                 f"holds {channels}x{height}x{width} images; rebuild it with create_mean.sh")
+                                 f"holds {channels}x{height}x{width} images; rebuild it with `agegender mean`")
         return mean
     if spec.mean_value:
         values = np.asarray(spec.mean_value, dtype=np.float32)
         if values.size not in (1, channels):
-            raise AgegenderError(f"{values.size} mean_value(s) for {channels}-channel images in {source}; give 1 or {channels}")
+            raise AgegenderError(f"{values.size} mean_value(s) for {channels}-channel images in {source}; "
+                                 f"give 1 or {channels}")
         return np.broadcast_to(values, (channels,)).copy().reshape(channels, 1, 1)
     return None
 

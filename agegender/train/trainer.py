@@ -67,7 +67,8 @@ def solver_nets(param: caffe_pb2.SolverParameter) -> tuple[NetSource, list[NetSo
     tests += [(read_net(path), path) for path in param.test_net]
     generic = param.HasField("net") or param.HasField("net_param")
     if len(param.test_iter) < len(tests) or (not generic and len(param.test_iter) != len(tests)):
-        raise AgegenderError(f"the solver gives {len(param.test_iter)} test_iter value(s) for {len(tests)} test net(s); "
+        raise AgegenderError(f"the solver gives {len(param.test_iter)} test_iter value(s) "
+                             f"for {len(tests)} test net(s); "
                              f"give test_iter once per test net")
     tests += [(train_proto, train_source)] * (len(param.test_iter) - len(tests))
     if param.test_state and len(param.test_state) != len(tests):
@@ -273,7 +274,8 @@ class Trainer:
         for k in range(iter_size):
             batch = self._next_batch()
             torch.manual_seed(step_seed(self.seed, self.dist.rank, self.solver.iter * iter_size + k))
-            sync = self.model.no_sync() if k < iter_size - 1 and hasattr(self.model, "no_sync") else contextlib.nullcontext()
+            accumulate = k < iter_size - 1 and hasattr(self.model, "no_sync")
+            sync = self.model.no_sync() if accumulate else contextlib.nullcontext()
             with sync:
                 outputs = self.model(batch)
                 loss = self.net.loss(outputs)
@@ -345,8 +347,8 @@ class Trainer:
         if iter_rate:
             tests_left = remaining // p.test_interval if self.tests and p.test_interval else 0
             eta = f", ETA {duration(remaining / iter_rate + tests_left * self._last_test_pass)}"
-        log.info("progress: %d/%d iterations (%.1f%%), %.1f images/s, %.0f%% of it waiting for data%s", self.solver.iter,
-                 p.max_iter, 100 * self.solver.iter / max(p.max_iter, 1), images / train_seconds,
+        log.info("progress: %d/%d iterations (%.1f%%), %.1f images/s, %.0f%% of it waiting for data%s",
+                 self.solver.iter, p.max_iter, 100 * self.solver.iter / max(p.max_iter, 1), images / train_seconds,
                  100 * self.data_seconds / train_seconds, eta)
 
     def snapshot(self) -> None:

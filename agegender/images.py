@@ -1,4 +1,5 @@
-"""Reading face images, with the reason for every failure."""
+"""Reading face images, with the reason for every failure: one reader for the dataset stage (agegender.dataset)
+and the runtime (run_inference.py), so both decode a file exactly alike (OpenCV's IMREAD_COLOR)."""
 from __future__ import annotations
 
 import cv2

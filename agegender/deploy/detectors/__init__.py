@@ -1,0 +1,214 @@
+"""Face detectors behind one interface: ``detector.detect(bgr image) -> [Detection]`` (box, score, optional
+5 landmarks). One registry entry per detector says which files it needs, where they come from (a pinned
+public URL + sha256), and the margins that frame its box like a UTKFace training chip.
+
+Each CNN detector is a real Caffe model compiled to OpenVINO IR by agegender's compiler on first use (see
+``ir.py``) and run on the nets' device. Files are looked up in a --detector-dir, else the graph folder's
+``detectors/`` (where ``download.sh --detector NAME`` puts them); OpenCV's Haar cascade needs none.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from agegender.errors import AgegenderError
+
+Margins = tuple[float, float, float, float]  # left, top, right, bottom, as fractions of the box's width/height
+DETECT_MAX_SIDE = 640       # larger photos are detected on a downscaled copy (faces are cropped at full size)
+MIN_FACE_FRACTION = 1 / 20  # smallest face searched for, as a fraction of the detection image's short side
+LANDMARKS = ("left eye", "right eye", "nose", "mouth left", "mouth right")  # as the person faces the camera: image left first
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face: ``box`` x0, y0, x1, y1 in the image's pixels; ``landmarks`` 5 x 2 (x, y) in LANDMARKS order."""
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A detector: its files (name -> (pinned URL, sha256)), the folders a --detector-dir may keep them in,
+    the margins (median over UTKFace chips, measured by ``benchmarks/measure_margins.py``), and how to build it."""
+    name: str
+    title: str
+    license: str
+    files: dict[str, tuple[str, str]]
+    folders: tuple[str, ...]
+    margins: Margins
+    landmarks: bool
+    build: Callable[[dict[str, Path], str, Path | None], Callable[[np.ndarray], list[Detection]]]
+    measured: str = ""  # how the margins were measured: chips with one face, of how many
+    template: tuple[tuple[float, float], ...] = field(default=())  # median landmarks on a 200x200 UTKFace chip
+
+
+class Detector:
+    """A built detector: ``detect(bgr)`` -> detections sorted left to right, in full-image pixels.
+    Photos larger than DETECT_MAX_SIDE are detected on a downscaled copy; faces smaller than
+    MIN_FACE_FRACTION of the detection image's short side are not searched for (MTCNN) or dropped."""
+
+    def __init__(self, entry: Entry, run: Callable[[np.ndarray, float], list[Detection]], source: str):
+        self.entry, self._run, self.source = entry, run, source
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def margins(self) -> Margins:
+        return self.entry.margins
+
+    def detect(self, bgr: np.ndarray) -> list[Detection]:
+        height, width = bgr.shape[:2]
+        scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
+        small = bgr if scale == 1.0 else cv2.resize(bgr, (round(width * scale), round(height * scale)),
+                                                    interpolation=cv2.INTER_AREA)
+        min_face = min(small.shape[:2]) * MIN_FACE_FRACTION
+        found = [d for d in self._run(small, min_face) if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= min_face]
+        if scale != 1.0:
+            found = [Detection(tuple(v / scale for v in d.box), d.score,
+                               None if d.landmarks is None else d.landmarks / scale) for d in found]
+        return sorted(found, key=lambda d: (d.box[0], d.box[1]))
+
+
+def _rows(boxes: np.ndarray, landmarks: np.ndarray | None = None) -> list[Detection]:
+    return [Detection(tuple(float(v) for v in row[:4]), float(row[4]), None if landmarks is None else landmarks[i])
+            for i, row in enumerate(boxes)]
+
+
+# ------------------------------------------------------------------------------------------- the detectors
+
+def _haar(files, device, cache_dir):
+    """OpenCV's frontal-face Haar cascade (ships with opencv-python), one classifier per thread."""
+    local = threading.local()
+    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+
+    def run(bgr: np.ndarray, min_face: float) -> list[Detection]:
+        cascade = getattr(local, "cascade", None)
+        if cascade is None:
+            cascade = local.cascade = cv2.CascadeClassifier(path)
+            if cascade.empty():
+                raise AgegenderError(f"OpenCV's Haar face cascade is missing ({path}); reinstall "
+                                     f"opencv-python-headless or use --faces none with face crops")
+        gray = cv2.equalizeHist(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+        smallest = max(24, int(min_face))
+        found = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(smallest, smallest))
+        return [Detection((float(x), float(y), float(x + w), float(y + h)), 1.0) for x, y, w, h in found]
+
+    run(np.zeros((32, 32, 3), np.uint8), 24)  # loads the cascade now: a missing file fails at start
+    return run
+
+
+def _mtcnn(files, device, cache_dir):
+    from agegender.deploy.detectors.mtcnn import MIN_FACE, MTCNN
+
+    net = MTCNN(files, device, cache_dir)
+
+    def run(bgr: np.ndarray, min_face: float) -> list[Detection]:
+        boxes, landmarks = net.detect(np.ascontiguousarray(bgr[:, :, ::-1]), max(MIN_FACE, min_face))
+        return _rows(boxes, landmarks)
+
+    return run
+
+
+def _ultraface(files, device, cache_dir):
+    from agegender.deploy.detectors.ultraface import UltraFace
+
+    net = UltraFace(files["RFB-320.prototxt"], files["RFB-320.caffemodel"], device, cache_dir)
+    return lambda bgr, min_face: _rows(net.detect(bgr))
+
+
+def _yunet(files, device, cache_dir):
+    from agegender.deploy.detectors.ssd import YuFaceDetectNet
+
+    net = YuFaceDetectNet(files["yufacedetectnet-open-v2.prototxt"], files["yufacedetectnet-open-v2.caffemodel"],
+                          device, cache_dir)
+    return lambda bgr, min_face: _rows(net.detect(bgr))
+
+
+_MTCNN = "https://raw.githubusercontent.com/kpzhang93/MTCNN_face_detection_alignment/master/code/codes/MTCNNv1/model/"
+_ULTRA = ("https://raw.githubusercontent.com/Linzaer/Ultra-Light-Fast-Generic-Face-Detector-1MB/"
+          "96605d162bf15bdcddfc35d1c1728b0b579e3d23/caffe/model/RFB-320/")
+_YU = "https://raw.githubusercontent.com/ShiqiYu/libfacedetection/2a28111f3963f0cbb3806b95d01dcafcf5cc150a/models/caffe/"
+
+REGISTRY: dict[str, Entry] = {entry.name: entry for entry in (
+    Entry("haar", "OpenCV Haar cascade (frontal faces)", "BSD (OpenCV)", {}, (), (0.10, 0.03, 0.11, 0.18), False,
+          _haar, "205 of 430 UTKFace chips with one face"),
+    Entry("mtcnn", "MTCNN P-, R-, O-Net (kpzhang93), 5 landmarks", "MIT", {
+        "det1.prototxt": (_MTCNN + "det1.prototxt", "adc1756d8515d3ca3a6a186c0fadab66fcae04bd8d3c6388e2fe8797a626dde4"),
+        "det1.caffemodel": (_MTCNN + "det1.caffemodel", "d6085e7f48ba7e6b6f1b58964595f6bce5b97bcc4866751f7b4bdc98f920c096"),
+        "det2.prototxt": (_MTCNN + "det2.prototxt", "077686e89e606354f425366afdb2018777d93c6450b50e2c12301f8a97f6bb47"),
+        "det2.caffemodel": (_MTCNN + "det2.caffemodel", "39b20f7a57bb8176cc9466cea4dfd52da6a6f876de60c7ab222a309f2d0ca08c"),
+        "det3.prototxt": (_MTCNN + "det3.prototxt", "a8385a3aad241acf5902b79466f9a359ea9f03a3b6dcbe1e1efa050908cf7d04"),
+        "det3.caffemodel": (_MTCNN + "det3.caffemodel", "9d6098829a4d6d318f37cec42142465637fafe4c673f2e93b69495bf7ca23d2d"),
+    }, ("mtcnn", "mtcnn-complete"), (0.08, -0.08, 0.09, 0.04), True, _mtcnn, "419 of 430 UTKFace chips with one face",
+        ((59.9, 57.7), (138.5, 57.6), (97.9, 104.7), (66.3, 139.5), (131.5, 139.2))),
+    Entry("ultraface", "Ultra-Light-Fast-Generic-Face-Detector-1MB RFB-320 (Linzaer)", "MIT", {
+        "RFB-320.prototxt": (_ULTRA + "RFB-320.prototxt", "d2d93df9e05dd16888e7fd6b3f13676fc9b5020f07dc7f904e2d6157ecefc9f4"),
+        "RFB-320.caffemodel": (_ULTRA + "RFB-320.caffemodel",
+                               "4a59411c442a649b4adbb353f7ba201492b2ef9f30b65019208252d781501e27"),
+    }, ("ultraface", "RFB-320"), (0.10, 0.08, 0.10, 0.12), False, _ultraface, "407 of 430 UTKFace chips with one face"),
+    Entry("yunet-ssd", "libfacedetection YuFaceDetectNet v2 SSD (Shiqi Yu, 2019)", "BSD-3-Clause", {
+        "yufacedetectnet-open-v2.prototxt": (_YU + "yufacedetectnet-open-v2.prototxt",
+                                             "c1fc589ad16de4b59ec6796560c65fb69cf0abd9375f78411e9a65fd1787613a"),
+        "yufacedetectnet-open-v2.caffemodel": (_YU + "yufacedetectnet-open-v2.caffemodel",
+                                               "6cb11ef465b5fcf6db24a31ac504dc805f9a35a2827e9b9e2eeeefd5021f7cad"),
+    }, ("yunet-ssd", "yufacedetectnet"), (0.09, 0.02, 0.10, 0.14), False, _yunet, "422 of 430 UTKFace chips with one face"),
+)}
+# Best first, by benchmarks/bench_detect.py: UltraFace and MTCNN find 18/18 annotated faces with no false
+# positive, UltraFace in a fixed ~1/4 of MTCNN's time; YuFaceDetectNet 18/18 with 2 on dogs.jpg. Haar: the fallback.
+PREFERENCE = ("ultraface", "mtcnn", "yunet-ssd")
+
+
+def search_dirs(detector_dir: str | Path | None, graph_dir: str | Path | None) -> list[Path]:
+    """Where detector files are looked for: --detector-dir if given, else ``<graph_dir>/detectors``."""
+    if detector_dir:
+        return [Path(detector_dir)]
+    return [Path(graph_dir or "graph") / "detectors"]
+
+
+def find_files(entry: Entry, dirs: Sequence[Path]) -> dict[str, Path] | None:
+    """The entry's files from the first folder holding all of them (each dir itself, or its entry folders)."""
+    for base in dirs:
+        for folder in (base, *(base / name for name in entry.folders)):
+            paths = {name: folder / name for name in entry.files}
+            if all(p.is_file() for p in paths.values()):
+                return paths
+    return None
+
+
+def installed(dirs: Sequence[Path]) -> list[str]:
+    """The CNN detectors whose files are present, best first."""
+    return [name for name in PREFERENCE if find_files(REGISTRY[name], dirs) is not None]
+
+
+def fetch_hint(name: str = PREFERENCE[0]) -> str:
+    return f"./download.sh --detector {name} (or --detector-dir DIR holding {', '.join(REGISTRY[name].files)})"
+
+
+def load(name: str | None, dirs: Sequence[Path], device: str = "CPU", cache_dir: Path | None = None,
+         on_notice: Callable[[str], None] | None = None) -> Detector:
+    """The detector ``name``; None: the best installed, else Haar with a one-line hint (``on_notice``)."""
+    if name is None:
+        present = installed(dirs)
+        if not present:
+            if on_notice:
+                on_notice(f"no CNN face detector installed, using the Haar cascade; for better faces: {fetch_hint()}")
+            name = "haar"
+        else:
+            name = present[0]
+    entry = REGISTRY.get(name)
+    if entry is None:
+        raise AgegenderError(f"--detector {name!r}: choose one of {', '.join(REGISTRY)}")
+    files = find_files(entry, dirs) if entry.files else {}
+    if files is None:
+        raise AgegenderError(f"detector {name}: files not found in {', '.join(map(str, dirs))}; "
+                             f"get them with {fetch_hint(name)}")
+    where = str(next(iter(files.values())).parent) if files else "opencv-python"
+    return Detector(entry, entry.build(files, device, cache_dir), where)

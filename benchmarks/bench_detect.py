@@ -1,0 +1,121 @@
+"""Face detectors side by side: recall and false positives on dlib's annotated PASCAL VOC photos, faces found
+on the group photos, and time per photo at 320x240, 640x480 and 1280x960.
+
+    .venv/bin/python benchmarks/bench_detect.py [--detector-dir ../shared/caffe-fixtures] [--device CPU] [--repeats 10]
+
+Recall: a detector's raw box (before the chip margins) matches an annotated box of ``training.xml`` when their
+IoU is >= --iou (0.4: dlib's boxes are tight squares, the detectors' boxes are taller), each annotated face at
+most once, best score first; every unmatched detection on the 4 photos, and every detection on ``dogs.jpg``,
+is a false positive. Times: the median of --repeats runs of ``Detector.detect`` (downscale, detect, decode)
+on group photo 1.jpg resized to each size, after one warm-up run that compiles the IR for that size: wall ms,
+and the process's CPU ms (all threads; less disturbed by other work on a loaded machine than wall time).
+The last lines are a Markdown table for the README.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agegender.deploy import detectors  # noqa: E402
+from agegender.deploy.detectors.boxes import iou  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+ANNOTATED, GROUP = SHARED / "photos" / "annotated", SHARED / "photos" / "group"
+SIZES = ((320, 240), (640, 480), (1280, 960))
+
+
+def annotations(path: Path) -> dict[str, np.ndarray]:
+    """dlib's imglab XML: file -> N x 4 boxes (x0, y0, x1, y1)."""
+    out = {}
+    for image in ElementTree.parse(path).getroot().iter("image"):
+        out[image.get("file")] = np.array([[int(b.get("left")), int(b.get("top")),
+                                            int(b.get("left")) + int(b.get("width")),
+                                            int(b.get("top")) + int(b.get("height"))] for b in image.iter("box")],
+                                          np.float64).reshape(-1, 4)
+    return out
+
+
+def match(found: list[detectors.Detection], truth: np.ndarray, threshold: float) -> tuple[int, int]:
+    """(true positives, false positives): greedy one-to-one matching, best score first."""
+    taken, hits = set(), 0
+    for det in sorted(found, key=lambda d: -d.score):
+        overlaps = iou(np.array([det.box]), truth)[0] if len(truth) else np.empty(0)
+        free = [i for i in np.argsort(-overlaps) if i not in taken and overlaps[i] >= threshold]
+        if free:
+            taken.add(free[0])
+            hits += 1
+    return hits, len(found) - hits
+
+
+def evaluate(detector: detectors.Detector, iou_threshold: float, repeats: int) -> dict:
+    truth = annotations(ANNOTATED / "training.xml")
+    hits = false = total = 0
+    for name, boxes in truth.items():
+        found = detector.detect(cv2.imread(str(ANNOTATED / name)))
+        h, f = match(found, boxes, iou_threshold)
+        hits, false, total = hits + h, false + f, total + len(boxes)
+    dogs = len(detector.detect(cv2.imread(str(ANNOTATED / "dogs.jpg"))))
+    group = sum(len(detector.detect(cv2.imread(str(p)))) for p in sorted(GROUP.glob("*.jpg")))
+    photo = cv2.imread(str(GROUP / "1.jpg"))
+    times = {}
+    for size in SIZES:
+        image = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
+        detector.detect(image)
+        runs, cpu = [], []
+        for _ in range(repeats):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            detector.detect(image)
+            runs.append(1000 * (time.perf_counter() - start))
+            cpu.append(1000 * (time.process_time() - start_cpu))
+        times[size] = (statistics.median(runs), statistics.median(cpu))
+    return {"hits": hits, "total": total, "false": false + dogs, "dogs": dogs, "group": group, "times": times}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--detector-dir", type=Path, default=SHARED / "caffe-fixtures")
+    parser.add_argument("--device", default="CPU")
+    parser.add_argument("--iou", type=float, default=0.4)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--detectors", default=",".join(detectors.REGISTRY))
+    args = parser.parse_args()
+    if not ANNOTATED.is_dir():
+        sys.exit(f"{ANNOTATED} is absent: the benchmark reads dlib's annotated photos from ../shared")
+    cache = Path(os.environ.get("TMPDIR", "/tmp")) / "agegender-bench-detect"
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; device {args.device}; "
+          f"match IoU >= {args.iou}")
+    rows = []
+    for name in args.detectors.split(","):
+        try:
+            detector = detectors.load(name, [args.detector_dir], args.device, cache)
+            r = evaluate(detector, args.iou, args.repeats)
+        except Exception as exc:  # a detector whose layers cannot be compiled yet: say so, measure the others
+            print(f"{name}: not measured ({type(exc).__name__}: {str(exc).splitlines()[0]})")
+            continue
+        print(f"{name}: {r['hits']}/{r['total']} annotated faces, {r['false']} false positives "
+              f"({r['dogs']} on dogs.jpg), {r['group']} faces on {len(list(GROUP.glob('*.jpg')))} group photos, "
+              + ", ".join(f"{w}x{h} {ms:.1f} ms ({cpu:.1f} CPU ms)" for (w, h), (ms, cpu) in r["times"].items()))
+        rows.append((name, r))
+    print(f"load average {os.getloadavg()[0]:.1f} at the end\n")
+    print("| detector | annotated faces found (IoU >= %.1f) | false positives (dogs.jpg) | faces on the 24 group photos "
+          "| ms (CPU ms) per 320x240 | 640x480 | 1280x960 |" % args.iou)
+    print("|---|---|---|---|---|---|---|")
+    for name, r in rows:
+        t = [f"{r['times'][s][0]:.1f} ({r['times'][s][1]:.1f})" for s in SIZES]
+        print(f"| {name} | {r['hits']}/{r['total']} | {r['false']} ({r['dogs']}) | {r['group']} | {' | '.join(t)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Face detectors behind one interface (Haar, MTCNN, UltraFace, YuFaceDetectNet): decoding as their authors do,
+recall on dlib's annotated photos, the best-installed choice and its Haar fallback, fetching with sha256, and
+the one face pipeline (framing margins, landmark alignment) shared by run_inference and the dataset stage."""
+from __future__ import annotations
+
+import hashlib
+import threading
+import xml.etree.ElementTree as ElementTree
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from agegender.deploy import detectors
+from agegender.deploy.detectors import ultraface
+from agegender.deploy.detectors.boxes import iou, nms
+from agegender.deploy.detectors.command import fetch
+from agegender.deploy.faces import FaceFinder, align, similarity
+from agegender.errors import AgegenderError
+
+from conftest import SHARED, UTKFACE, need_shared
+
+ANNOTATED = SHARED / "photos" / "annotated"
+CNN = ("mtcnn", "ultraface", "yunet-ssd")
+
+
+@pytest.fixture(scope="module")
+def ir_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("detector-irs")
+
+
+@pytest.fixture(scope="module")
+def loaded(ir_cache):
+    made = {}
+
+    def get(name: str) -> detectors.Detector:
+        if name not in made:
+            made[name] = detectors.load(name, [need_shared(SHARED / "caffe-fixtures")], "CPU", ir_cache)
+        return made[name]
+    return get
+
+
+def annotated(name: str) -> np.ndarray:
+    root = ElementTree.parse(need_shared(ANNOTATED) / "training.xml").getroot()
+    image = next(i for i in root.iter("image") if i.get("file") == name)
+    return np.array([[int(b.get("left")), int(b.get("top")), int(b.get("left")) + int(b.get("width")),
+                      int(b.get("top")) + int(b.get("height"))] for b in image.iter("box")], np.float64)
+
+
+# ------------------------------------------------------------------------------------------ units
+
+def test_nms_keeps_the_best_of_overlapping_boxes_and_min_mode_drops_nested_ones():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [2, 2, 6, 6]], np.float64)
+    scores = np.array([0.8, 0.9, 0.7, 0.95])
+    assert nms(boxes, scores, 0.5).tolist() == [3, 1, 2]  # [3] is inside [1] but their IoU is small
+    assert nms(boxes, scores, 0.5, "min").tolist() == [3, 2]  # intersection over the smaller box: [1] goes
+    assert iou(boxes[:1], boxes[1:2])[0, 0] == pytest.approx(81 / 119)
+
+
+def test_ultraface_priors_fit_its_4420_outputs_and_zero_offsets_decode_to_the_priors(fixtures):
+    reference = np.load(fixtures / "ultraface" / "RFB-320_reference_opencv.npz")
+    anchors = ultraface.priors(320, 240)
+    assert anchors.shape == (reference["boxes"].shape[1], 4) == (4420, 4)
+    assert anchors[0].tolist() == pytest.approx([4 / 320, 4 / 240, 10 / 320, 10 / 240])
+    boxes = ultraface.decode(np.zeros((2, 4), np.float32), anchors[:2])
+    assert boxes[0] == pytest.approx([-1 / 320, -1 / 240, 9 / 320, 9 / 240], abs=1e-6)
+
+
+def test_similarity_recovers_a_rotation_scale_and_shift_and_align_puts_landmarks_on_the_template():
+    template = np.array(detectors.REGISTRY["mtcnn"].template)
+    angle, scale, shift = np.deg2rad(20), 1.7, np.array([300.0, 120.0])
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    moved = template @ (scale * rotation).T + shift
+    matrix = similarity(moved, template)
+    assert (moved @ matrix[:, :2].T + matrix[:, 2]) == pytest.approx(template, abs=1e-6)
+    image = np.zeros((600, 800, 3), np.uint8)
+    for x, y in moved:
+        cv2.circle(image, (int(round(x)), int(round(y))), 4, (255, 255, 255), -1)
+    chip = align(image, moved)
+    assert chip.shape == (200, 200, 3)
+    for x, y in template:
+        assert chip[int(round(y)), int(round(x))].max() > 128  # each landmark dot lands on its template place
+
+
+# ------------------------------------------------------------------------------------------ real detectors
+
+def test_mtcnn_finds_the_faces_of_its_test_photos_with_five_landmarks_inside_each_box(loaded, fixtures):
+    detector = loaded("mtcnn")
+    counts = []
+    for name in ("test1.jpg", "test2.jpg"):
+        found = detector.detect(cv2.imread(str(fixtures / "mtcnn-complete" / name)))
+        counts.append(len(found))
+        for det in found:
+            x0, y0, x1, y1 = det.box
+            eyes, nose, mouth = det.landmarks[:2], det.landmarks[2], det.landmarks[3:]
+            assert det.score > 0.7 and det.landmarks.shape == (5, 2)
+            assert np.all((det.landmarks[:, 0] > x0) & (det.landmarks[:, 0] < x1))
+            assert np.all((det.landmarks[:, 1] > y0) & (det.landmarks[:, 1] < y1))
+            assert eyes[:, 1].max() < nose[1] < mouth[:, 1].min() and eyes[0, 0] < eyes[1, 0]
+    assert counts == [2, 1]
+
+
+@pytest.mark.parametrize("name", CNN)
+def test_cnn_detectors_find_the_annotated_faces_and_nothing_on_the_dogs(loaded, name):
+    detector = loaded(name)
+    for photo in ("2008_001009.jpg", "2008_001322.jpg"):
+        truth = annotated(photo)
+        found = detector.detect(cv2.imread(str(ANNOTATED / photo)))
+        boxes = np.array([d.box for d in found]).reshape(-1, 4)
+        assert (iou(truth, boxes).max(1) >= 0.4).all(), (photo, boxes.round().tolist(), truth.tolist())
+        assert len(found) == len(truth)
+    dogs = detector.detect(cv2.imread(str(ANNOTATED / "dogs.jpg")))
+    assert len(dogs) <= (2 if name == "yunet-ssd" else 0)  # bench_detect.py: YuFaceDetectNet sees 2 faces there
+
+
+def test_the_best_installed_detector_is_the_default_else_haar_with_a_one_line_hint(fixtures, tmp_path, ir_cache):
+    assert detectors.installed([fixtures]) == list(detectors.PREFERENCE)
+    assert detectors.installed([fixtures / "ultraface"]) == ["ultraface"]
+    notices = []
+    assert detectors.load(None, [tmp_path], "CPU", ir_cache, notices.append).name == "haar"
+    assert len(notices) == 1 and "download.sh --detector ultraface" in notices[0]
+    with pytest.raises(AgegenderError, match="mtcnn: files not found in .*download.sh --detector mtcnn"):
+        detectors.load("mtcnn", [fixtures / "mtcnn"], "CPU", ir_cache)  # det2/det3 missing there
+    with pytest.raises(AgegenderError, match="choose one of haar, mtcnn"):
+        detectors.load("res10", [fixtures])
+
+
+def test_fetch_keeps_only_files_whose_sha256_is_the_pinned_one(tmp_path):
+    source = tmp_path / "upstream"
+    source.mkdir()
+    (source / "a.prototxt").write_bytes(b"name: 'a'\n")
+    good = hashlib.sha256(b"name: 'a'\n").hexdigest()
+    entry = replace(detectors.REGISTRY["ultraface"], files={"a.prototxt": ((source / "a.prototxt").as_uri(), good)})
+    out = fetch(entry, tmp_path / "graph" / "detectors" / "x")
+    assert (out / "a.prototxt").read_bytes() == b"name: 'a'\n"
+    bad = replace(entry, files={"b.prototxt": ((source / "a.prototxt").as_uri(), "0" * 64)})
+    with pytest.raises(AgegenderError, match="is not the pinned file"):
+        fetch(bad, out)
+    assert sorted(p.name for p in out.iterdir()) == ["a.prototxt"]  # nothing half-written
+    gone = replace(entry, files={"c.prototxt": ((source / "missing").as_uri(), good)})
+    with pytest.raises(AgegenderError, match="cannot download"):
+        fetch(gone, out)
+
+
+# ------------------------------------------------------------------------------------------ one face pipeline
+
+def chip_in_photo(chip: np.ndarray, angle: float) -> np.ndarray:
+    """A UTKFace chip enlarged 1.6x, turned by ``angle`` degrees and pasted in a 1280x960 grey photo."""
+    big = cv2.resize(chip, (320, 320), interpolation=cv2.INTER_CUBIC)
+    canvas = np.full((960, 1280, 3), 100, np.uint8)
+    canvas[300:620, 480:800] = big
+    turn = cv2.getRotationMatrix2D((640, 460), angle, 1.0)
+    return cv2.warpAffine(canvas, turn, (1280, 960), borderValue=(100, 100, 100))
+
+
+def test_aligned_crop_of_a_turned_chip_in_a_photo_is_close_to_the_chip_itself(loaded):
+    chip = cv2.imread(str(sorted(need_shared(UTKFACE).glob("*.jpg"))[5]))
+    photo = chip_in_photo(chip, 12)
+    faces = FaceFinder("auto", loaded("mtcnn")).find(photo)
+    assert faces.source == "detected" and len(faces.boxes) == 1 and faces.landmarks[0] is not None
+    aligned = faces.crops(photo)[0]
+    assert aligned.shape == chip.shape
+    inner = (slice(30, 170), slice(30, 170))  # the chip's face, away from the pasted border
+    error = np.abs(aligned[inner].astype(float) - chip[inner]).mean()
+    framed = cv2.resize(faces.boxes[0].crop(photo), (200, 200))
+    assert error < 25 and error < 0.6 * np.abs(framed[inner].astype(float) - chip[inner]).mean()
+
+
+def test_the_same_image_gives_the_same_crops_in_any_thread_and_face_chips_skip_the_detector(loaded):
+    finder = FaceFinder("auto", loaded("ultraface"))
+    chips = sorted(need_shared(UTKFACE).glob("*.jpg"))
+    photo = chip_in_photo(cv2.imread(str(chips[3])), 0)
+    here = finder.find(photo).crops(photo)
+    there = []
+    worker = threading.Thread(target=lambda: there.extend(finder.find(photo).crops(photo)))
+    worker.start()
+    worker.join()
+    assert len(here) == len(there) == 1 and np.array_equal(here[0], there[0])
+    box = finder.find(photo).boxes[0]
+    assert 480 - 40 < box.x < 480 + 60 and 300 - 40 < box.y < 300 + 80  # framed around the pasted chip
+    chip = cv2.imread(str(chips[0]))
+    finder.detected_any = False
+    faces = finder.find(chip)
+    assert faces.source == "crop" and faces.detected is None and not finder.detected_any
+    assert np.array_equal(faces.crops(chip)[0], chip)
