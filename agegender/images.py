@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from agegender.imagesize import pixel_cap_problem
+
 _MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"BM": "BMP", b"GIF8": "GIF", b"II*\x00": "TIFF",
           b"MM\x00*": "TIFF", b"RIFF": "WebP"}
 
@@ -30,6 +32,9 @@ def check_image_bytes(data: bytes) -> str:
 def decode_image(data: bytes) -> np.ndarray:
     """uint8 HxWx3 BGR, as convert_imageset's cv::imread(IMREAD_COLOR); BadImage saying why it fails."""
     fmt = check_image_bytes(data)
+    too_large = pixel_cap_problem(data, fmt)
+    if too_large:
+        raise BadImage(too_large)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         if fmt == "JPEG" and b"\xff\xd9" not in data[-64:]:

@@ -30,8 +30,18 @@ from agegender.deploy import detectors
 from agegender.deploy.faces import FACE_MODES, Box, FaceFinder, Faces, draw
 from agegender.devices import add_device_argument
 from agegender.errors import AgegenderError, run_guarded
-from agegender.fileio import make_parent, write_bytes_atomic, write_text_atomic
+from agegender.fileio import (
+    broken_link,
+    check_writable,
+    clean_stale,
+    make_parent,
+    staged_files,
+    temporary_prefix,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from agegender.progress import Progress
+from agegender.quiet import quiet_stderr
 
 if TYPE_CHECKING:  # the runtime imports openvino: only when a command runs, so --help stays fast
     from agegender.deploy.runtime import Classifier
@@ -88,22 +98,18 @@ def opencv_quiet() -> Iterator[None]:
     (a cut AVI: "Unexpected element"). A failure is reported once, by us, in one line."""
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
     try:
-        yield
+        with quiet_stderr():
+            yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
         cv2.utils.logging.setLogLevel(level)
 
 
 def read_image(path: Path) -> np.ndarray:
     """BGR uint8, decoded by the dataset stage's reader (OpenCV's IMREAD_COLOR, as convert_imageset):
     grayscale and alpha become BGR, EXIF rotation is applied."""
+    if broken_link(path):  # reported as a skipped file, not silently left out
+        raise AgegenderError(f"{path} is a {broken_link(path)}")
     try:
         with opencv_quiet():
             return dataset_images.read_image(str(path))
@@ -112,6 +118,8 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def source_kind(path: Path) -> str:
+    if broken_link(path):
+        raise AgegenderError(f"image path {path} is a {broken_link(path)}")
     if not path.exists():
         raise AgegenderError(f"image path not found: {path}")
     if path.is_dir():
@@ -134,7 +142,7 @@ def _load(path: Path) -> tuple[np.ndarray | None, str | None]:
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = sorted(p for p in folder.iterdir() if (p.is_file() or broken_link(p)) and not p.name.startswith("."))
     if not files:
         raise AgegenderError(f"folder {folder} holds no files")
     return files
@@ -155,7 +163,8 @@ def frames(capture: cv2.VideoCapture, limit: int | None) -> Iterator[tuple[str, 
     """(name, load) per frame: frames are decoded here, in order; finding faces is the workers' part."""
     index = 0
     while limit is None or index < limit:
-        ok, frame = capture.read()
+        with opencv_quiet():  # FFmpeg's own lines about a damaged file; run_video reports it in one line
+            ok, frame = capture.read()
         if not ok:
             return
         yield f"frame {index}", functools.partial(tuple, (frame, None))
@@ -230,9 +239,9 @@ def load_nets(args: argparse.Namespace, hint: str) -> Nets:
     nets = {}
     for task, name in (("age", "AgeNet"), ("gender", "GenderNet")):
         net = Classifier(pick_ir(graph_dir, name, device), device, args.cache_dir, args.mean_file, hint)
-        if net.meta.task and net.meta.task != task:
-            raise AgegenderError(f"{net.xml} is a {net.meta.task} net (its sidecar says so), not the {task} net; "
-                                 f"recompile with compile2Movidius.sh")
+        if net.meta.task != task:
+            raise AgegenderError(f"{net.xml} is {f'a {net.meta.task}' if net.meta.task else 'not an age or gender'} "
+                                 f"net (its sidecar says so), not the {task} net; recompile with compile2Movidius.sh")
         nets[task] = net
     return Nets(**nets)
 
@@ -476,11 +485,12 @@ def run_folder(args: argparse.Namespace, folder: Path, finder: FaceFinder) -> in
     report = Report(nets, args.json)
     report.device()
     progress = _progress(args, total, "folder", "images")
-    for record in stream(nets, finder, folder_images(folder), output is not None, args.jobs, args.workers):
-        report.record(record)
-        if output is not None and record.image is not None:
-            write_image(output / record.name, annotated(report, record.image, record))
-        progress.update()
+    with staged_files(output) as staged:  # the annotated images appear together, once all are written
+        for record in stream(nets, finder, folder_images(folder), output is not None, args.jobs, args.workers):
+            report.record(record)
+            if staged is not None and record.image is not None:
+                write_image(staged.path(record.name), annotated(report, record.image, record))
+            progress.update()
     report.summary(str(folder), progress.close(), "image")
     if report.images == 0:
         raise AgegenderError(f"no file in {folder} is a usable image (JPEG, PNG, BMP, GIF, TIFF or WebP)")
@@ -497,6 +507,7 @@ def run_video(args: argparse.Namespace, source: str | int, finder: FaceFinder) -
     progress = _progress(args, min(count, args.max_frames or count), label, "frames")
     writer = VideoOutput(args.output, capture.get(cv2.CAP_PROP_FPS)) if args.output else None
     recent: collections.deque[float] = collections.deque(maxlen=30)  # the live fps is over the last 30 frames
+    stopped = False
     try:
         for record in stream(nets, finder, frames(capture, args.max_frames), writer is not None, args.jobs,
                              args.workers):
@@ -508,6 +519,7 @@ def run_video(args: argparse.Namespace, source: str | int, finder: FaceFinder) -
             progress.update()
     except KeyboardInterrupt:  # how a camera is stopped: the output and the summary are still written
         print(file=sys.stderr)
+        stopped = True
     except BaseException:  # a failure mid-video: no partial output is left as if it were the whole
         if writer is not None:
             writer.discard()
@@ -517,7 +529,17 @@ def run_video(args: argparse.Namespace, source: str | int, finder: FaceFinder) -
     if writer is not None:
         writer.close()
     report.summary(label, progress.close(), "frame")
+    if not stopped:
+        check_complete(source, count, progress.done, args.max_frames)
     return 0
+
+
+def check_complete(source: str | int, declared: int, read: int, limit: int | None) -> None:
+    """A video file that ends well before the frames its header declares is truncated or damaged: say so."""
+    expected = min(declared, limit or declared)
+    if isinstance(source, str) and read < expected - max(1, expected // 100):
+        raise AgegenderError(f"{source} ended after {read} of the {declared} frames it declares (a truncated or "
+                             f"damaged file); the {read} frames read were processed")
 
 
 def annotated(report: Report, image: np.ndarray, record: Record) -> np.ndarray:
@@ -538,7 +560,8 @@ class VideoOutput:
         self.fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
         self.fps = fps if fps and fps > 0 else CAMERA_FPS
         make_parent(self.path)
-        self.tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp{self.path.suffix}")
+        clean_stale(self.path)
+        self.tmp = self.path.with_name(f"{temporary_prefix(self.path)}tmp{self.path.suffix}")
         self.writer: cv2.VideoWriter | None = None
 
     def write(self, frame: np.ndarray) -> None:
@@ -581,12 +604,24 @@ def check_output(args: argparse.Namespace, kind: str) -> None:
     if not args.output:
         return
     output = Path(args.output)
+    if kind in ("image", "video") and _same_file(output, Path(args.image_path)):
+        raise AgegenderError(f"--output {output} is the input {kind} itself, which it would overwrite; "
+                             f"choose another file name")
     if kind == "image":
         _check_image_output(output)
+        check_writable(output, "--output")
     elif kind == "folder" and output.exists() and not output.is_dir():
         raise AgegenderError(f"--output {output} must be a folder when --image_path is a folder")
     elif kind in ("video", "camera") and output.suffix.lower() not in VIDEO_CODECS:
         raise AgegenderError(f"--output {output}: a video is written as {' or '.join(VIDEO_CODECS)}")
+
+
+def _same_file(output: Path, source: Path) -> bool:
+    """The same file, also through another spelling of the path or a link."""
+    try:
+        return output.resolve() == source.resolve() or (output.exists() and os.path.samefile(output, source))
+    except OSError:
+        return False
 
 
 def run(args: argparse.Namespace) -> int:

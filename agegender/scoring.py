@@ -12,8 +12,10 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from agegender.caffe import datum_to_array, lmdb_size, read_lmdb
+from agegender.caffe import lmdb_size, read_lmdb
+from agegender.caffe.datum import record_image
 from agegender.errors import AgegenderError
+from agegender.lmdb_set import check_lmdb_set
 from agegender.preprocess import oversample, transform
 from agegender.progress import Progress
 from agegender.tasks import TASKS
@@ -85,8 +87,8 @@ def lmdb_batches(lmdb: str, mean: np.ndarray | None, crop: int, ten_crop: bool
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
     """(inputs, labels, images) batches of TEST-phase inputs; 10 inputs per image with ten_crop."""
     images, labels = [], []
-    for _, datum in read_lmdb(lmdb):
-        chw = datum_to_array(datum)
+    for key, datum in read_lmdb(lmdb):
+        chw = record_image(lmdb, key, datum)
         try:
             images.append(oversample(chw, mean, crop) if ten_crop else transform(chw, mean, crop)[None])
         except ValueError as exc:
@@ -101,6 +103,7 @@ def lmdb_batches(lmdb: str, mean: np.ndarray | None, crop: int, ten_crop: bool
 
 def evaluate(predict: Predictor, lmdb: str, mean: np.ndarray | None, crop: int, classes: Sequence[str],
              ten_crop: bool = False) -> Scores:
+    check_lmdb_set([lmdb])
     total = lmdb_size(lmdb)
     if total == 0:
         raise AgegenderError(f"LMDB {lmdb} holds no records")

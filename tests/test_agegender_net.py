@@ -169,7 +169,7 @@ def test_agegendernet_trains_compiles_to_one_ir_tests_each_head_and_runs_like_th
         outputs = [run_cli("infer", "--graph_dir", g, "--image_path", source, "--faces", "none", "--cache_dir", "")
                    for g in (graph, separate)]
         assert [p.returncode for p in outputs] == [0, 0], [p.stderr for p in outputs]
-        joint, two = ([line for line in p.stdout.splitlines() if not re.search(r"time|faces/s", line)]
+        joint, two = ([line for line in p.stdout.splitlines() if not re.search(r"time|faces/s|^Face detection:", line)]
                       for p in outputs)
         assert joint == two and sum(line.startswith(("Age predicted", "Gender predicted")) for line in joint) == (
             2 if source.is_file() else 6)
@@ -183,3 +183,29 @@ def test_compile_names_a_head_per_output_and_refuses_labels_for_several(tmp_path
     weights = random_caffemodel(Net.from_file(prototxt, "TEST"), tmp_path / "random.caffemodel", seed=1)
     proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--output", tmp_path / "x", "--labels", "age")
     assert_one_line_error(proc, "--labels names the task of a one-output net", "prob_age, prob_gender")
+
+
+def test_sidecar_heads_are_checked_like_the_first_head(tmp_path):
+    """A sidecar whose gender head lists Female before Male (every gender inverted) or whose heads are not
+    {task, classes, output_name} is refused in one line; the compiled order reads back."""
+    import pytest
+
+    from agegender.deploy.metadata import IRMetadata, write_metadata
+    from agegender.errors import AgegenderError
+
+    def heads(gender: list[str]) -> list[dict]:
+        return [{"task": "age", "classes": list(AGE_CLASSES), "output_name": "prob_age"},
+                {"task": "gender", "classes": gender, "output_name": "prob_gender"}]
+
+    def sidecar(value) -> Path:
+        xml = tmp_path / "AgeGenderNet.xml"
+        write_metadata(xml, IRMetadata(task="age", classes=list(AGE_CLASSES), input_name="data",
+                                       output_name="prob_age", input_shape=[1, 3, 227, 227], resize=[256, 256],
+                                       crop=227, heads=value))
+        return xml
+
+    assert [h["task"] for h in read_metadata(sidecar(heads(list(GENDER_CLASSES)))).head_list()] == ["age", "gender"]
+    with pytest.raises(AgegenderError, match=r"not the gender head's \['Male', 'Female'\] in this order"):
+        read_metadata(sidecar(heads(["Female", "Male"])))
+    with pytest.raises(AgegenderError, match='"heads" is .*expected a list of'):
+        read_metadata(sidecar([{"task": "age", "classes": list(AGE_CLASSES)}]))

@@ -347,7 +347,7 @@ def test_missing_or_mismatched_graph_files_are_one_clear_error(graph, tmp_path, 
     elif breakage == "garbage_xml":
         xml.write_text("<net><layers>broken")
     elif breakage == "classes":
-        edit_sidecar(xml, classes=list(GENDER_CLASSES))
+        edit_sidecar(xml, task="", classes=list(GENDER_CLASSES))
     elif breakage == "input":
         edit_sidecar(xml, input_shape=[1, 3, 224, 224], crop=224)
     elif breakage == "changed_mean":

@@ -289,7 +289,8 @@ def test_missing_graph_or_mean_is_one_line_exit_2(graph, chips, tmp_path):
 
 def test_swapped_graphs_are_refused(graph, chips, tmp_path):
     folder = copy_graph(graph, tmp_path / "g")
-    edit_sidecar(folder / "AgeNet.xml", task="gender")
+    for suffix in (".xml", ".bin", ".json"):  # GenderNet's files under AgeNet's names
+        (folder / f"AgeNet{suffix}").write_bytes((folder / f"GenderNet{suffix}").read_bytes())
     assert_one_line_error(infer(folder, "--image_path", chips[0]), "is a gender net", "not the age net")
 
 

@@ -1,6 +1,7 @@
 """BlobProto <-> numpy, for blobs with a ``shape`` and for legacy num/channels/height/width blobs."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -32,7 +33,7 @@ def blob_to_array(blob: caffe_pb2.BlobProto, shape: Sequence[int] | None = None)
     values = np.asarray(blob.double_data, dtype=np.float64) if len(blob.double_data) else \
         np.asarray(blob.data, dtype=np.float32)
     target = tuple(shape) if shape is not None else blob_shape(blob)
-    expected = int(np.prod(target, dtype=np.int64))
+    expected = math.prod(int(d) for d in target)  # Python ints: an absurd shape must not overflow to a negative
     if values.size != expected:
         raise ValueError(f"blob holds {values.size} values but its shape {target} needs {expected}")
     return values.reshape(target)

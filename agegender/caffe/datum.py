@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -14,7 +13,7 @@ from agegender.errors import AgegenderError
 from agegender.fileio import atomic_directory
 
 _COMMIT_EVERY = 1000  # convert_imageset commits in batches of 1000 too
-_MAP_SIZE = 1 << 40 if sys.maxsize > 2**32 else 1 << 30
+_MAP_START = 64 << 20  # the map starts small (fits under ulimit -v) and doubles whenever it is full
 
 
 def array_to_datum(image: np.ndarray, label: int) -> caffe_pb2.Datum:
@@ -43,6 +42,15 @@ def datum_to_array(datum: caffe_pb2.Datum) -> np.ndarray:
     if values.size != shape[0] * shape[1] * shape[2]:
         raise ValueError(f"Datum holds {values.size} values but declares {shape}")
     return values.reshape(shape)
+
+
+def record_image(lmdb: str | os.PathLike, key: bytes, datum: caffe_pb2.Datum) -> np.ndarray:
+    """datum_to_array, with a one-line error naming the LMDB and the record when the Datum is damaged."""
+    try:
+        return datum_to_array(datum)
+    except ValueError as exc:
+        raise AgegenderError(f"LMDB {lmdb}: record {key.decode(errors='replace')}: {exc}; rebuild it with "
+                             f"create_lmdb.sh") from None
 
 
 def _lmdb():
@@ -83,19 +91,36 @@ def read_lmdb(path: str | os.PathLike) -> Iterator[tuple[bytes, caffe_pb2.Datum]
 
 def write_lmdb(path: str | os.PathLike, records: Iterable[tuple[bytes, caffe_pb2.Datum]]) -> int:
     """Write (key, Datum) records to a new LMDB at ``path``, replacing it atomically; returns the count."""
-    count = 0
     with atomic_directory(path) as tmp:
-        # Like convert_imageset: reserve a large map; the file only grows as records are written.
-        env = _lmdb().open(str(tmp), map_size=_MAP_SIZE, subdir=True, lock=False)
+        return fill_lmdb(tmp, records)
+
+
+def fill_lmdb(folder: str | os.PathLike, records: Iterable[tuple[bytes, caffe_pb2.Datum]]) -> int:
+    """Write (key, Datum) records into a new LMDB in the empty ``folder``, committing every 1000 records as
+    convert_imageset does. Unlike convert_imageset's fixed 1 TiB map (which no process under ``ulimit -v``
+    can reserve), the map starts at 64 MiB and doubles whenever a transaction finds it full (lmdb's
+    MapFullError), the failed batch being written again."""
+    lmdb = _lmdb()
+    env = lmdb.open(str(folder), map_size=_MAP_START, subdir=True, lock=False)
+    count, batch = 0, []
+    try:
+        for key, datum in records:
+            batch.append((key, datum.SerializeToString()))
+            if len(batch) == _COMMIT_EVERY:
+                _commit(env, batch, lmdb.MapFullError)
+                count, batch = count + len(batch), []
+        _commit(env, batch, lmdb.MapFullError)
+        return count + len(batch)
+    finally:
+        env.close()
+
+
+def _commit(env, batch: list[tuple[bytes, bytes]], map_full: type[Exception]) -> None:
+    while True:
         try:
-            txn = env.begin(write=True)
-            for key, datum in records:
-                txn.put(key, datum.SerializeToString())
-                count += 1
-                if count % _COMMIT_EVERY == 0:
-                    txn.commit()
-                    txn = env.begin(write=True)
-            txn.commit()
-        finally:
-            env.close()
-    return count
+            with env.begin(write=True) as txn:
+                for key, value in batch:
+                    txn.put(key, value)
+            return
+        except map_full:  # the transaction was aborted; grow the map and write the batch again
+            env.set_mapsize(2 * env.info()["map_size"])

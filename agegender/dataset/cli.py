@@ -9,6 +9,7 @@ from pathlib import Path
 from agegender.dataset import DEFAULT_NOISE_SIGMA, DEFAULT_SEED
 from agegender.dataset.parallel import default_workers
 from agegender.dataset.utkface import ASIAN, face_folder_name, race_code
+from agegender.errors import non_negative_int
 from agegender.tasks import TASKS
 
 DATA = Path("data")
@@ -62,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--lists", type=Path, default=DATA / "DEF", help="list folder (default data/DEF)")
     build.add_argument("--augmented", type=Path,
                        help="folder of the augmented copies (default data/<IMAGES name>_augmented)")
-    build.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"split and noise seed (default {DEFAULT_SEED})")
+    build.add_argument("--seed", type=non_negative_int, default=DEFAULT_SEED,
+                       help=f"split and noise seed (default {DEFAULT_SEED})")
     build.add_argument("--test-fraction", type=_fraction, default=Fraction(1, 5), help="test share (default 0.2)")
     build.add_argument("--noise-sigma", type=float, default=DEFAULT_NOISE_SIGMA,
                        help=f"std of the added Gaussian noise, 0-255 scale (default {DEFAULT_NOISE_SIGMA:g})")

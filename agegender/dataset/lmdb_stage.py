@@ -14,12 +14,15 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from agegender.caffe import caffe_pb2, write_lmdb
+from agegender.caffe import caffe_pb2
+from agegender.caffe.datum import fill_lmdb
 from agegender.dataset import DEFAULT_SEED
 from agegender.dataset.parallel import default_workers, parallel_map
 from agegender.dataset.report import SkipReport
-from agegender.errors import AgegenderError
+from agegender.errors import AgegenderError, non_negative_int
+from agegender.fileio import StagedFolders, atomic_directories, crash_point
 from agegender.images import BadImage, read_image
+from agegender.lmdb_set import lists_digest, write_stamp
 from agegender.preprocess import resize_like_lmdb
 from agegender.progress import Progress
 from agegender.tasks import TASKS
@@ -27,6 +30,7 @@ from agegender.tasks import TASKS
 SPLITS = ("train", "val", "test", "pretrain")
 REQUIRED_SPLITS = ("train", "test")  # val and pretrain are built when build_dataset.py wrote their lists
 Record = tuple[bytes, caffe_pb2.Datum]
+MAX_RESIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -103,11 +107,11 @@ _END, _ABORT = object(), object()
 
 
 class _Aborted(Exception):
-    """Raised inside a background writer's records so that write_lmdb drops its temporary LMDB."""
+    """Raised inside a background writer's records so that it stops writing."""
 
 
 class BackgroundWriter:
-    """``write_lmdb(path, ...)`` on a thread of its own, fed one record at a time (LMDB writes release the GIL)."""
+    """``fill_lmdb(folder, ...)`` on a thread of its own, fed one record at a time (LMDB writes release the GIL)."""
 
     def __init__(self, path: Path):
         self.queue: queue.Queue = queue.Queue(maxsize=32)
@@ -124,7 +128,7 @@ class BackgroundWriter:
 
     def _write(self, path: Path) -> None:
         try:
-            self.count = write_lmdb(path, self._records())
+            self.count = fill_lmdb(path, self._records())
         except BaseException as exc:  # noqa: BLE001 - handed to the feeding thread
             self.error = exc
 
@@ -147,7 +151,7 @@ class BackgroundWriter:
 
 
 def write_lmdbs(targets: Sequence[Path], records: Iterator[tuple[bytes, list[caffe_pb2.Datum]]]) -> list[int]:
-    """Write (key, [Datum per target]) records into several LMDBs at once, each replaced atomically."""
+    """Write (key, [Datum per target]) records into several new LMDBs (empty folders) at once."""
     others = [BackgroundWriter(target) for target in targets[1:]]
     ok = False
 
@@ -158,7 +162,7 @@ def write_lmdbs(targets: Sequence[Path], records: Iterator[tuple[bytes, list[caf
             yield key, datums[0]
 
     try:
-        count = write_lmdb(targets[0], first())
+        count = fill_lmdb(targets[0], first())
         ok = True
     finally:
         counts = [writer.close(ok) for writer in others]
@@ -166,9 +170,10 @@ def write_lmdbs(targets: Sequence[Path], records: Iterator[tuple[bytes, list[caf
 
 
 def build_split(lists: Path, out: Path, split: str, root: Path, size: tuple[int, int] | None, seed: int,
-                workers: int, report: SkipReport) -> tuple[int, list[str]]:
-    """Every task's LMDB of one split; returns (list lines in, 'NAME COUNT' parts for the summary).
-    Lists naming the same images in the same order share one decoding pass (and so their keys)."""
+                workers: int, report: SkipReport, staged: StagedFolders, stamp: str) -> tuple[int, list[str]]:
+    """Every task's LMDB of one split, written into ``staged`` folders stamped with the lists' ``stamp``;
+    returns (list lines in, 'NAME COUNT' parts for the summary). Lists naming the same images in the same order
+    share one decoding pass (and so their keys)."""
     entries = {task: read_list(lists / TASKS[task].list_name(split), report) for task in TASKS}
     groups: dict[tuple[str, ...], list[str]] = {}
     for task in TASKS:
@@ -176,9 +181,12 @@ def build_split(lists: Path, out: Path, split: str, root: Path, size: tuple[int,
     parts = []
     for tasks in groups.values():
         targets = [out / TASKS[task].lmdb_name(split) for task in tasks]
+        folders = [staged.folder(target) for target in targets]
+        for folder in folders:
+            write_stamp(folder, stamp, lists)
         records = image_records([entries[t] for t in tasks], root, size, seed, workers, report,
                                 " + ".join(t.name for t in targets))
-        parts += [f"{t.name} {n}" for t, n in zip(targets, write_lmdbs(targets, records))]
+        parts += [f"{t.name} {n}" for t, n in zip(targets, write_lmdbs(folders, records))]
     return sum(len(e) for e in entries.values()), parts
 
 
@@ -190,6 +198,9 @@ def _size(text: str) -> tuple[int, int] | None:
     height, width = int(match[1]), int(match[2] or match[1])
     if (height == 0) != (width == 0):
         raise argparse.ArgumentTypeError("give both sides, or 0 for no resizing")
+    if max(height, width) > MAX_RESIZE:
+        raise argparse.ArgumentTypeError(f"{height}x{width} is larger than {MAX_RESIZE}x{MAX_RESIZE} (the nets take "
+                                         f"256x256; each record would take {3 * height * width / 2**20:,.0f} MiB)")
     return (height, width) if height else None
 
 
@@ -204,7 +215,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder the list paths are relative to (default: the current folder)")
     parser.add_argument("--splits", nargs="+", choices=SPLITS,
                         help="default: train and test, and val and pretrain when their lists exist")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"shuffle seed (default {DEFAULT_SEED})")
+    parser.add_argument("--seed", type=non_negative_int, default=DEFAULT_SEED,
+                        help=f"shuffle seed (default {DEFAULT_SEED})")
     parser.add_argument("--workers", type=int, default=default_workers(), help="decoding threads (default: CPU cores)")
 
 
@@ -213,10 +225,13 @@ def run(args: argparse.Namespace) -> int:
     lines_in, parts = 0, []
     listed = [s for s in SPLITS if all((args.lists / t.list_name(s)).is_file() for t in TASKS.values())]
     splits = args.splits or [s for s in SPLITS if s in REQUIRED_SPLITS or s in listed]
-    for split in splits:
-        lines, split_parts = build_split(args.lists, args.out, split, args.root, args.resize, args.seed,
-                                         args.workers, report)
-        lines_in, parts = lines_in + lines, parts + split_parts
+    stamp = lists_digest(args.lists / task.list_name(split) for task in TASKS.values() for split in SPLITS)
+    with atomic_directories() as staged:  # the LMDBs of a run replace the old ones together, at the end
+        for split in splits:
+            crash_point(f"lmdb-{split}")
+            lines, split_parts = build_split(args.lists, args.out, split, args.root, args.resize, args.seed,
+                                             args.workers, report, staged, stamp)
+            lines_in, parts = lines_in + lines, parts + split_parts
     size = "x".join(map(str, args.resize)) if args.resize else "original size"
     print(f"lmdb: {lines_in} list lines in, records written ({size}): {', '.join(parts)} in {args.out}, "
           f"{report.describe()}")

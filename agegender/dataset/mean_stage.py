@@ -9,11 +9,13 @@ import numpy as np
 
 from agegender.caffe import datum_to_array, lmdb_size, read_lmdb, write_mean
 from agegender.errors import AgegenderError
+from agegender.lmdb_set import check_lmdb_set
 from agegender.progress import Progress
 
 
 def compute_mean(path: Path) -> tuple[np.ndarray, int]:
     """(float32 CxHxW mean, record count); every record must have the first record's shape."""
+    check_lmdb_set([path])
     size = lmdb_size(path)
     if not size:
         raise AgegenderError(f"LMDB {path} has no records; rebuild it with `agegender lmdb`")

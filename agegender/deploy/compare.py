@@ -15,8 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agegender.cli import run_guarded
-from agegender.errors import AgegenderError
+from agegender.errors import AgegenderError, run_guarded
 from agegender.fileio import require_file
 
 TASKS = ("age", "gender")

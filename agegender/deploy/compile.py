@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
@@ -20,11 +20,13 @@ from typing import Callable
 import numpy as np
 
 from agegender.caffe import array_to_blob, caffe_pb2, read_mean, read_net, write_caffemodel, write_mean
-from agegender.deploy.metadata import metadata_path, output_task
+from agegender.deploy.metadata import finish_switch, output_task, switch_in
 from agegender.devices import add_device_argument
 from agegender.errors import AgegenderError
-from agegender.fileio import make_parent, newest_snapshot
+from agegender.fileio import check_writable, crash_point, newest_snapshot, temporary_directory
 from agegender.layers.net import Net
+from agegender.limits import check_net_memory
+from agegender.progress import Progress
 from agegender.tasks import TASKS, by_outputs
 from agegender.tasks import get as get_task
 
@@ -34,6 +36,7 @@ FAMILY = {"AUTO": "cpu", "CPU": "cpu", "GPU": "cpu", "NPU": "npu", "MYRIAD": "my
 MEAN_FILE = "age_gender_mean.npy"
 CALIBRATION_SIZE = 300  # INT8 calibration images, the default of --calibration-size
 CHECKS = ("auto", "opencv", "torch", "none")
+MAX_CHECK_INPUTS = 1000
 # Relative max difference (to the reference's largest magnitude) above which the IR is refused.
 TOLERANCE = {"FP32": 1e-3, "FP16": 5e-2}
 # (type, opset) of every operation OpenVINO 2022.3's MYRIAD plugin takes (it converts opset1 to its own layers).
@@ -104,8 +107,11 @@ def compile_model(options: Options) -> Path:
     from agegender.layers.openvino_ops import build_model
 
     _check_options(options)
+    xml = check_writable(str(options.output).removesuffix(".xml") + ".xml", "--output")
+    finish_switch(xml)
     prototxt = Path(options.model)
     net = _load_net(prototxt, options.batch)
+    check_net_memory(net, False, "--batch or num_output")
     if not net.inputs:
         raise AgegenderError(f"{prototxt} has no Input layer (or input/input_dim); compile takes a deploy prototxt")
     heads = _heads(options.labels, net)
@@ -118,10 +124,10 @@ def compile_model(options: Options) -> Path:
     model = build_model(net, weights)
     if options.target == "myriad":
         check_ops(model, MYRIAD_OPS, "OpenVINO 2022.3's MYRIAD plugin")
-    xml = Path(str(options.output).removesuffix(".xml") + ".xml")
     reference = reference_forward(options.check, prototxt, weights_path, net)
-    with tempfile.TemporaryDirectory(prefix=f".{xml.stem}.", dir=make_parent(xml)) as tmp:
-        staged = Path(tmp) / xml.name
+    tmp = temporary_directory(xml)
+    try:
+        staged = tmp / xml.name
         int8_report = None
         if options.precision == "INT8":
             int8_report = _quantize(options, model, net, mean, heads[0]["classes"], staged)
@@ -131,7 +137,11 @@ def compile_model(options: Options) -> Path:
         if int8_report:
             verification["int8_vs_fp32"] = int8_report
         _write_sidecar(options, staged, net, heads, (prototxt, weights_path), mean, verification)
-        _move_into_place(staged, xml)
+        crash_point("compile-staged")
+        shutil.rmtree(tmp / "fp32", ignore_errors=True)
+        switch_in(tmp, xml)
+    finally:  # on failure, Ctrl-C and SIGTERM alike (after a switch there is nothing left to remove)
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"compiled {prototxt.name} + {weights_path.name} -> {xml} ({options.precision}, target {options.target}); "
           f"inputs {', '.join(net.inputs)}, outputs {', '.join(net.outputs)}")
     return xml
@@ -165,6 +175,9 @@ def _check_options(options: Options) -> None:
         raise AgegenderError("--calibration is for --precision INT8")
     if options.calibration_size < 1 or options.check_inputs < 1 or (options.batch is not None and options.batch < 1):
         raise AgegenderError("--batch, --calibration-size and --check-inputs must be at least 1")
+    if options.check_inputs > MAX_CHECK_INPUTS:
+        raise AgegenderError(f"--check-inputs {options.check_inputs}: at most {MAX_CHECK_INPUTS} (each runs the IR and "
+                             f"the reference once; the default 8 already compare every output value)")
 
 
 def _read_mean(path: str, net: Net) -> np.ndarray:
@@ -319,28 +332,36 @@ def verify(xml: Path, net: Net, reference: tuple[str, Forward] | None, mean: np.
                   for n in net.nodes if n.type == "DetectionOutput"}  # top: (threshold, keep)
     max_abs, magnitude, agree, samples = 0.0, 0.0, 0, 0
     decided = [o for o in net.outputs if output_task(o, int(np.prod(net.blob_shapes[o][1:])))] or net.outputs[-1:]
+    progress = Progress(n_inputs, f"verification vs {name}", "inputs", silent=n_inputs < 50)
     for _ in range(n_inputs):
+        progress.update()
         inputs = {blob: random_input(net.blob_shapes[blob], mean, rng) for blob in net.inputs}
         expected = forward(inputs)
         got = compiled(inputs)
         for blob in net.outputs:
             ours = got[compiled.output(blob)]
+            # np.max, not max(): a NaN must stay (max(0.0, nan) is 0.0, and a NaN IR would pass)
             if blob in detections:
-                max_abs = max(max_abs, detection_difference(ours, expected[blob], *detections[blob]))
+                difference = detection_difference(ours, expected[blob], *detections[blob])
             else:
-                max_abs = max(max_abs, float(np.abs(ours - expected[blob]).max()))
-            magnitude = max(magnitude, float(np.abs(expected[blob]).max()))
+                difference = np.abs(ours - expected[blob]).max()
+            max_abs = float(np.max([max_abs, difference]))
+            magnitude = float(np.max([magnitude, np.abs(expected[blob]).max()]))
         for blob in decided:  # the top-1 class of each head (the last output when no output names a task)
             ours, theirs = (a.reshape(len(a), -1).argmax(1) for a in (got[compiled.output(blob)], expected[blob]))
             same = (ours == theirs) if blob not in detections else np.ones(1, bool)  # detections: matched above
             agree += int(same.sum())
         samples += len(same)
+    progress.close()
     relative = max_abs / magnitude if magnitude else max_abs
     decisions = samples * len(decided)
     result = {"reference": name, "inputs": samples, "max_abs_diff": max_abs, "max_rel_diff": relative,
               "top1_agreement": agree / decisions}
     print(f"verification vs {name} on {samples} random inputs: max abs diff {max_abs:.3g} "
           f"(relative {relative:.3g}), top-1 agreement {agree}/{decisions}")
+    if not np.isfinite(relative):
+        raise AgegenderError(f"the {precision} IR or {name} gives NaN or infinite outputs on random inputs (NaN/inf "
+                             f"weights or mean?); nothing written")
     limit = TOLERANCE.get(precision)
     if limit is not None and relative > limit:
         raise AgegenderError(f"the {precision} IR does not match {name} "
@@ -395,16 +416,6 @@ def _write_sidecar(options: Options, xml: Path, net: Net, heads: list[dict], sou
                       resize=resize, crop=input_shape[-1], precision=options.precision, target=options.target,
                       source=source, verification=verification, **mean_fields)
     write_metadata(xml, meta)
-
-
-def _move_into_place(staged: Path, xml: Path) -> None:
-    """Move the staged IR, sidecar and mean beside ``xml``. The old sidecar goes first and the new one comes last,
-    so an interruption leaves an IR without a sidecar (refused with a clear line), never one with another's."""
-    metadata_path(xml).unlink(missing_ok=True)
-    for name in (MEAN_FILE, xml.with_suffix(".xml").name, xml.with_suffix(".bin").name):
-        if (staged.parent / name).exists():
-            os.replace(staged.parent / name, xml.parent / name)
-    os.replace(metadata_path(staged), metadata_path(xml))
 
 
 def random_caffemodel(net: Net, path: str | os.PathLike, seed: int = 0, gain: float = 0.5) -> Path:

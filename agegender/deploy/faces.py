@@ -21,7 +21,8 @@ from agegender.preprocess import to_bgr
 
 FACE_MODES = ("auto", "detect", "haar", "none")
 CROP_ASPECT = (0.8, 1.25)   # an image of this aspect ratio and at most CROP_MAX_SIDE pixels ...
-CROP_MAX_SIDE = 512         # ... "looks like a face crop" (UTKFace chips are 200x200)
+CROP_MAX_SIDE = 512         # ... "looks like a face crop" (UTKFace chips are 200x200) ...
+CROP_MIN_SIDE = 24          # ... if it is at least as large as the smallest face the Haar cascade finds
 CROP_FACE_AREA = 0.5        # a face whose frame covers this much of such an image means the image is the face
 CROP_NO_DETECT_SIDE = 256   # a face-crop-like image this small is used whole without running the detector
 CHIP_SIZE = 200             # side of an aligned crop, as UTKFace's chips
@@ -102,7 +103,8 @@ def align(image: np.ndarray, landmarks: np.ndarray, template=None, size: int = C
 
 def looks_like_face_crop(image: np.ndarray, max_side: int = CROP_MAX_SIDE) -> bool:
     height, width = image.shape[:2]
-    return CROP_ASPECT[0] <= width / height <= CROP_ASPECT[1] and max(height, width) <= max_side
+    return (CROP_ASPECT[0] <= width / height <= CROP_ASPECT[1] and max(height, width) <= max_side
+            and min(height, width) >= CROP_MIN_SIDE)
 
 
 class FaceFinder:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from agegender.errors import AgegenderError
-from agegender.fileio import write_text_atomic
+from agegender.fileio import crash_point, write_text_atomic
 from agegender.tasks import TASKS
 
 FORMAT = "agegender-ir/1"
@@ -78,8 +80,87 @@ def metadata_path(xml: str | os.PathLike) -> Path:
     return Path(xml).with_suffix(".json")
 
 
+def switch_path(xml: str | os.PathLike) -> Path:
+    """``.NAME.xml.switch``: the complete new IR, sidecar and mean, while they replace the old ones."""
+    return Path(xml).with_name(f".{Path(xml).name}.switch")
+
+
+def switch_in(staged: Path, xml: str | os.PathLike) -> None:
+    """Replace the IR trio (``.xml``, ``.bin``, ``.json``, and the mean) beside ``xml`` with the ``staged``
+    folder's in one step: renaming the folder to ``.NAME.xml.switch`` is the commit; the files are then moved
+    (sidecar last). A run killed while moving leaves the switch folder, and whoever reads the graph next
+    (compile, run_inference, test) finishes the moves: never a new .xml beside an old .bin."""
+    finish_switch(xml)
+    os.replace(staged, switch_path(xml))
+    finish_switch(xml)
+
+
+def finish_switch(xml: str | os.PathLike) -> None:
+    """Complete a switch a killed compile left half done (nothing to do when there is none)."""
+    journal, sidecar = switch_path(xml), metadata_path(xml)
+    if not journal.is_dir():
+        return
+    try:
+        sidecar.unlink(missing_ok=True)  # no sidecar while the files move: a reader without this step refuses them
+        for file in sorted(p for p in journal.iterdir() if p.is_file() and p.name != sidecar.name):
+            os.replace(file, Path(xml).parent / file.name)
+            crash_point("compile-switch")
+        if (journal / sidecar.name).is_file():
+            os.replace(journal / sidecar.name, sidecar)
+        shutil.rmtree(journal)
+    except OSError as exc:
+        raise AgegenderError(f"graph {xml}: a compile was interrupted while replacing it and its files cannot be "
+                             f"moved into place ({exc.strerror}); run compile again") from None
+
+
 def write_metadata(xml: str | os.PathLike, meta: IRMetadata) -> Path:
-    return write_text_atomic(metadata_path(xml), json.dumps(asdict(meta), indent=2) + "\n")
+    return write_text_atomic(metadata_path(xml), json.dumps(asdict(meta), indent=2, allow_nan=False) + "\n")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _sizes(count: int):
+    return lambda v: isinstance(v, list) and len(v) == count and all(isinstance(d, int) and d > 0 for d in v)
+
+
+def _is_head(head) -> bool:
+    return (isinstance(head, dict) and set(head) == {"task", "classes", "output_name"}
+            and isinstance(head["task"], str) and isinstance(head["output_name"], str)
+            and _FIELD_CHECKS["classes"][0](head["classes"]))
+
+
+_FIELD_CHECKS = {  # field -> (check, what it must be)
+    "task": (lambda v: isinstance(v, str), "a string"),
+    "classes": (lambda v: isinstance(v, list) and v and all(isinstance(c, str) for c in v), "a list of class names"),
+    "input_name": (lambda v: isinstance(v, str), "a string"),
+    "output_name": (lambda v: isinstance(v, str), "a string"),
+    "input_shape": (_sizes(4), "4 positive integers (N, C, H, W)"),
+    "resize": (_sizes(2), "2 positive integers (H, W)"),
+    "crop": (lambda v: isinstance(v, int) and v > 0, "a positive integer"),
+    "color_order": (lambda v: v in ("BGR", "RGB"), "BGR or RGB"),
+    "scale": (_number, "a finite number"),
+    "mean_file": (lambda v: isinstance(v, str), "a string"),
+    "mean_sha256": (lambda v: isinstance(v, str), "a string"),
+    "mean_bgr": (lambda v: isinstance(v, list) and all(map(_number, v)), "a list of finite numbers"),
+    "heads": (lambda v: isinstance(v, list) and all(_is_head(h) for h in v),
+              "a list of {task, classes, output_name}"),
+}
+
+
+def check_metadata(meta: IRMetadata) -> None:
+    """ValueError naming the first field of the wrong type, and for the age and gender heads, classes that
+    are not the head's own names in its own order (["Female", "Male"] would invert every gender)."""
+    for name, (check, expected) in _FIELD_CHECKS.items():
+        value = getattr(meta, name)
+        if not check(value):
+            raise ValueError(f'"{name}" is {json.dumps(value, allow_nan=True)[:60]}, expected {expected}')
+    for head in meta.head_list():  # every head of a net with several (AgeGenderNet), else the one
+        task, classes = head["task"], head["classes"]
+        if task in TASKS and classes != list(TASKS[task].classes):
+            raise ValueError(f'"classes" {classes} are not the {task} head\'s {list(TASKS[task].classes)} '
+                             f"in this order: predictions would be given the wrong names")
 
 
 def read_metadata(xml: str | os.PathLike) -> IRMetadata:
@@ -93,6 +174,8 @@ def read_metadata(xml: str | os.PathLike) -> IRMetadata:
             raise ValueError("not a JSON object")
         if data.get("format") != FORMAT:
             raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
-        return IRMetadata(**data)
+        meta = IRMetadata(**data)
+        check_metadata(meta)
+        return meta
     except (ValueError, TypeError) as exc:
         raise AgegenderError(f"IR metadata {path} is not valid ({exc}); recompile with `agegender compile`") from None

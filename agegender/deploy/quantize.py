@@ -15,7 +15,8 @@ from typing import Sequence
 import numpy as np
 import openvino as ov
 
-from agegender.caffe import datum_to_array, lmdb_size, read_lmdb
+from agegender.caffe import lmdb_size, read_lmdb
+from agegender.caffe.datum import record_image
 from agegender.errors import AgegenderError
 from agegender.preprocess import transform
 from agegender.scoring import evaluate
@@ -30,9 +31,9 @@ def calibration_inputs(lmdb: str | os.PathLike, mean: np.ndarray | None, crop: i
         raise AgegenderError(f"calibration LMDB {lmdb} holds no records")
     step = max(total // size, 1)
     inputs = []
-    for index, (_, datum) in enumerate(read_lmdb(lmdb)):
+    for index, (key, datum) in enumerate(read_lmdb(lmdb)):
         if index % step == 0 and len(inputs) < size:
-            chw = datum_to_array(datum)
+            chw = record_image(lmdb, key, datum)
             try:
                 inputs.append(transform(chw, mean, crop)[None])
             except ValueError as exc:

@@ -25,10 +25,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from agegender.caffe.mean import read_mean
-from agegender.deploy.metadata import IRMetadata, read_metadata, sha256_file
+from agegender.deploy.metadata import IRMetadata, finish_switch, read_metadata, sha256_file
 from agegender.errors import AgegenderError
 from agegender.fileio import require_file
 from agegender.preprocess import resize_like_lmdb, to_bgr, transform
+from agegender.quiet import quiet_stderr
 
 try:
     from openvino import AsyncInferQueue, Core
@@ -155,6 +156,9 @@ def load_mean(meta: IRMetadata, graph_dir: Path, mean_file: str | os.PathLike | 
     """The (C, H, W) mean the graph was compiled with: the sidecar's ``mean_file`` (its sha256 checked),
     or ``mean_file`` when given, checked against the sidecar's. None when the net has no mean."""
     recorded = graph_dir / meta.mean_file if meta.mean_file else None
+    if (mean_file is not None and recorded is not None and recorded.is_file() and Path(mean_file).is_file()
+            and os.path.samefile(mean_file, recorded)):
+        mean_file = None  # the recorded file itself: checked as such (a hint "use it" would name the file given)
     if mean_file is None:
         if recorded is None:
             return None
@@ -203,6 +207,7 @@ class Classifier:
         """``device`` None or "AUTO" picks the best present; ``cache_dir`` None uses default_cache_dir(),
         "" turns the model cache off; ``hint`` LATENCY (one image at a time) or THROUGHPUT (pipelines);
         ``head`` the task whose output ``predict`` gives (None: the first head)."""
+        finish_switch(xml_path)  # a compile killed while replacing this graph: its new trio goes in whole
         self.xml = require_file(xml_path, "graph")
         require_file(self.xml.with_suffix(".bin"), "graph weights")
         self.meta = read_metadata(self.xml)
@@ -247,8 +252,14 @@ class Classifier:
         return tuple(self.meta.input_shape[1:])
 
     def _read_model(self):
+        with open(self.xml, "rb") as stream:
+            head = stream.read(256).lstrip(b"\xef\xbb\xbf \t\r\n")
+        if not head.startswith((b"<?xml", b"<net")):  # else OpenVINO tries every frontend, TensorFlow's logging
+            raise AgegenderError(f"graph {self.xml} is not an OpenVINO IR (the file does not start with XML); "
+                                 f"recompile with compile2Movidius.sh")
         try:
-            model = core().read_model(str(self.xml))
+            with quiet_stderr():
+                model = core().read_model(str(self.xml), str(self.xml.with_suffix(".bin")))
         except RuntimeError as exc:
             raise AgegenderError(f"graph {self.xml} is not a readable OpenVINO IR ({_first_line(exc)}); "
                                  f"recompile with `agegender compile`") from None
@@ -429,5 +440,7 @@ def _usable_cache_dir(path: Path) -> Path | None:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The reason in OpenVINO's message, past its "Exception from src/...cpp:N:" location lines."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reasons = [line for line in lines if not (line.startswith("Exception from ") and line.endswith(":"))]
+    return (reasons or lines or [type(exc).__name__])[0]

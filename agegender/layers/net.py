@@ -5,6 +5,7 @@ and shared by inspect, the PyTorch trainer and the OpenVINO compiler.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -35,7 +36,7 @@ class Node:
 
     @property
     def param_count(self) -> int:
-        return sum(int(np.prod(s, dtype=np.int64)) for s in self.blob_shapes)
+        return sum(math.prod(map(int, s)) for s in self.blob_shapes)
 
     @property
     def macs(self) -> int:
@@ -186,8 +187,23 @@ class Net:
                                      f"{_shapes([blob_shape(b) for b in blobs])} but {self.source} needs "
                                      f"{_shapes(node.blob_shapes)}; "
                                      f"fix the prototxt or rename the layer to train it anew")
-            weights[node.name] = [blob_to_array(b, s).astype(np.float32) for b, s in zip(blobs, node.blob_shapes)]
+            weights[node.name] = [_blob_values(b, s, f"{model_name}: {node.describe()}")
+                                  for b, s in zip(blobs, node.blob_shapes)]
         return weights
+
+
+def _blob_values(blob: caffe_pb2.BlobProto, shape: Shape, where: str) -> np.ndarray:
+    """The blob as float32 ``shape``; one line when it holds too few values or any NaN/infinity (a damaged
+    caffemodel, or a diverged training, would otherwise give confident wrong answers)."""
+    try:
+        values = blob_to_array(blob, shape).astype(np.float32)
+    except ValueError as exc:
+        raise AgegenderError(f"{where}: {exc}; the caffemodel is damaged or was written for another net") from None
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    if bad:
+        raise AgegenderError(f"{where}: {bad} of its {values.size} weights are NaN or infinite (a diverged "
+                             f"training?); use an earlier snapshot")
+    return values
 
 
 def _shapes(shapes: Sequence[Shape]) -> str:

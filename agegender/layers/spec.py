@@ -20,7 +20,7 @@ REGISTRY: dict[str, type["LayerSpec"]] = {}
 
 
 def _count(shape: Sequence[int]) -> int:
-    return int(np.prod(shape, dtype=np.int64))
+    return math.prod(int(d) for d in shape)  # Python ints: no int64 overflow on absurd shapes
 
 
 def _axis(axis: int, ndim: int) -> int:
@@ -158,13 +158,15 @@ def _spatial(values: Sequence[int], h, w, default: int, name: str, lone_ok: bool
             raise ValueError(f"give either {name} or {name}_h/{name}_w, not both")
         if (h is None or w is None) and not lone_ok:
             raise ValueError(f"give both {name}_h and {name}_w (or one {name} for both)")
-        return int(h if h is not None else default), int(w if w is not None else default)
-    values = list(values)
-    if len(values) > 2:
-        raise ValueError(f"{name} has {len(values)} values; 2-D layers take 1 or 2")
-    if not values:
-        return default, default
-    return (int(values[0]), int(values[-1]))
+        pair = int(h if h is not None else default), int(w if w is not None else default)
+    else:
+        values = list(values)
+        if len(values) > 2:
+            raise ValueError(f"{name} has {len(values)} values; 2-D layers take 1 or 2")
+        pair = (int(values[0]), int(values[-1])) if values else (default, default)
+    if default == 1 and min(pair) < 1:  # stride, dilation: Caffe CHECKs them > 0
+        raise ValueError(f"{name} must be at least 1, got {pair[0] if pair[0] < 1 else pair[1]}")
+    return pair
 
 
 def _opt(msg, field):

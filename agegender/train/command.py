@@ -1,7 +1,8 @@
 """Train a prototxt net with `caffe train`'s meaning for every flag and solver field, executed by PyTorch.
 
 Logs Caffe's own lines (glog format, stderr) plus a progress line with images/s and the time left.
-Ctrl-C or SIGTERM: snapshot and stop; SIGHUP: snapshot and go on. Several GPUs or hosts: launch with
+Ctrl-C or SIGTERM: snapshot and stop, exit code 130 or 143; SIGHUP: snapshot and go on. Several GPUs or hosts:
+launch with
 `torchrun --nproc_per_node N -m agegender train ...` (DistributedDataParallel; each rank reads its shard).
 """
 from __future__ import annotations
@@ -35,4 +36,6 @@ def run(args: argparse.Namespace) -> int:
                              f"(one GPU per process: launch several GPUs with torchrun, see docs/training.md)")
     trainer = build_trainer(Options(args.solver, args.weights, args.snapshot, device, args.max_iter, args.workers))
     trainer.solve()
+    if trainer.stopped:  # by a signal: snapshot written, but the training is not finished
+        return trainer.signals.exit_code()
     return 0

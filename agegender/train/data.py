@@ -24,6 +24,7 @@ from agegender.caffe import caffe_pb2, datum_to_array, lmdb_size, read_mean
 from agegender.caffe.datum import open_lmdb
 from agegender.errors import AgegenderError
 from agegender.layers.net import Net, Node
+from agegender.lmdb_set import check_lmdb_set
 from agegender.preprocess import transform
 
 
@@ -33,6 +34,7 @@ class LmdbRecords:
 
     def __init__(self, path: str):
         self.path = path
+        check_lmdb_set([path])
         if lmdb_size(path) == 0:
             raise AgegenderError(f"LMDB {path} holds no records; rebuild it with `agegender lmdb`")
         with open_lmdb(self.path) as env, env.begin() as txn:
@@ -181,9 +183,11 @@ def _check_lockstep(net: Net, feeds: Sequence[DataFeed]) -> None:
 
 
 def _ignore_interrupts(_worker_id: int) -> None:
-    """Workers leave Ctrl-C and SIGHUP to the trainer, which snapshots before stopping."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    """Workers leave Ctrl-C, SIGTERM and SIGHUP to the trainer, which snapshots before stopping: a terminal,
+    systemd or Slurm signals the whole process group, and a worker killed by it would kill the trainer
+    before its snapshot. (A worker still exits with the trainer: the DataLoader's watchdog sees it go.)"""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def iterate_batches(feeds: Sequence[DataFeed], start: int, stop: int, workers: int,

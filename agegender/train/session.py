@@ -15,6 +15,7 @@ from agegender.errors import AgegenderError
 from agegender.fileio import newest_snapshot
 from agegender.layers.net import Net
 from agegender.layers.torch_net import TorchNet
+from agegender.limits import check_net_memory
 from agegender.train.data import data_feeds
 from agegender.train.log import setup_logging
 from agegender.train.solvers import make_solver, solver_type
@@ -147,11 +148,13 @@ def build_trainer(options: Options) -> Trainer:
     train_source, test_sources = solver_nets(param)
     log.info(train_source.description)
     train_def = train_source.build()
+    check_net_memory(train_def, True, "batch_size or num_output")
     train_net = TorchNet(train_def)
     tests = []
     for source, iterations in zip(test_sources, param.test_iter):
         log.info(source.description)
         test_def = source.build()
+        check_net_memory(test_def, False, "batch_size or num_output")
         tests.append(TestPass(TorchNet(test_def), data_feeds(test_def, seed), iterations))
     weights = options.weights.split(",") if options.weights else list(param.weights)
     copy_weights(train_net, [t.net for t in tests], weights)

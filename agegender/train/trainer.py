@@ -90,6 +90,7 @@ class SignalRequests:
 
     def __init__(self):
         self.pending = self.NONE
+        self.stop_signal: int | None = None  # the signal that asked for the stop, for the exit code
         self._previous = {}
 
     def __enter__(self):
@@ -104,12 +105,18 @@ class SignalRequests:
     def _request(self, sig: int, action: int) -> None:
         self.pending = max(self.pending, action)
         if action == self.STOP:
+            self.stop_signal = self.stop_signal or sig
             log.info("%s received: snapshotting and stopping after this iteration%s", signal.Signals(sig).name,
                      " (Ctrl-C again aborts without a snapshot)" if sig == signal.SIGINT else "")
             if sig == signal.SIGINT:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
         else:
             log.info("%s received: snapshotting after this iteration", signal.Signals(sig).name)
+
+    def exit_code(self) -> int:
+        """128 + the signal that stopped the run, as a shell reports a process a signal ended (130 Ctrl-C,
+        143 SIGTERM), so `train_GenderNet.sh && train_AgeNet.sh` does not go on from a half-trained net."""
+        return 128 + (self.stop_signal or signal.SIGTERM)
 
     def take(self) -> int:
         """The request since the last call; a stop stays requested."""
