@@ -66,8 +66,10 @@ def plot_confusion(scores: Scores, path: str, title: str) -> None:
     write_bytes_atomic(path, png.tobytes())
 
 
-def caffemodel_predictor(prototxt: str, weights: str) -> tuple[Predictor, int, str]:
-    """The PyTorch engine on a deploy net: (predict, crop size, output blob)."""
+def caffemodel_predictor(prototxt: str, weights: str, task: str | None = None) -> tuple[Predictor, int, str]:
+    """The PyTorch engine on a deploy net: (predict, crop size, output blob). A net with several outputs
+    (AgeGenderNet) is tested on the head of ``task`` (prob_age, prob_gender)."""
+    from agegender.deploy.metadata import output_task
     from agegender.layers.net import load_deploy
     from agegender.layers.torch_net import numpy_forward
 
@@ -75,6 +77,13 @@ def caffemodel_predictor(prototxt: str, weights: str) -> tuple[Predictor, int, s
     if len(net.inputs) != 1:
         raise AgegenderError(f"{prototxt} has inputs {net.inputs}; test needs a deploy net with one image input")
     input_name, output = net.inputs[0], net.outputs[-1]
+    tasks = {output_task(o, int(np.prod(net.blob_shapes[o][1:]))): o for o in net.outputs}
+    tasks.pop("", None)
+    if len(net.outputs) > 1 and tasks:
+        if task not in tasks:
+            raise AgegenderError(f"{prototxt} has several heads ({', '.join(net.outputs)}); give --labels "
+                                 f"{'|'.join(tasks)} to test one")
+        output = tasks[task]
     forward = numpy_forward(net, arrays)
 
     def predict(batch: np.ndarray) -> np.ndarray:
@@ -119,7 +128,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mean.binaryproto or .npy (needed for --model; for --ir checked against its sidecar)")
     parser.add_argument("--labels", choices=list(TASKS), metavar="TASK",
                         help=f"the task, {'|'.join(TASKS)}: its class names (default: the IR's, else the task "
-                             f"with as many classes as the model has outputs)")
+                             f"with as many classes as the model has outputs); with a net of several heads "
+                             f"(AgeGenderNet), the head to test")
     add_device_argument(parser, "CPU", "OpenVINO device for --ir (default CPU; --model runs on the CPU)")
     parser.add_argument("--oversample", action="store_true", help="average 10 crops (corners, centre, mirrors)")
     parser.add_argument("--json", nargs="?", const="-", metavar="FILE",
@@ -139,13 +149,13 @@ def score_model(options: Options) -> Result:
         if not options.weights or not options.mean or options.ir:
             raise AgegenderError("--model needs --weights W.caffemodel and --mean mean.binaryproto (and no --ir)")
         weights = newest_snapshot(options.weights)
+        predict, crop, _ = caffemodel_predictor(str(options.model), str(weights), options.labels)
         print(f"testing {weights}", file=sys.stderr)
-        predict, crop, _ = caffemodel_predictor(str(options.model), str(weights))
         mean, task, classes, model_name = read_mean(options.mean), options.labels, None, str(weights)
     elif options.ir:
         if options.weights:
             raise AgegenderError("--weights goes with --model, not --ir (the IR holds its weights)")
-        predict, crop, mean, (task, classes) = _ir_predictor(options.ir, options.device, options.mean)
+        predict, crop, mean, (task, classes) = _ir_predictor(options.ir, options.device, options.mean, options.labels)
         if options.labels and options.labels != task:
             task, classes = options.labels, None
         model_name = str(options.ir)
@@ -160,12 +170,17 @@ def score_model(options: Options) -> Result:
     return Result(task, scores, model_name)
 
 
-def _ir_predictor(ir, device: str, mean_file) -> tuple[Predictor, int, np.ndarray, tuple[str, list[str]]]:
-    """(predict, crop, mean, (task, class names)) of an IR, all from its sidecar."""
+def _ir_predictor(ir, device: str, mean_file, labels: str | None = None
+                  ) -> tuple[Predictor, int, np.ndarray, tuple[str, list[str]]]:
+    """(predict, crop, mean, (task, class names)) of an IR, all from its sidecar; ``labels`` picks the head of a
+    net with several (AgeGenderNet)."""
     from agegender.deploy.runtime import Classifier
 
-    classifier = Classifier(ir, device=device, mean_file=mean_file)
-    task = classifier.meta.task
+    classifier = Classifier(ir, device=device, mean_file=mean_file, head=labels)
+    if len(classifier.tasks) > 1 and not labels:
+        raise AgegenderError(f"{ir} has several heads ({', '.join(classifier.tasks)}); give --labels "
+                             f"{'|'.join(classifier.tasks)} to test one")
+    task = classifier.head["task"]
     return classifier.predict, classifier.meta.crop, classifier.mean, (task, classifier.classes if task else None)
 
 

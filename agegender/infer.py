@@ -62,8 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mean image (.npy or .binaryproto), checked against the "
                         "graph's sidecar (default: the mean named by the sidecar, e.g. graph/age_gender_mean.npy)")
     parser.add_argument("--graph-dir", "--graph_dir", default="graph",
-                        help="folder of AgeNet.xml/.bin/.json and GenderNet.* "
-                        "(default: graph)")
+                        help="folder of AgeNet.xml/.bin/.json and GenderNet.*, "
+                        "or of AgeGenderNet.* (both heads in one graph, used when present) (default: graph)")
     add_device_argument(parser, None, "OpenVINO device (default AUTO: the first present of NPU, GPU, CPU); "
                         "an absent device falls back to CPU")
     parser.add_argument("--faces", choices=FACE_MODES, default="auto",
@@ -173,10 +173,41 @@ def frames(capture: cv2.VideoCapture, limit: int | None) -> Iterator[tuple[str, 
 
 # ---------------------------------------------------------------------------------------------- the nets
 
+JOINT_GRAPH = "AgeGenderNet"  # one graph with both heads: used instead of AgeNet + GenderNet when present
+
+
 @dataclass
 class Nets:
+    """The age and the gender net, or the heads of one AgeGenderNet (``joint``: one inference per face)."""
     age: Classifier
     gender: Classifier
+    joint: Classifier | None = None
+
+    @property
+    def requests_per_face(self) -> int:
+        return 1 if self.joint is not None else 2
+
+    def predict(self, x_age: np.ndarray, x_gender: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(age, gender) probabilities of one face, synchronously."""
+        if self.joint is not None:
+            heads = self.joint.predict_heads(x_age)
+            return heads["age"], heads["gender"]
+        return self.age.predict(x_age)[0], self.gender.predict(x_gender)[0]
+
+    @contextlib.contextmanager
+    def queues(self, on_result: Callable[[object, dict[str, np.ndarray]], None], jobs: int = 0):
+        """``submit(x_age, x_gender, tag)`` with the requests in flight; ``on_result(tag, {task: probs})``
+        once per request (per face for AgeGenderNet, per face and net otherwise)."""
+        if self.joint is not None:
+            with self.joint.pipeline(on_result, jobs, heads=True) as queue:
+                yield lambda x_age, x_gender, tag: queue.submit(x_age, tag)
+            return
+        with self.age.pipeline(lambda tag, probs: on_result(tag, {"age": probs}), jobs) as age_queue, \
+                self.gender.pipeline(lambda tag, probs: on_result(tag, {"gender": probs}), jobs) as gender_queue:
+            def submit(x_age: np.ndarray, x_gender: np.ndarray, tag: object) -> None:
+                age_queue.submit(x_age, tag)
+                gender_queue.submit(x_gender, tag)
+            yield submit
 
     @functools.cached_property
     def shared_input(self) -> bool:
@@ -202,6 +233,9 @@ def load_nets(args: argparse.Namespace, hint: str) -> Nets:
     device, message = pick_device(args.device, core().available_devices)
     if message:
         notice(message)
+    if (graph_dir / f"{JOINT_GRAPH}.xml").is_file():
+        joint = pick_ir(graph_dir, JOINT_GRAPH, device)
+        return _joint_nets(Classifier(joint, device, args.cache_dir, args.mean_file, hint))
     nets = {}
     for task, name in (("age", "AgeNet"), ("gender", "GenderNet")):
         net = Classifier(pick_ir(graph_dir, name, device), device, args.cache_dir, args.mean_file, hint)
@@ -210,6 +244,15 @@ def load_nets(args: argparse.Namespace, hint: str) -> Nets:
                                  f"net (its sidecar says so), not the {task} net; recompile with compile2Movidius.sh")
         nets[task] = net
     return Nets(**nets)
+
+
+def _joint_nets(joint: Classifier) -> Nets:
+    missing = [task for task in ("age", "gender") if task not in joint.tasks]
+    if missing:
+        raise AgegenderError(f"{joint.xml} has no {' or '.join(missing)} head (its heads: "
+                             f"{', '.join(joint.tasks)}); recompile prototxt/{JOINT_GRAPH}_deploy.prototxt, "
+                             f"or remove it to use AgeNet + GenderNet")
+    return Nets(joint.for_head("age"), joint.for_head("gender"), joint)
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -331,26 +374,24 @@ def _source_note(faces: Faces) -> str:
 # ---------------------------------------------------------------------------------------------- running
 
 def predict_faces(nets: Nets, image: np.ndarray, faces: Faces, jobs: int = 0) -> list[FaceResult]:
-    """Every face of one image through both nets' async queues at once, so a face's age and gender (and the
-    next faces) run side by side on the cores; each face timed from its crop to its last result."""
+    """Every face of one image through the nets' async queues at once, so a face's age and gender (and the
+    next faces) run side by side on the cores (AgeGenderNet: one request per face gives both); each face timed
+    from its crop to its last result."""
     results = [FaceResult(box) for box in faces.boxes]
     started: dict[int, float] = {}
     lock = threading.Lock()
 
-    def arrived(task: str):
-        def on_result(index: int, probs: np.ndarray) -> None:
-            with lock:
+    def arrived(index: int, heads: dict[str, np.ndarray]) -> None:
+        with lock:
+            for task, probs in heads.items():
                 setattr(results[index], task, probs)
-                if results[index].age is not None and results[index].gender is not None:
-                    results[index].ms = 1000 * (time.perf_counter() - started[index])
-        return on_result
+            if results[index].age is not None and results[index].gender is not None:
+                results[index].ms = 1000 * (time.perf_counter() - started[index])
 
-    with nets.age.pipeline(arrived("age"), jobs) as age_queue, nets.gender.pipeline(arrived("gender"), jobs) as gender_queue:
+    with nets.queues(arrived, jobs) as submit:
         for index in range(len(results)):
             started[index] = time.perf_counter()
-            x_age, x_gender = nets.inputs(faces.crop(image, index))
-            age_queue.submit(x_age, index)
-            gender_queue.submit(x_gender, index)
+            submit(*nets.inputs(faces.crop(image, index)), index)
     return results
 
 
@@ -365,7 +406,7 @@ def prepare(nets: Nets, finder: FaceFinder, name: str, load: Loader, keep_image:
         record.faces = finder.find(image)
         record.results = [FaceResult(box) for box in record.faces.boxes]
         inputs = [nets.inputs(crop) for crop in record.faces.crops(image)]
-        record.pending = 2 * len(inputs)
+        record.pending = nets.requests_per_face * len(inputs)
         record.image = image if keep_image else None
     return record, inputs
 
@@ -379,13 +420,12 @@ def stream(nets: Nets, finder: FaceFinder, sources: Iterable[tuple[str, Loader]]
     waiting: collections.deque[Record] = collections.deque()
     workers = workers or os.cpu_count() or 1
 
-    def arrived(task: str):
-        def on_result(tag: tuple[Record, int], probs: np.ndarray) -> None:
-            record, index = tag
+    def arrived(tag: tuple[Record, int], heads: dict[str, np.ndarray]) -> None:
+        record, index = tag
+        for task, probs in heads.items():
             setattr(record.results[index], task, probs)
-            with lock:
-                record.pending -= 1
-        return on_result
+        with lock:
+            record.pending -= 1
 
     def ready() -> Iterator[Record]:
         while True:
@@ -395,15 +435,13 @@ def stream(nets: Nets, finder: FaceFinder, sources: Iterable[tuple[str, Loader]]
                 record = waiting.popleft()
             yield record
 
-    with nets.age.pipeline(arrived("age"), jobs) as age_queue, \
-            nets.gender.pipeline(arrived("gender"), jobs) as gender_queue, \
+    with nets.queues(arrived, jobs) as submit, \
             concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="faces") as pool:
         def infer(prepared: concurrent.futures.Future) -> None:
             record, inputs = prepared.result()
             waiting.append(record)
             for index, (x_age, x_gender) in enumerate(inputs):
-                age_queue.submit(x_age, (record, index))
-                gender_queue.submit(x_gender, (record, index))
+                submit(x_age, x_gender, (record, index))
 
         ahead: collections.deque[concurrent.futures.Future] = collections.deque()
         for name, load in sources:

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from agegender.caffe import array_to_blob, caffe_pb2, read_mean, read_net, write_caffemodel, write_mean
-from agegender.deploy.metadata import finish_switch, switch_in
+from agegender.deploy.metadata import finish_switch, output_task, switch_in
 from agegender.devices import add_device_argument
 from agegender.errors import AgegenderError
 from agegender.fileio import check_writable, crash_point, newest_snapshot, temporary_directory
@@ -114,7 +114,10 @@ def compile_model(options: Options) -> Path:
     check_net_memory(net, False, "--batch or num_output")
     if not net.inputs:
         raise AgegenderError(f"{prototxt} has no Input layer (or input/input_dim); compile takes a deploy prototxt")
-    task, classes = _labels(options.labels, net)
+    heads = _heads(options.labels, net)
+    if options.precision == "INT8" and len(heads) > 1:
+        raise AgegenderError(f"--precision INT8 of a net with several outputs ({', '.join(net.outputs)}) is not "
+                             f"supported yet; compile it as FP16 or FP32")
     weights_path = newest_snapshot(options.weights)
     weights = net.weights_from(weights_path)
     mean = _read_mean(options.mean, net) if options.mean else None
@@ -127,13 +130,13 @@ def compile_model(options: Options) -> Path:
         staged = tmp / xml.name
         int8_report = None
         if options.precision == "INT8":
-            int8_report = _quantize(options, model, net, mean, classes, staged)
+            int8_report = _quantize(options, model, net, mean, heads[0]["classes"], staged)
         else:
             ov.save_model(model, staged, compress_to_fp16=options.precision == "FP16")
         verification = verify(staged, net, reference, mean, options.check_inputs, options.precision)
         if int8_report:
             verification["int8_vs_fp32"] = int8_report
-        _write_sidecar(options, staged, net, (task, classes), (prototxt, weights_path), mean, verification)
+        _write_sidecar(options, staged, net, heads, (prototxt, weights_path), mean, verification)
         crash_point("compile-staged")
         shutil.rmtree(tmp / "fp32", ignore_errors=True)
         switch_in(tmp, xml)
@@ -234,6 +237,22 @@ def _labels(labels: str | None, net: Net) -> tuple[str, list[str]]:
     return task, list(TASKS[task].classes) if task else [str(i) for i in range(n_classes)]
 
 
+def _heads(labels: str | None, net: Net) -> list[dict]:
+    """{task, classes, output_name} of each head. A net with several outputs named by task (AgeGenderNet's
+    prob_age and prob_gender) has one head per such output; any other net one head, its last output, whose
+    task ``_labels`` gives."""
+    named = {output: output_task(output, int(np.prod(net.blob_shapes[output][1:]))) for output in net.outputs}
+    named = {output: task for output, task in named.items() if task}
+    if len(net.outputs) == 1 or not named:
+        task, classes = _labels(labels, net)
+        return [{"task": task, "classes": classes, "output_name": net.outputs[-1]}]
+    if labels:
+        raise AgegenderError(f"--labels names the task of a one-output net; {net.name}'s outputs "
+                             f"({', '.join(net.outputs)}) are each named by their task (prob_age, prob_gender)")
+    return [{"task": task, "classes": list(TASKS[task].classes), "output_name": output}
+            for output, task in named.items()]
+
+
 # --- verification -------------------------------------------------------------------------------------------
 
 def reference_forward(check: str, prototxt: Path, weights: Path, net: Net) -> tuple[str, Forward] | None:
@@ -312,6 +331,7 @@ def verify(xml: Path, net: Net, reference: tuple[str, Forward] | None, mean: np.
     detections = {n.tops[0]: (n.spec.confidence_threshold, n.spec.rows_per_image(n.bottom_shapes))
                   for n in net.nodes if n.type == "DetectionOutput"}  # top: (threshold, keep)
     max_abs, magnitude, agree, samples = 0.0, 0.0, 0, 0
+    decided = [o for o in net.outputs if output_task(o, int(np.prod(net.blob_shapes[o][1:])))] or net.outputs[-1:]
     progress = Progress(n_inputs, f"verification vs {name}", "inputs", silent=n_inputs < 50)
     for _ in range(n_inputs):
         progress.update()
@@ -327,16 +347,18 @@ def verify(xml: Path, net: Net, reference: tuple[str, Forward] | None, mean: np.
                 difference = np.abs(ours - expected[blob]).max()
             max_abs = float(np.max([max_abs, difference]))
             magnitude = float(np.max([magnitude, np.abs(expected[blob]).max()]))
-        main = net.outputs[-1]
-        ours, theirs = (a.reshape(len(a), -1).argmax(1) for a in (got[compiled.output(main)], expected[main]))
-        same = (ours == theirs) if main not in detections else np.ones(1, bool)  # detections: matched above
-        agree, samples = agree + int(same.sum()), samples + len(same)
+        for blob in decided:  # the top-1 class of each head (the last output when no output names a task)
+            ours, theirs = (a.reshape(len(a), -1).argmax(1) for a in (got[compiled.output(blob)], expected[blob]))
+            same = (ours == theirs) if blob not in detections else np.ones(1, bool)  # detections: matched above
+            agree += int(same.sum())
+        samples += len(same)
     progress.close()
     relative = max_abs / magnitude if magnitude else max_abs
+    decisions = samples * len(decided)
     result = {"reference": name, "inputs": samples, "max_abs_diff": max_abs, "max_rel_diff": relative,
-              "top1_agreement": agree / samples}
+              "top1_agreement": agree / decisions}
     print(f"verification vs {name} on {samples} random inputs: max abs diff {max_abs:.3g} "
-          f"(relative {relative:.3g}), top-1 agreement {agree}/{samples}")
+          f"(relative {relative:.3g}), top-1 agreement {agree}/{decisions}")
     if not np.isfinite(relative):
         raise AgegenderError(f"the {precision} IR or {name} gives NaN or infinite outputs on random inputs (NaN/inf "
                              f"weights or mean?); nothing written")
@@ -372,12 +394,12 @@ def detection_difference(ours: np.ndarray, theirs: np.ndarray, threshold: float 
 
 # --- outputs ------------------------------------------------------------------------------------------------
 
-def _write_sidecar(options: Options, xml: Path, net: Net, labels: tuple[str, list[str]], sources: tuple[Path, Path],
+def _write_sidecar(options: Options, xml: Path, net: Net, heads: list[dict], sources: tuple[Path, Path],
                    mean: np.ndarray | None, verification: dict) -> None:
-    """The .json beside the IR: ``labels`` is (task, class names), ``sources`` (prototxt, caffemodel)."""
+    """The .json beside the IR: ``heads`` is [{task, classes, output_name}], ``sources`` (prototxt, caffemodel)."""
     from agegender.deploy.metadata import IRMetadata, sha256_file, write_metadata
 
-    (task, classes), (prototxt, weights) = labels, sources
+    prototxt, weights = sources
     input_shape = list(net.blob_shapes[net.inputs[0]])
     mean_fields = {}
     if mean is not None:
@@ -389,8 +411,8 @@ def _write_sidecar(options: Options, xml: Path, net: Net, labels: tuple[str, lis
               "caffemodel": str(weights), "caffemodel_sha256": sha256_file(weights)}
     if options.mean:
         source |= {"mean": str(options.mean), "mean_source_sha256": sha256_file(options.mean)}
-    meta = IRMetadata(task=task, classes=classes,
-                      input_name=net.inputs[0], output_name=net.outputs[-1], input_shape=input_shape,
+    meta = IRMetadata(task=heads[0]["task"], classes=heads[0]["classes"], heads=heads,
+                      input_name=net.inputs[0], output_name=heads[0]["output_name"], input_shape=input_shape,
                       resize=resize, crop=input_shape[-1], precision=options.precision, target=options.target,
                       source=source, verification=verification, **mean_fields)
     write_metadata(xml, meta)

@@ -2,6 +2,8 @@
 
 It carries everything inference needs besides the IR itself: class names, input size and colour order,
 the mean image file (with its hash, so a mismatched mean is caught), and where the model came from.
+A net with several heads (AgeGenderNet: ``prob_age`` and ``prob_gender``) lists each head's task, classes and
+output in ``heads``; ``task``, ``classes`` and ``output_name`` then describe the first head.
 """
 from __future__ import annotations
 
@@ -46,7 +48,32 @@ class IRMetadata:
     target: str = "cpu"
     source: dict = field(default_factory=dict)        # prototxt, prototxt_sha256, caffemodel, caffemodel_sha256
     verification: dict = field(default_factory=dict)  # reference, inputs, max_abs_diff, top1_agreement
+    heads: list[dict] = field(default_factory=list)   # [{task, classes, output_name}] of every head, in output order
     format: str = FORMAT
+
+    def head_list(self) -> list[dict]:
+        """Every head as {task, classes, output_name}; a sidecar written before heads existed has one."""
+        return self.heads or [{"task": self.task, "classes": self.classes, "output_name": self.output_name}]
+
+    def head(self, task: str | None) -> dict:
+        """The head of ``task`` (None: the first), or a one-line error naming the heads there are."""
+        heads = self.head_list()
+        if task is None:
+            return heads[0]
+        for head in heads:
+            if head["task"] == task:
+                return head
+        if len(heads) == 1 and not heads[0]["task"]:
+            return heads[0]  # a net of unknown task: the caller's classes decide
+        raise AgegenderError(f"the graph has no {task} head (its heads: "
+                             f"{', '.join(h['task'] or h['output_name'] for h in heads)})")
+
+
+def output_task(output: str, n_classes: int) -> str:
+    """The task a net output names (``prob_age`` -> age, ``prob_gender`` -> gender) when its class count is
+    that task's; "" otherwise (MTCNN's ``prob1`` and ``conv4-2`` name none)."""
+    suffix = output.rsplit("_", 1)[-1]
+    return suffix if suffix in TASKS and len(TASKS[suffix].classes) == n_classes else ""
 
 
 def metadata_path(xml: str | os.PathLike) -> Path:
@@ -98,6 +125,12 @@ def _sizes(count: int):
     return lambda v: isinstance(v, list) and len(v) == count and all(isinstance(d, int) and d > 0 for d in v)
 
 
+def _is_head(head) -> bool:
+    return (isinstance(head, dict) and set(head) == {"task", "classes", "output_name"}
+            and isinstance(head["task"], str) and isinstance(head["output_name"], str)
+            and _FIELD_CHECKS["classes"][0](head["classes"]))
+
+
 _FIELD_CHECKS = {  # field -> (check, what it must be)
     "task": (lambda v: isinstance(v, str), "a string"),
     "classes": (lambda v: isinstance(v, list) and v and all(isinstance(c, str) for c in v), "a list of class names"),
@@ -111,6 +144,8 @@ _FIELD_CHECKS = {  # field -> (check, what it must be)
     "mean_file": (lambda v: isinstance(v, str), "a string"),
     "mean_sha256": (lambda v: isinstance(v, str), "a string"),
     "mean_bgr": (lambda v: isinstance(v, list) and all(map(_number, v)), "a list of finite numbers"),
+    "heads": (lambda v: isinstance(v, list) and all(_is_head(h) for h in v),
+              "a list of {task, classes, output_name}"),
 }
 
 
@@ -121,9 +156,11 @@ def check_metadata(meta: IRMetadata) -> None:
         value = getattr(meta, name)
         if not check(value):
             raise ValueError(f'"{name}" is {json.dumps(value, allow_nan=True)[:60]}, expected {expected}')
-    if meta.task in TASKS and meta.classes != list(TASKS[meta.task].classes):
-        raise ValueError(f'"classes" {meta.classes} are not the {meta.task} head\'s {list(TASKS[meta.task].classes)} '
-                         f"in this order: predictions would be given the wrong names")
+    for head in meta.head_list():  # every head of a net with several (AgeGenderNet), else the one
+        task, classes = head["task"], head["classes"]
+        if task in TASKS and classes != list(TASKS[task].classes):
+            raise ValueError(f'"classes" {classes} are not the {task} head\'s {list(TASKS[task].classes)} '
+                             f"in this order: predictions would be given the wrong names")
 
 
 def read_metadata(xml: str | os.PathLike) -> IRMetadata:

@@ -3,8 +3,9 @@
 ``Classifier(xml)`` picks the device (NPU, then GPU, then CPU; an absent device falls back to CPU with one
 notice), caches the compiled model so the next start is fast, loads and checks the mean image, and
 preprocesses images exactly as training did. ``predict`` runs a batch; ``pipeline`` keeps many requests
-in flight (OpenVINO's AsyncInferQueue) for folders and videos. ``pick_ir`` chooses between a net's FP16 IR
-and its INT8 CPU build.
+in flight (OpenVINO's AsyncInferQueue) for folders and videos. A graph with several heads (AgeGenderNet) is
+one Classifier whose ``predict_heads`` gives every head from one inference; ``for_head(task)`` is a view that
+reads one head, sharing the compiled model. ``pick_ir`` chooses between a net's FP16 IR and its INT8 CPU build.
 
 On a CPU the nets run in f32 (``INFERENCE_PRECISION_HINT``): OpenVINO's Arm CPU plugin otherwise infers in
 f16 on cores that have it (a Raspberry Pi 5's Cortex-A76), which moves probabilities by up to 0.02 and flips
@@ -12,6 +13,7 @@ near ties; with f32 an x86 PC, a Pi 4 and a Pi 5 give the same answers (scripts/
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import platform
@@ -201,13 +203,15 @@ class Classifier:
 
     def __init__(self, xml_path: str | os.PathLike, device: str | None = None,
                  cache_dir: str | os.PathLike | None = None, mean_file: str | os.PathLike | None = None,
-                 hint: str = LATENCY, on_notice: Callable[[str], None] = notice):
+                 hint: str = LATENCY, on_notice: Callable[[str], None] = notice, head: str | None = None):
         """``device`` None or "AUTO" picks the best present; ``cache_dir`` None uses default_cache_dir(),
-        "" turns the model cache off; ``hint`` LATENCY (one image at a time) or THROUGHPUT (pipelines)."""
+        "" turns the model cache off; ``hint`` LATENCY (one image at a time) or THROUGHPUT (pipelines);
+        ``head`` the task whose output ``predict`` gives (None: the first head)."""
         finish_switch(xml_path)  # a compile killed while replacing this graph: its new trio goes in whole
         self.xml = require_file(xml_path, "graph")
         require_file(self.xml.with_suffix(".bin"), "graph weights")
         self.meta = read_metadata(self.xml)
+        self.head = self.meta.head(head)
         if self.meta.color_order not in ("BGR", "RGB"):
             raise AgegenderError(f"{self.xml}: sidecar colour order {self.meta.color_order!r} is neither BGR nor RGB")
         self.mean = load_mean(self.meta, self.xml.parent, mean_file)
@@ -219,13 +223,28 @@ class Classifier:
             on_notice(message)
         self._compiled, self.device = self._compile(model, requested, hint, on_notice)
         self.device_name = device_name(self.device)
-        self._output = self._output_index()
+        self._outputs = {h["task"] or h["output_name"]: self._output_index(h["output_name"])
+                         for h in self.meta.head_list()}
+        self._output = self._output_index(self.head["output_name"])
         self._request = self._compiled.create_infer_request()
         self._pipelines: dict[int, Pipeline] = {}
 
     @property
     def classes(self) -> list[str]:
-        return self.meta.classes
+        return self.head["classes"]
+
+    @property
+    def tasks(self) -> list[str]:
+        """The heads' tasks, in output order (one for AgeNet.xml, age and gender for AgeGenderNet.xml)."""
+        return list(self._outputs)
+
+    def for_head(self, task: str) -> "Classifier":
+        """This graph reading the head of ``task``: same compiled model and request, its own pipelines."""
+        view = copy.copy(self)
+        view.head = self.meta.head(task)
+        view._output = self._output_index(view.head["output_name"])
+        view._pipelines = {}
+        return view
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -254,10 +273,11 @@ class Classifier:
                                  f"the .xml and .json do not belong together")
         if dims[0] != 1:  # one image per request; batches are pipelined, which every device supports
             model.reshape({model.input(0).get_any_name(): [1, *self.input_shape]})
-        classes = _output_size(model, self.meta.output_name)
-        if classes != len(self.meta.classes):
-            raise AgegenderError(f"graph {self.xml} outputs {classes} classes but its sidecar names "
-                                 f"{len(self.meta.classes)} ({', '.join(self.meta.classes)}); recompile")
+        for head in self.meta.head_list():
+            classes = _output_size(model, head["output_name"])
+            if classes != len(head["classes"]):
+                raise AgegenderError(f"graph {self.xml} outputs {classes} classes but its sidecar names "
+                                     f"{len(head['classes'])} ({', '.join(head['classes'])}); recompile")
         return model
 
     def _compile(self, model, device: str, hint: str, on_notice: Callable[[str], None]):
@@ -279,9 +299,9 @@ class Classifier:
             ran_on = device
         return compiled, ran_on or device
 
-    def _output_index(self) -> int:
+    def _output_index(self, name: str) -> int:
         for index, output in enumerate(self._compiled.outputs):
-            if self.meta.output_name in output.get_names():
+            if name in output.get_names():
                 return index
         return len(self._compiled.outputs) - 1
 
@@ -317,12 +337,18 @@ class Classifier:
         self._request.infer({0: np.ascontiguousarray(x)})
         return self._request.get_output_tensor(self._output).data.reshape(-1).copy()
 
-    def pipeline(self, on_result: Callable[[Any, np.ndarray], None], jobs: int = 0) -> "Pipeline":
-        """Many requests in flight; ``on_result(tag, probabilities)`` is called from OpenVINO's threads.
-        The queue is made (and warmed) once per ``jobs`` and reused, so use one pipeline at a time."""
-        if jobs not in self._pipelines:
-            self._pipelines[jobs] = Pipeline(self, jobs)
-        return self._pipelines[jobs].reset(on_result)
+    def predict_heads(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """One preprocessed input (1 x C x H x W) -> {task: probabilities} of every head, from one inference."""
+        self._request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+        return _heads(self._request, self._outputs)
+
+    def pipeline(self, on_result: Callable[[Any, Any], None], jobs: int = 0, heads: bool = False) -> "Pipeline":
+        """Many requests in flight; ``on_result(tag, probabilities)`` is called from OpenVINO's threads
+        (``heads``: ``on_result(tag, {task: probabilities})`` of every head). The queue is made (and warmed)
+        once per ``jobs`` and reused, so use one pipeline at a time."""
+        if (jobs, heads) not in self._pipelines:
+            self._pipelines[jobs, heads] = Pipeline(self, jobs, heads)
+        return self._pipelines[jobs, heads].reset(on_result)
 
 
 class Pipeline:
@@ -334,13 +360,14 @@ class Pipeline:
     machine with few, busy cores have been seen to hang AsyncInferQueue's waits (by the compile stage on
     this project's 2-core VM, and in reports for OpenVINO 2026 on 4-core CPUs)."""
 
-    def __init__(self, classifier: Classifier, jobs: int = 0):
+    def __init__(self, classifier: Classifier, jobs: int = 0, heads: bool = False):
         self._queue = AsyncInferQueue(classifier._compiled, jobs)  # 0: the device's optimal number
         warm = {0: np.zeros((1, *classifier.input_shape), np.float32)}
         for _ in range(len(self._queue)):  # idle requests are taken in turn, so this warms each once
             self._queue.start_async(warm)
             self._queue.wait_all()
         self._output = classifier._output
+        self._heads = classifier._outputs if heads else None
         self.on_result: Callable[[Any, np.ndarray], None] = lambda tag, probabilities: None
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
@@ -359,7 +386,10 @@ class Pipeline:
 
     def _done(self, request, tag) -> None:
         try:
-            self.on_result(tag, request.get_output_tensor(self._output).data.reshape(-1).copy())
+            if self._heads is not None:
+                self.on_result(tag, _heads(request, self._heads))
+            else:
+                self.on_result(tag, request.get_output_tensor(self._output).data.reshape(-1).copy())
         except BaseException as exc:  # raised again in the caller's thread
             with self._lock:
                 self._errors.append(exc)
@@ -385,6 +415,10 @@ class Pipeline:
             self.wait()
         else:
             self._queue.wait_all()
+
+
+def _heads(request, outputs: dict[str, int]) -> dict[str, np.ndarray]:
+    return {task: request.get_output_tensor(index).data.reshape(-1).copy() for task, index in outputs.items()}
 
 
 def _output_size(model, name: str) -> int:

@@ -2,7 +2,10 @@
 
 Records are read in key order and wrap around at the end. Batch ``b`` of rank ``r`` (of ``world``) takes
 records ``((b * world + r) * batch_size + i) mod N``, so ranks read disjoint consecutive shards and a run
-resumed at iteration ``t`` reads exactly what the uninterrupted run read. Each image goes through Caffe's
+resumed at iteration ``t`` reads exactly what the uninterrupted run read. Several Data layers of one net read
+in lockstep (the same positions, so the same keys: refused otherwise), as Caffe's do: a multi-task net takes
+each task's labels from its own LMDB, and a Data layer whose image top only feeds a Silence layer reads its
+labels alone (its images would be thrown away). Each image goes through Caffe's
 DataTransformer (agegender.preprocess.transform): TRAIN takes a random crop offset, TEST the centre crop,
 and ``mirror`` flips at random in both phases, as in Caffe. The random draws come from (seed, rank, batch),
 so they do not depend on which worker prepared the batch either.
@@ -56,6 +59,12 @@ class LmdbRecords:
                 yield image, datum.label
 
 
+    def labels(self, positions: Sequence[int]) -> list[int]:
+        """The label of each position, the images left undecoded."""
+        with open_lmdb(self.path) as env, env.begin() as txn:
+            return [caffe_pb2.Datum.FromString(txn.get(self.keys[p % len(self.keys)])).label for p in positions]
+
+
 def load_mean(spec, datum_shape: tuple[int, ...], source: str) -> np.ndarray | None:
     """transform_param's mean_file or mean_value as a C x H x W (or C x 1 x 1) array, checked against the data."""
     channels, height, width = datum_shape
@@ -77,8 +86,8 @@ def load_mean(spec, datum_shape: tuple[int, ...], source: str) -> np.ndarray | N
 class DataFeed:
     """One Data layer: batch number -> its tops (images float32 N x C x crop x crop, labels float32 N)."""
 
-    def __init__(self, node: Node, phase: str, seed: int, rank: int = 0, world: int = 1):
-        self.spec, self.tops, self.train = node.spec, node.tops, phase == "TRAIN"
+    def __init__(self, node: Node, phase: str, seed: int, rank: int = 0, world: int = 1, images: bool = True):
+        self.spec, self.tops, self.train, self.images = node.spec, node.tops, phase == "TRAIN", images
         self.seed, self.rank, self.world = seed, rank, world
         self.records = LmdbRecords(self.spec.source)
         self.image_shape = tuple(node.top_shapes[0][1:])
@@ -93,6 +102,8 @@ class DataFeed:
     def batch(self, index: int) -> dict[str, torch.Tensor]:
         spec = self.spec
         first = (index * self.world + self.rank) * spec.batch_size
+        if not self.images:
+            return self._labels_only(first)
         rng = np.random.default_rng([self.seed, self.rank, index])
         images = np.empty((spec.batch_size, *self.image_shape), np.float32)
         labels = np.empty(spec.batch_size, np.float32)
@@ -105,6 +116,14 @@ class DataFeed:
         tops = {self.tops[0]: torch.from_numpy(images)}
         if len(self.tops) > 1:
             tops[self.tops[1]] = torch.from_numpy(labels)
+        return tops
+
+    def _labels_only(self, first: int) -> dict[str, torch.Tensor]:
+        """A silenced image top (zeros, no memory behind them) and the labels."""
+        labels = self.records.labels(range(first, first + self.spec.batch_size))
+        tops = {self.tops[0]: torch.zeros(()).expand(self.spec.batch_size, *self.image_shape)}
+        if len(self.tops) > 1:
+            tops[self.tops[1]] = torch.tensor(labels, dtype=torch.float32)
         return tops
 
     def _offset(self, chw: np.ndarray, rng: np.random.Generator) -> tuple[int, int] | None:
@@ -131,7 +150,10 @@ class NetBatches(Dataset):
 
 
 def data_feeds(net: Net, seed: int, rank: int = 0, world: int = 1) -> list[DataFeed]:
-    feeds = [DataFeed(n, net.phase, seed, rank, world) for n in net.nodes if n.type == "Data"]
+    silenced = _silenced_blobs(net)
+    feeds = [DataFeed(n, net.phase, seed, rank, world, images=n.tops[0] not in silenced)
+             for n in net.nodes if n.type == "Data"]
+    _check_lockstep(net, feeds)
     fed = {t for f in feeds for t in f.tops}
     unfed = [n for n in net.nodes if n.type == "Input"]
     if unfed:
@@ -140,6 +162,24 @@ def data_feeds(net: Net, seed: int, rank: int = 0, world: int = 1) -> list[DataF
     if not fed:
         raise AgegenderError(f"{net.source}: phase {net.phase} has no Data layer to read training data from")
     return feeds
+
+
+def _silenced_blobs(net: Net) -> set[str]:
+    """Blobs that only Silence layers read (Caffe's way to drop a Data layer's second copy of the images)."""
+    readers: dict[str, set[str]] = {}
+    for node in net.nodes:
+        for bottom in node.bottoms:
+            readers.setdefault(bottom, set()).add(node.type)
+    return {blob for blob, types in readers.items() if types == {"Silence"}}
+
+
+def _check_lockstep(net: Net, feeds: Sequence[DataFeed]) -> None:
+    """Data layers of one net pair their records by position: refuse LMDBs whose keys or batches differ."""
+    for feed in feeds[1:]:
+        if feed.records.keys != feeds[0].records.keys or feed.batch_size != feeds[0].batch_size:
+            raise AgegenderError(f"{net.source}: Data layers reading {feeds[0].spec.source} and {feed.spec.source} "
+                                 f"(phase {net.phase}) would pair different records (their keys or batch sizes "
+                                 f"differ); build both LMDBs from lists naming the same images (create_lmdb.sh)")
 
 
 def _ignore_interrupts(_worker_id: int) -> None:
