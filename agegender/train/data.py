@@ -198,13 +198,19 @@ def iterate_batches(feeds: Sequence[DataFeed], start: int, stop: int, workers: i
                         pin_memory=pin_memory, prefetch_factor=max(1, prefetch // max(workers, 1)) if workers else None,
                         worker_init_fn=_ignore_interrupts if workers else None)
     iterator = iter(loader)
-    while True:
-        try:
-            yield next(iterator)
-        except StopIteration:
-            return
-        except AgegenderError as exc:
-            raise AgegenderError(_original_message(str(exc))) from None
+    try:
+        while True:
+            try:
+                yield next(iterator)
+            except StopIteration:
+                return
+            except AgegenderError as exc:
+                raise AgegenderError(_original_message(str(exc))) from None
+    finally:  # the workers ignore SIGTERM (the trainer snapshots first), so they must be told to stop: a
+        # worker left to multiprocessing's exit handler (which only sends SIGTERM) would keep the process alive
+        shutdown = getattr(iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
 
 def _original_message(message: str) -> str:
