@@ -40,8 +40,9 @@ def test_default_lists_are_the_originals_balanced_set_with_a_validation_part(tmp
     assert not (lists / "age_pretrain.txt").exists()  # no extra source, no pre-training list
 
 
-def test_balanced_none_alone(tmp_path, faces_dir):
+def test_balanced_none_alone_and_no_extra_source_equal_to_the_main_one(tmp_path, faces_dir):
     assert_one_line_error(build(tmp_path, faces_dir, "--balanced", "none", "age"), "give none alone")
+    assert_one_line_error(build(tmp_path, faces_dir, "--extra-images", faces_dir), "the main source itself")
 
 
 def reencoded(path: Path, out: Path) -> Path:

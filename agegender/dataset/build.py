@@ -130,6 +130,9 @@ def build(images: Path, lists: Path, augmented: Path, seed: int, fraction: Fract
           val_fraction: Fraction = Fraction(1, 10)) -> str:
     """The whole build stage; prints the tables and returns the summary line. The training lists of the
     ``balanced`` tasks hold the age-balanced oversampled set, the others each training face once."""
+    if any(Path(folder).resolve() == Path(images).resolve() for folder in extra):
+        raise AgegenderError(f"--extra-images names {images}, the main source itself; give only other folders "
+                             f"(e.g. ../shared/datasets/utkface-other)")
     faces = scan_faces(images, report)
     files_in = len(faces) + report.count
     usable = usable_faces(faces, workers, report)
