@@ -194,15 +194,19 @@ class StagedFolders:
 
 
 @contextlib.contextmanager
-def atomic_directories() -> Iterator[StagedFolders]:
-    """Yield a StagedFolders; on success every staged folder replaces its target, on failure all are removed."""
-    staged = StagedFolders()
+def _committed(staged):
+    """Yield ``staged`` (StagedFolders or StagedFiles); commit it on success, discard it on any failure."""
     try:
         yield staged
     except BaseException:
         staged.discard()
         raise
     staged.commit()
+
+
+def atomic_directories() -> contextlib.AbstractContextManager[StagedFolders]:
+    """A StagedFolders; on success every staged folder replaces its target, on failure all are removed."""
+    return _committed(StagedFolders())
 
 
 @contextlib.contextmanager
@@ -248,13 +252,8 @@ def staged_files(folder: str | os.PathLike | None) -> Iterator[StagedFiles | Non
     if folder is None:
         yield None
         return
-    staged = StagedFiles(folder)
-    try:
+    with _committed(StagedFiles(folder)) as staged:
         yield staged
-    except BaseException:
-        staged.discard()
-        raise
-    staged.commit()
 
 
 def newest_snapshot(path: str | os.PathLike, suffix: str = ".caffemodel") -> Path:
