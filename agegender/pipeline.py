@@ -36,15 +36,41 @@ def door(kind: str, task: Task) -> list[str]:
     return [f"scripts/{kind}_net.sh", task.net] + ([task.name] if kind == "test" else [])
 
 
+SHARED_NET = "AgeGenderNet"  # one trunk with a head per task below: pre-trained once for all of them
+SHARED_TASKS = ("age", "gender")
+
+
+def shared(task: Task) -> bool:
+    """Whether ``task`` pre-trains in the shared trunk (its solver is in the checkout)."""
+    return task.name in SHARED_TASKS and (ROOT / f"prototxt/{SHARED_NET}_pretrain_solver.prototxt").is_file()
+
+
 def pretrained(task: Task) -> Path:
-    return ROOT / "models" / f"{task.net}_pretrain"
+    """Where ``task``'s fine-tuning starts: the shared trunk's snapshots, else its own pre-trained net's."""
+    return ROOT / "models" / (f"{SHARED_NET}_pretrain" if shared(task) else f"{task.net}_pretrain")
+
+
+def has_pretrain_data(tasks: Sequence[Task]) -> bool:
+    return all((ROOT / "data/lmdb" / task.lmdb_name("pretrain")).is_dir() for task in tasks)
+
+
+def shared_pretrain_stage(schedule: list[str]) -> Stage:
+    """Pre-training of the shared trunk on every source's training faces, both labels of each face at once,
+    when build_dataset.py had --extra-images (data/lmdb/{age,gender}_pretrain_lmdb, read in lockstep)."""
+    def command() -> list[str] | None:
+        tasks = [TASKS[name] for name in SHARED_TASKS if name in TASKS]
+        if not tasks or not shared(tasks[0]) or not has_pretrain_data(tasks):
+            return None
+        return [sys.executable, "-m", "agegender", "train", "--solver",
+                f"prototxt/{SHARED_NET}_pretrain_solver.prototxt", *schedule]
+    return Stage("pretrain", command)
 
 
 def pretrain_stage(task: Task, schedule: list[str]) -> Stage:
-    """Pre-training on every source's training faces, when build_dataset.py had --extra-images (a task that
-    fine-tunes from another starts from that task's pre-trained net, as its fine-tuning recipe does)."""
+    """Pre-training of a task outside the shared trunk on every source's training faces, when build_dataset.py
+    had --extra-images (a task that fine-tunes from another starts from that task's pre-trained net)."""
     def command() -> list[str] | None:
-        if not (ROOT / "data/lmdb" / task.lmdb_name("pretrain")).is_dir():
+        if not has_pretrain_data([task]):
             return None
         source = TASKS[task.fine_tune_from] if task.fine_tune_from else None
         start = ["--weights", str(pretrained(source))] if source else []
@@ -55,7 +81,7 @@ def pretrain_stage(task: Task, schedule: list[str]) -> Stage:
 def train_stage(task: Task, schedule: list[str]) -> Stage:
     """Fine-tuning from the pre-trained net when there is one; else the recipe on the main source alone."""
     def command() -> list[str]:
-        if (ROOT / "data/lmdb" / task.lmdb_name("pretrain")).is_dir() and pretrained(task).is_dir():
+        if has_pretrain_data([task]) and pretrained(task).is_dir():
             return [*door("train", task), "--solver", f"prototxt/{task.net}_finetune_solver.prototxt",
                     "--weights", str(pretrained(task)), *schedule]
         return [*door("train", task), *schedule]
@@ -66,8 +92,9 @@ def stages(source: str, quick: bool, extra: Sequence[str] = ()) -> list[Stage]:
     """Every stage; training, test and IR test stages once per task (agegender.tasks), in training order."""
     python = sys.executable
     schedule = ["--max-iter", str(QUICK_ITERATIONS)] if quick else []
-    trains = [stage for task in training_order() for stage in (pretrain_stage(task, schedule),
-                                                               train_stage(task, schedule))]
+    trains = [shared_pretrain_stage(schedule)] + [
+        stage for task in training_order()
+        for stage in ([] if shared(task) else [pretrain_stage(task, schedule)]) + [train_stage(task, schedule)]]
     tests = [Stage(f"test-{task.name}", [*door("test", task), "--json", str(REPORTS / f"{task.name}_caffemodel.json"),
                                          "--plot", str(REPORTS / f"{task.name}_caffemodel.png")])
              for task in TASKS.values()]
@@ -109,7 +136,8 @@ def run(source: str, quick: bool, start: str | None = None, extra: Sequence[str]
     for stage in plan:
         command = stage.command() if callable(stage.command) else stage.command
         if command is None:
-            print(f"\n=== {stage.name}: skipped (no data/lmdb/*_pretrain_lmdb: build_dataset.py had no --extra-images)")
+            print(f"\n=== {stage.name}: skipped (no data/lmdb/*_pretrain_lmdb: build_dataset.py had no "
+                  f"--extra-images)")
             continue
         command = [first_test_image() if part == FIRST_TEST_IMAGE else part for part in command]
         print(f"\n=== {stage.name}: {' '.join(command)}", flush=True)
