@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# AgeGenderNet (one pass for both heads) next to AgeNet + GenderNet, from the same shared pre-training, on the same
+# data with the same fine-tuning budget (a benchmark, not a test):
+#
+#   benchmarks/finetune_agegender_net.sh
+#
+# Needs the pipeline to have run with --extra (models/AgeGenderNet_pretrain, models/{AgeNet,GenderNet}, data/lmdb).
+# Fine-tunes prototxt/AgeGenderNet_finetune_solver.prototxt (1,000 iterations = GenderNet's 400 + AgeNet's 600)
+# into models/AgeGenderNet/, tests each head on the test LMDBs (data/joint/{age,gender}.json), compiles the one IR
+# to data/joint/graph/AgeGenderNet (FP16), then runs bench_wild.py on FairFace dev (UltraFace from ../shared, no
+# peer) for it and for the separate nets of graph/, and prints the training wall time. graph/ is left alone.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+python=".venv/bin/python"; [ -x "$python" ] || python=python3
+[ -d models/AgeGenderNet_pretrain ] || {
+  echo "finetune_agegender_net.sh: no models/AgeGenderNet_pretrain; run ./run_pipeline.sh SOURCE --extra DIR first" >&2
+  exit 2; }
+detectors="${DETECTOR_DIR:-../shared/caffe-fixtures}"
+out=data/joint; mkdir -p "$out"
+uptime | tee "$out/uptime_start.txt"
+start=$(date +%s)
+"$python" -m agegender train --solver prototxt/AgeGenderNet_finetune_solver.prototxt \
+  --weights models/AgeGenderNet_pretrain > "$out/train.log" 2>&1
+echo "AgeGenderNet fine-tuning: $(( $(date +%s) - start )) s"
+for task in age gender; do
+  "$python" -m agegender test --model prototxt/AgeGenderNet_deploy.prototxt --weights models/AgeGenderNet \
+    --mean data/mean/mean.binaryproto --lmdb "data/lmdb/${task}_test_lmdb" --labels "$task" --json "$out/$task.json" \
+    | grep -E "^(Accuracy|1-off)" | sed "s/^/AgeGenderNet $task: /"
+done
+"$python" -m agegender compile --model prototxt/AgeGenderNet_deploy.prototxt --weights models/AgeGenderNet \
+  --mean data/mean/mean.binaryproto --output "$out/graph/AgeGenderNet" > "$out/compile.log"
+for graph in "$out/graph" graph; do
+  "$python" benchmarks/bench_wild.py --graph_dir "$graph" --no-peer \
+    --infer-args "--detector ultraface --detector-dir $detectors" > "$out/wild_$(basename "$graph").txt"
+  sed "s#^#$graph: #" "$out/wild_$(basename "$graph").txt"
+done
+uptime | tee "$out/uptime_end.txt"

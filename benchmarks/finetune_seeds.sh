@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The fine-tuning stages again with other seeds (a benchmark, not a test): the seed spread README reports.
+#
+#   benchmarks/finetune_seeds.sh SEED [SEED ...]
+#
+# Needs the pipeline's stages up to "pretrain" (data/lmdb, data/mean, models/AgeGenderNet_pretrain). For each
+# SEED: copies of prototxt/{GenderNet,AgeNet}_finetune_solver.prototxt with only random_seed and snapshot_prefix
+# changed (data/seeds/SEED/), both nets fine-tuned from models/AgeGenderNet_pretrain into models/seeds/SEED/NET/,
+# tested on the test LMDBs (data/seeds/SEED/{gender,age}.json: the test split read once per final model),
+# compiled as compile2Movidius.sh builds them (FP16, plus INT8 for CPUs; data/seeds/SEED/graph) and run end to
+# end on FairFace dev (bench_wild.py, UltraFace from ../shared, no peer; data/seeds/SEED/wild.txt).
+# The pipeline's models/ and graph/ are left alone.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+python=".venv/bin/python"; [ -x "$python" ] || python=python3
+[ $# -gt 0 ] || { echo "usage: benchmarks/finetune_seeds.sh SEED [SEED ...]" >&2; exit 2; }
+[ -d models/AgeGenderNet_pretrain ] || {
+  echo "finetune_seeds.sh: no models/AgeGenderNet_pretrain; run ./run_pipeline.sh SOURCE --extra DIR first" >&2; exit 2; }
+detectors="${DETECTOR_DIR:-../shared/caffe-fixtures}"
+for seed in "$@"; do
+  out="data/seeds/$seed"; mkdir -p "$out"
+  uptime > "$out/uptime_start.txt"
+  for net in GenderNet AgeNet; do
+    task=$([ "$net" = GenderNet ] && echo gender || echo age)
+    solver="$out/${net}_finetune_solver.prototxt"
+    grep -v -e '^random_seed:' -e '^snapshot_prefix:' "prototxt/${net}_finetune_solver.prototxt" > "$solver"
+    printf 'random_seed: %s\nsnapshot_prefix: "models/seeds/%s/%s/%s"\n' "$seed" "$seed" "$net" "$net" >> "$solver"
+    mkdir -p "models/seeds/$seed/$net"
+    start=$(date +%s)
+    "$python" -m agegender train --solver "$solver" --weights models/AgeGenderNet_pretrain > "$out/${net}_train.log" 2>&1
+    echo "$net $(( $(date +%s) - start ))" >> "$out/wall_seconds.txt"
+    "$python" -m agegender test --model "prototxt/${net}_deploy.prototxt" --weights "models/seeds/$seed/$net" \
+      --mean data/mean/mean.binaryproto --lmdb "data/lmdb/${task}_test_lmdb" --labels "$task" --json "$out/$task.json" \
+      | grep -E "^(Accuracy|1-off)" | sed "s/^/seed $seed $net: /"
+  done
+  MODELS_DIR="models/seeds/$seed" GRAPH_DIR="$out/graph" ./compile2Movidius.sh --check none > "$out/compile.log"
+  "$python" benchmarks/bench_wild.py --graph_dir "$out/graph" --no-peer --json "$out/wild.json" \
+    --infer-args "--detector ultraface --detector-dir $detectors" > "$out/wild.txt"
+  sed "s/^/seed $seed: /" "$out/wild.txt"
+  uptime > "$out/uptime_end.txt"
+done
