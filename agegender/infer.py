@@ -28,6 +28,7 @@ import numpy as np
 from agegender import images as dataset_images
 from agegender.deploy import detectors
 from agegender.deploy.faces import FACE_MODES, Box, FaceFinder, Faces, draw
+from agegender.deploy.faces import make_finder as faces_finder
 from agegender.devices import add_device_argument
 from agegender.errors import AgegenderError, run_guarded
 from agegender.fileio import (
@@ -660,19 +661,15 @@ def _run(args: argparse.Namespace) -> int:
 def make_finder(args: argparse.Namespace) -> FaceFinder:
     """The face finder of --faces with --detector (default: the best installed, else Haar with a one-line
     hint), its CNN run on the nets' device and its IRs kept in the model cache."""
-    if args.faces == "none":
-        return FaceFinder("none")
-    name = "haar" if args.faces == "haar" else args.detector
     dirs = detectors.search_dirs(args.detector_dir, args.graph_dir)
-    if name == "haar" or (name is None and not detectors.installed(dirs)):
-        finder = FaceFinder(args.faces, detectors.load("haar", dirs))
-        finder.hint = None if name else f"a CNN face detector finds more faces than Haar: {detectors.fetch_hint()}"
-        return finder
+    if args.faces == "none" or args.faces == "haar" or args.detector == "haar" or (
+            args.detector is None and not detectors.installed(dirs)):
+        return faces_finder(args.faces, args.detector, dirs)
     from agegender.deploy.runtime import core, default_cache_dir, pick_device
 
     device, _ = pick_device(args.device, core().available_devices)  # the nets say it when the device is absent
     cache = default_cache_dir() if args.cache_dir is None else (Path(args.cache_dir) if args.cache_dir else None)
-    return FaceFinder(args.faces, detectors.load(name, dirs, device, cache))
+    return faces_finder(args.faces, args.detector, dirs, device, cache)
 
 
 def hint(finder: FaceFinder) -> None:

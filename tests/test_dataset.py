@@ -28,7 +28,7 @@ BIN_SIZES = (14, 4, 22, 8, 5, 3, 3, 2, 1)
 BIN_AGES = (5, 15, 25, 35, 45, 55, 65, 75, 90)
 
 
-def write_face(folder: Path, age: int, gender: int, stamp: int, race: int = 2, size=(24, 20)) -> Path:
+def write_face(folder: Path, age: int, gender: int, stamp: int, race: int = 2, size=(30, 26)) -> Path:
     rng = np.random.default_rng(stamp)
     image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
     path = folder / f"{age}_{gender}_{race}_{20170101000000000 + stamp}.jpg.chip.jpg"

@@ -41,7 +41,7 @@ def write_lists(root: Path, test: range, count: int = 12) -> Path:
 
 def lmdb_args(root: Path) -> list[str]:
     return ["lmdb", "--lists", str(root / "DEF"), "--out", str(root / "lmdb"), "--root", str(root),
-            "--resize", "8", "--workers", "1"]
+            "--resize", "8", "--workers", "1", "--faces", "none"]  # tiny whole images
 
 
 def keys(lmdb: Path) -> set[str]:

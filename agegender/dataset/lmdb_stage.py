@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import queue
 import re
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from agegender.caffe.datum import fill_lmdb
 from agegender.dataset import DEFAULT_SEED
 from agegender.dataset.parallel import default_workers, parallel_map
 from agegender.dataset.report import SkipReport
+from agegender.deploy import detectors
+from agegender.deploy.faces import FACE_MODES, FaceFinder, largest, make_finder
 from agegender.errors import AgegenderError, non_negative_int
 from agegender.fileio import StagedFolders, atomic_directories, crash_point
 from agegender.images import BadImage, read_image
@@ -60,13 +63,20 @@ def shuffle_order(count: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(count)
 
 
-def _encode_record(job: tuple[str, tuple[int, int] | None]) -> tuple[tuple[int, ...], bytes] | str:
-    """(CHW shape, uint8 CHW BGR bytes) of one image, or the reason it is unusable."""
-    path, size = job
+def _encode_record(job: tuple[str, tuple[int, int] | None, "FaceFinder | None"]) -> tuple[tuple[int, ...], bytes] | str:
+    """(CHW shape, uint8 CHW BGR bytes) of one image, or the reason it is unusable. With a face finder, the
+    image's largest face, cropped as run_inference.py crops it (agegender.deploy.faces)."""
+    path, size, finder = job
     try:
         image = read_image(path)
     except BadImage as exc:
         return str(exc)
+    if finder is not None:
+        faces = finder.find(image)
+        index = largest(faces)
+        if index is None:
+            return "no face found (--faces none takes the whole image)"
+        image = faces.crop(image, index)
     if size:
         image = resize_like_lmdb(image, *size)
     chw = image.transpose(2, 0, 1)
@@ -74,16 +84,18 @@ def _encode_record(job: tuple[str, tuple[int, int] | None]) -> tuple[tuple[int, 
 
 
 def image_records(lists: Sequence[Sequence[ListEntry]], root: Path, size: tuple[int, int] | None, seed: int,
-                  workers: int, report: SkipReport, name: str) -> Iterator[tuple[bytes, list[caffe_pb2.Datum]]]:
+                  workers: int, report: SkipReport, name: str,
+                  finder: FaceFinder | None = None) -> Iterator[tuple[bytes, list[caffe_pb2.Datum]]]:
     """(key, one Datum per list) in shuffled order for lists naming the same images (labels may differ);
-    each image decoded once, on ``workers`` threads; unusable images reported and skipped."""
+    each image decoded (and its face found and cropped by ``finder``) once, on ``workers`` threads; unusable
+    images reported and skipped."""
     entries = lists[0]
     order = shuffle_order(len(entries), seed)
-    jobs = [(str(root / entries[i].path), size) for i in order]
+    jobs = [(str(root / entries[i].path), size, finder) for i in order]
     progress = Progress(len(jobs), f"writing {name}", "images")
     lmdb_shape, first_path = None, ""
     written = 0
-    for line_id, (i, (path, _), result) in enumerate(zip(order, jobs, parallel_map(_encode_record, jobs, workers))):
+    for line_id, (i, (path, _, _), result) in enumerate(zip(order, jobs, parallel_map(_encode_record, jobs, workers))):
         progress.update()
         if isinstance(result, str):
             report.skip(path, result)
@@ -170,7 +182,8 @@ def write_lmdbs(targets: Sequence[Path], records: Iterator[tuple[bytes, list[caf
 
 
 def build_split(lists: Path, out: Path, split: str, root: Path, size: tuple[int, int] | None, seed: int,
-                workers: int, report: SkipReport, staged: StagedFolders, stamp: str) -> tuple[int, list[str]]:
+                workers: int, report: SkipReport, staged: StagedFolders, stamp: str,
+                finder: FaceFinder | None = None) -> tuple[int, list[str]]:
     """Every task's LMDB of one split, written into ``staged`` folders stamped with the lists' ``stamp``;
     returns (list lines in, 'NAME COUNT' parts for the summary). Lists naming the same images in the same order
     share one decoding pass (and so their keys)."""
@@ -185,7 +198,7 @@ def build_split(lists: Path, out: Path, split: str, root: Path, size: tuple[int,
         for folder in folders:
             write_stamp(folder, stamp, lists)
         records = image_records([entries[t] for t in tasks], root, size, seed, workers, report,
-                                " + ".join(t.name for t in targets))
+                                " + ".join(t.name for t in targets), finder)
         parts += [f"{t.name} {n}" for t, n in zip(targets, write_lmdbs(folders, records))]
     return sum(len(e) for e in entries.values()), parts
 
@@ -218,6 +231,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=non_negative_int, default=DEFAULT_SEED,
                         help=f"shuffle seed (default {DEFAULT_SEED})")
     parser.add_argument("--workers", type=int, default=default_workers(), help="decoding threads (default: CPU cores)")
+    parser.add_argument("--faces", choices=FACE_MODES, default="auto",
+                        help="the face each record holds, found and cropped as run_inference.py does: auto (the "
+                             "default) uses an image that is already a face crop, such as a UTKFace chip, whole and "
+                             "crops the largest detected face of any other; detect|haar always detect; none: the "
+                             "whole image")
+    parser.add_argument("--detector", choices=tuple(detectors.REGISTRY), metavar="|".join(detectors.REGISTRY),
+                        help="face detector (default: the best installed, else haar), as run_inference.py's")
+    parser.add_argument("--detector-dir", dest="detector_dir", metavar="DIR",
+                        help="folder of the CNN detectors' Caffe files (default: graph/detectors)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -226,12 +248,15 @@ def run(args: argparse.Namespace) -> int:
     listed = [s for s in SPLITS if all((args.lists / t.list_name(s)).is_file() for t in TASKS.values())]
     splits = args.splits or [s for s in SPLITS if s in REQUIRED_SPLITS or s in listed]
     stamp = lists_digest(args.lists / task.list_name(split) for task in TASKS.values() for split in SPLITS)
+    finder = make_finder(args.faces, args.detector, detectors.search_dirs(args.detector_dir, "graph"))
     with atomic_directories() as staged:  # the LMDBs of a run replace the old ones together, at the end
         for split in splits:
             crash_point(f"lmdb-{split}")
             lines, split_parts = build_split(args.lists, args.out, split, args.root, args.resize, args.seed,
-                                             args.workers, report, staged, stamp)
+                                             args.workers, report, staged, stamp, finder)
             lines_in, parts = lines_in + lines, parts + split_parts
+    if finder.hint and finder.detected_any:
+        print(f"notice: faces were found with the Haar cascade; {finder.hint}", file=sys.stderr)
     size = "x".join(map(str, args.resize)) if args.resize else "original size"
     print(f"lmdb: {lines_in} list lines in, records written ({size}): {', '.join(parts)} in {args.out}, "
           f"{report.describe()}")

@@ -155,6 +155,26 @@ class FaceFinder:
         return [(box, points) for box, points in out if box.w > 0 and box.h > 0]
 
 
+def make_finder(faces: str, detector: str | None, dirs: list, device: str | None = None,
+                cache_dir=None) -> FaceFinder:
+    """The face finder of ``--faces`` with ``--detector`` (None: the best installed in ``dirs``, else Haar with a
+    one-line ``hint``), its CNN compiled for ``device`` with its IR kept in ``cache_dir``: run_inference.py and
+    the LMDB stage build theirs here, so a training image and a photo are cropped alike."""
+    if faces == "none":
+        return FaceFinder("none")
+    name = "haar" if faces == "haar" else detector
+    if name == "haar" or (name is None and not detectors.installed(dirs)):
+        finder = FaceFinder(faces, detectors.load("haar", dirs))
+        finder.hint = None if name else f"a CNN face detector finds more faces than Haar: {detectors.fetch_hint()}"
+        return finder
+    return FaceFinder(faces, detectors.load(name, dirs, device or "CPU", cache_dir))
+
+
+def largest(faces: Faces) -> int | None:
+    """Index of the largest face (the person a face crop or a portrait is of), None when there is none."""
+    return max(range(len(faces.boxes)), key=lambda index: faces.boxes[index].area) if faces.boxes else None
+
+
 def draw(image: np.ndarray, labelled: list[tuple[Box, str]]) -> np.ndarray:
     """A copy of ``image`` with each box and its label ("Female, 20-29") drawn on it."""
     out = image.copy()
