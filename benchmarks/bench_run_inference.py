@@ -2,13 +2,15 @@
 detector seam, in the same run: folder mode on UTKFace chips (faces/s) and one 1280x960 photo (ms per stage).
 
     .venv/bin/python benchmarks/bench_run_inference.py [--images 200] [--device CPU] [--graph_dir graph]
-                     [--detector NAME] [--detector-dir ../shared/caffe-fixtures] [--workers 0]
+                     [--now-graph-dir DIR] [--detector NAME] [--detector-dir ../shared/caffe-fixtures] [--workers 0]
 
 "before" (run_inference at d12b715): the Haar cascade on every image; in a folder, decoding, detecting and
 preprocessing on the calling thread while both nets' async queues run; for one photo, its faces one at a
 time through both nets (LATENCY). "now": --detector (default: the best installed in --detector-dir), face
 crops <= 256 px used whole without a detector pass; in a folder, decode/detect/crop/preprocess in --workers
-threads feeding the same queues; for one photo, all its faces in both nets' async queues at once.
+threads feeding the same queues; for one photo, all its faces in both nets' async queues at once; and the
+nets run_inference.py loads today (``--now-graph-dir``, default --graph_dir): AgeGenderNet.xml when the folder
+holds it (one inference per face), else AgeNet + GenderNet as their INT8 builds on a CPU when those hold.
 Beside wall time, the process's CPU time (all threads), which other work on a loaded machine disturbs less. Rounds alternate the two so load changes hit both alike.
 Graphs: the compiled graph/AgeNet.xml + GenderNet.xml when present; else stand-ins of the same size
 (prototxt/*_deploy.prototxt with random weights, compiled to FP16 IR by `agegender compile`); the first
@@ -18,7 +20,9 @@ synthetic 1280x960 photo holding three of them. The last line is ``now/before fa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import io
 import json
 import os
 import platform
@@ -38,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from agegender.deploy import detectors  # noqa: E402
 from agegender.deploy.faces import FaceFinder  # noqa: E402
 from agegender.deploy.runtime import LATENCY, THROUGHPUT, Classifier  # noqa: E402
-from agegender.infer import Nets, _load, predict_faces, read_image, stream  # noqa: E402
+from agegender.infer import Nets, _load, load_nets, predict_faces, read_image, stream  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 UTKFACE = SHARED / "datasets" / "utkface-asian"
@@ -65,6 +69,19 @@ def graphs(graph_dir: Path, scratch: Path) -> tuple[Path, str]:
 
 def load(graph_dir: Path, device: str, hint: str, cache: Path | str) -> Nets:
     return Nets(*(Classifier(graph_dir / f"{name}.xml", device, cache, hint=hint) for name, _ in NETS))
+
+
+def load_now(graph_dir: Path, device: str, hint: str, cache: Path | str) -> Nets:
+    """The nets run_inference.py loads from ``graph_dir`` today: AgeGenderNet.xml when present (one pass for
+    both heads), else AgeNet + GenderNet, each as its INT8 build on a CPU when it holds (runtime.pick_ir)."""
+    args = argparse.Namespace(graph_dir=str(graph_dir), device=device, cache_dir=str(cache), mean_file=None)
+    with contextlib.redirect_stderr(io.StringIO()):  # pick_ir's notices
+        return load_nets(args, hint)
+
+
+def describe(nets: Nets) -> str:
+    used = [nets.joint] if nets.joint is not None else [nets.age, nets.gender]
+    return ", ".join(f"{net.xml.name} ({net.meta.precision})" for net in used)
 
 
 def start_ms(graph_dir: Path, device: str, cache: Path | str) -> float:
@@ -104,9 +121,15 @@ def folder_now(nets: Nets, finder: FaceFinder, paths: list[Path], jobs: int, wor
 
 
 def nets_only(nets: Nets, inputs: np.ndarray, pipelined: bool) -> float:
-    """Faces per second through both nets alone (inputs already preprocessed)."""
+    """Faces per second through both nets alone (inputs already preprocessed); AgeGenderNet: one pass."""
     start = time.perf_counter()
-    if pipelined:
+    if nets.joint is not None:
+        if pipelined:
+            nets.joint.predict_heads(inputs)
+        else:
+            for x in inputs:
+                nets.joint.predict_heads(x[None])
+    elif pipelined:
         nets.age.predict(inputs), nets.gender.predict(inputs)
     else:
         for x in inputs:
@@ -160,7 +183,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=200, help="UTKFace chips for folder mode (default 200)")
     parser.add_argument("--device", default="CPU", help="OpenVINO device (default CPU)")
-    parser.add_argument("--graph_dir", type=Path, default=ROOT / "graph")
+    parser.add_argument("--graph_dir", type=Path, default=ROOT / "graph",
+                        help="AgeNet.xml + GenderNet.xml (FP16) for the path before, and by default for now")
+    parser.add_argument("--now-graph-dir", type=Path,
+                        help="the graph folder of today's path (default: --graph_dir), loaded as run_inference.py "
+                             "does: AgeGenderNet.xml when present, INT8 builds on a CPU when they hold")
     parser.add_argument("--detector", choices=tuple(detectors.REGISTRY), help="default: the best installed")
     parser.add_argument("--detector-dir", type=Path, default=SHARED / "caffe-fixtures")
     parser.add_argument("--jobs", type=int, default=0, help="async requests per net (default: the device's optimal)")
@@ -192,16 +219,22 @@ def main() -> int:
 
         sync_nets = load(graph_dir, args.device, LATENCY, cache)
         async_nets = load(graph_dir, args.device, THROUGHPUT, cache)
+        now_dir = args.now_graph_dir or graph_dir
+        now_sync, now_async = (load_now(now_dir, args.device, hint, cache) for hint in (LATENCY, THROUGHPUT))
+        print(f"nets before: {describe(async_nets)}; now: {describe(now_async)} (in {now_dir})")
         inputs = np.concatenate([sync_nets.age.preprocess(read_image(p)) for p in paths[:64]])
-        folder_before(async_nets, before, paths[:8], args.jobs), folder_now(async_nets, now, paths[:8], args.jobs,
-                                                                             args.workers)  # warm-up
+        folder_before(async_nets, before, paths[:8], args.jobs), folder_now(now_async, now, paths[:8], args.jobs,
+                                                                           args.workers)  # warm-up
         nets_sync, nets_async = nets_only(sync_nets, inputs, False), nets_only(async_nets, inputs, True)
-        print(f"both nets only, {len(inputs)} faces: one request at a time {nets_sync:.1f} faces/s, "
+        print(f"both nets only, {len(inputs)} faces, before: one request at a time {nets_sync:.1f} faces/s, "
               f"async queue {nets_async:.1f} faces/s")
+        now_only = {"sync": nets_only(now_sync, inputs, False), "async": nets_only(now_async, inputs, True)}
+        print(f"both heads only, {len(inputs)} faces, now: one request at a time {now_only['sync']:.1f} faces/s, "
+              f"async queue {now_only['async']:.1f} faces/s")
 
         totals = {"before": [0, 0.0, 0.0], "now": [0, 0.0, 0.0]}
         runs = {"before": lambda chunk: folder_before(async_nets, before, chunk, args.jobs),
-                "now": lambda chunk: folder_now(async_nets, now, chunk, args.jobs, args.workers)}
+                "now": lambda chunk: folder_now(now_async, now, chunk, args.jobs, args.workers)}
         for round_ in range(ROUNDS):  # interleaved, so a change in the machine's load hits both alike
             chunk = paths[round_::ROUNDS]
             for what, run in runs.items():
@@ -219,7 +252,7 @@ def main() -> int:
               f"= {rates['now']:.1f} faces/s, {cpu_ms['now']:.1f} CPU ms per face")
 
         photo_path = photo(paths, scratch / "photo.jpg")
-        ways = {"before": (sync_nets, before, nets_before), "now": (async_nets, now, predict_faces)}
+        ways = {"before": (sync_nets, before, nets_before), "now": (now_async, now, predict_faces)}
         per = {"chip": per_photo(ways, paths[0], args.repeats), "photo": per_photo(ways, photo_path, args.repeats)}
         for key, label in (("chip", "200x200 UTKFace chip"), ("photo", "1280x960 photo")):
             b, n = per[key]["before"], per[key]["now"]
@@ -230,6 +263,7 @@ def main() -> int:
         args.json.write_text(json.dumps({
             "graphs": which, "device": args.device, "images": len(paths), "detector": detector.name,
             "start_ms": starts, "nets_only_faces_per_s": {"sync": nets_sync, "async": nets_async},
+            "now_nets": describe(now_async), "now_nets_only_faces_per_s": now_only,
             "folder_faces_per_s": rates, "folder_cpu_ms_per_face": cpu_ms, "per_photo_ms": per}, indent=2) + "\n")
     print(f"now/before faces per second: {rates['now'] / rates['before']:.2f}")
     return 0
