@@ -33,14 +33,8 @@ command -v apt-get > /dev/null && command -v dpkg > /dev/null \
 mkdir -p "$work/out"
 
 # --- inputs: one UTKFace chip, a folder of 4 chips, a small group photo ------------------------------------
-if [ -z "$face" ]; then
-  [ -d "$shared/datasets/utkface-asian" ] || die "no $shared/datasets/utkface-asian: give FACE_CROP FOLDER GROUP_PHOTO"
-  mapfile -t chips < <(ls "$shared/datasets/utkface-asian"/*.jpg | sort | head -4)
-  face="${chips[0]}" folder="$work/inputs/chips" photo="$shared/photos/group/13.jpg"
-  mkdir -p "$folder"
-  for chip in "${chips[@]}"; do ln -sf "$(realpath "$chip")" "$folder/"; done
-fi
-for input in "$face" "$folder" "$photo"; do [ -e "$input" ] || die "input not found: $input"; done
+source scripts/check_inputs.sh
+check_inputs 4
 
 # --- the arm64 userland: python3.11 and the libraries it and the wheels load, from Debian 12 ---------------
 if [ ! -x "$sysroot/usr/bin/python3.11" ]; then

@@ -25,14 +25,8 @@ face="${1:-}" folder="${2:-}" photo="${3:-}"
 for net in AgeNet GenderNet; do
   [ -f "$graph/$net.xml" ] || die "no $graph/$net.xml: run compile2Movidius.sh first, or set GRAPH_DIR"
 done
-if [ -z "$face" ]; then
-  [ -d "$shared/datasets/utkface-asian" ] || die "no $shared/datasets/utkface-asian: give FACE_CROP FOLDER GROUP_PHOTO"
-  mapfile -t chips < <(ls "$shared/datasets/utkface-asian"/*.jpg | sort | head -20)
-  face="${chips[0]}" folder="$work/inputs/chips" photo="$shared/photos/group/13.jpg"
-  mkdir -p "$folder"
-  for chip in "${chips[@]}"; do ln -sf "$(realpath "$chip")" "$folder/"; done
-fi
-for input in "$face" "$folder" "$photo"; do [ -e "$input" ] || die "input not found: $input"; done
+source scripts/check_inputs.sh
+check_inputs 20
 
 # --- the old runtime, in its own venv (made once) ----------------------------------------------------------
 if [ "$(cat "$work/venv/.pins" 2> /dev/null)" != "${pins[*]} $opencv" ]; then

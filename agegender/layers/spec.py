@@ -908,34 +908,36 @@ class PowerSpec(LayerSpec):
         return cls(p.power, p.scale, p.shift)
 
 
-@register("Exp")
 @dataclass(frozen=True)
-class ExpSpec(LayerSpec):
-    """y = base ^ (shift + scale * x), base e when -1; kept as y = exp(log_base * (shift + scale * x))."""
+class _BaseScaleShiftSpec(LayerSpec):
+    """An Exp or Log layer: ln(base) of its ``base`` (-1: e), its ``scale`` and ``shift``."""
 
     log_base: float
     scale: float
     shift: float
     in_place: ClassVar = True
+    param_field: ClassVar[str] = ""
 
     @classmethod
     def parse(cls, layer):
-        return cls(*_log_base(layer.exp_param, "exp_param"), layer.exp_param.scale, layer.exp_param.shift)
+        param = getattr(layer, cls.param_field)
+        return cls(*_log_base(param, cls.param_field), param.scale, param.shift)
+
+
+@register("Exp")
+@dataclass(frozen=True)
+class ExpSpec(_BaseScaleShiftSpec):
+    """y = base ^ (shift + scale * x), base e when -1; kept as y = exp(log_base * (shift + scale * x))."""
+
+    param_field: ClassVar[str] = "exp_param"
 
 
 @register("Log")
 @dataclass(frozen=True)
-class LogSpec(LayerSpec):
+class LogSpec(_BaseScaleShiftSpec):
     """y = log_base(shift + scale * x), base e when -1: ln(shift + scale * x) / log_base."""
 
-    log_base: float
-    scale: float
-    shift: float
-    in_place: ClassVar = True
-
-    @classmethod
-    def parse(cls, layer):
-        return cls(*_log_base(layer.log_param, "log_param"), layer.log_param.scale, layer.log_param.shift)
+    param_field: ClassVar[str] = "log_param"
 
 
 def _log_base(param, name: str) -> tuple[float]:
