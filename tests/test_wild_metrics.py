@@ -181,3 +181,13 @@ def test_benchmark_counts_an_image_without_a_face(tmp_path):
         assert ours["all_found"]["n"] == 5 - not_found and ours["all"]["gender"]["correct"] <= 5 - not_found
         assert json.loads(out.read_text())["fairface"]["peer"] == {"skipped": "--no-peer"}
         assert (ours["per_image"]["blank.jpg"] == [None, None, False]) == bool(not_found)
+
+
+def test_ours_is_also_scored_on_the_images_the_peer_found(capsys):
+    truths = [truth("a", {A["20-29"]}), truth("b", {A["30-39"]}, "Female"), truth("c", {A["0-9"]})]
+    ours = {"guesses": {"a": wild.Guess(A["20-29"], "Male"), "b": wild.NOT_FOUND, "c": wild.Guess(A["0-9"], "Male")}}
+    peer = {"guesses": {"a": wild.Guess(A["30-39"], "Male"), "b": wild.Guess(A["30-39"], "Female")}}
+    figures = bench_wild().same_faces(ours, peer, truths, {"all": frozenset()})
+    assert figures["all"]["n"] == 2 and figures["all"]["not_found"] == 1  # "c": the peer missed it, left out
+    assert figures["all"]["gender"]["correct"] == 1 and figures["all"]["age_exact"]["correct"] == 1
+    assert "2 images where the peer found a face" in capsys.readouterr().out
