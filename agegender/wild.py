@@ -191,7 +191,7 @@ def evaluate(truths: Sequence[Truth], guesses: Mapping[str, Guess],
              groups: Mapping[str, frozenset[str]] | None = None) -> dict:
     """Every figure of one system: per group (default: all faces, and the East/Southeast Asian ones) with
     not-found counted wrong, on found faces only, and (``_detected``, when run_inference fed some images
-    whole) on faces the detector found only; and gender per race."""
+    whole) on faces the detector found only; gender per race, and each gender's recall."""
     groups = {"all": frozenset(), "east_southeast_asian": EAST_SOUTHEAST_ASIAN} if groups is None else groups
     result = {}
     for group, races in groups.items():
@@ -204,6 +204,9 @@ def evaluate(truths: Sequence[Truth], guesses: Mapping[str, Guess],
                 result[f"{group}_detected"] = score(detected, guesses, found_only=True)
     result["gender_by_race"] = {race: score([t for t in truths if t.race == race], guesses)["gender"] | {
         "n": sum(t.race == race for t in truths)} for race in sorted({t.race for t in truths})}
+    result["gender_recall"] = {gender: score([t for t in truths if t.gender == gender], guesses)["gender"] | {
+        "n": sum(t.gender == gender for t in truths)} for gender in GENDER_CLASSES if any(
+        t.gender == gender for t in truths)}
     return result
 
 
@@ -219,6 +222,6 @@ def format_score(title: str, result: dict) -> str:
     return f"{title} (N={result['n']}): {figures}, no face {result['not_found']}{whole}"
 
 
-def format_gender_by_race(by_race: dict) -> str:
-    return "gender by race: " + ", ".join(f"{race} {_percent(entry)} ({entry['correct']}/{entry['n']})"
-                                          for race, entry in by_race.items())
+def format_gender_by_race(by_race: dict, title: str = "gender by race") -> str:
+    return f"{title}: " + ", ".join(f"{race} {_percent(entry)} ({entry['correct']}/{entry['n']})"
+                                    for race, entry in by_race.items())

@@ -179,6 +179,7 @@ def report(title: str, run: dict, truths: list[wild.Truth], groups: dict) -> dic
                 print("  " + wild.format_score(GROUP_TITLES[group] + note, figures[f"{group}{suffix}"]))
     if len(figures["gender_by_race"]) > 1:
         print("  " + wild.format_gender_by_race(figures["gender_by_race"]))
+    print("  " + wild.format_gender_by_race(figures["gender_recall"], "gender recall (not found counts wrong)"))
     sys.stdout.flush()
     per_image = {name: [None if g.age is None else wild.AGE_CLASSES[g.age], g.gender, g.whole]
                  for name, g in sorted(run["guesses"].items())}

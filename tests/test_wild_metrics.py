@@ -109,6 +109,8 @@ def test_evaluate_splits_east_southeast_asian_faces_and_gender_by_race():
     assert "east_southeast_asian_detected" not in result  # no image of that group was fed whole
     assert result["gender_by_race"]["White"] == {"correct": 1, "accuracy": 0.5, "n": 2}
     assert "White 50.0% (1/2)" in wild.format_gender_by_race(result["gender_by_race"])
+    assert result["gender_recall"] == {"Male": {"correct": 1, "accuracy": 0.5, "n": 2},  # "d" was not found
+                                       "Female": {"correct": 1, "accuracy": 0.5, "n": 2}}
 
 
 # ---------------------------------------------------------------------------------------------- readers
