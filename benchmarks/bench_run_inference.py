@@ -125,7 +125,9 @@ def nets_only(nets: Nets, inputs: np.ndarray, pipelined: bool) -> float:
     start = time.perf_counter()
     if nets.joint is not None:
         if pipelined:
-            nets.joint.predict_heads(inputs)
+            with nets.joint.pipeline(lambda tag, heads: None, heads=True) as queue:
+                for index, x in enumerate(inputs):
+                    queue.submit(x[None], index)
         else:
             for x in inputs:
                 nets.joint.predict_heads(x[None])
