@@ -3,8 +3,10 @@
 # largest N) to OpenVINO IR: graph/AgeNet.{xml,bin,json}, graph/GenderNet.{xml,bin,json} and graph/age_gender_mean.npy
 # in FP16, which runs on CPUs, Intel NPUs and (OpenVINO 2022.3.1 with its MYRIAD plugin) the Neural Compute Stick 2;
 # and, when data/lmdb/<task>_train_lmdb exists, an INT8 CPU build beside them, graph/AgeNet_int8.* and
-# graph/GenderNet_int8.* (calibrated on it, its accuracy against FP32 measured on <task>_test_lmdb and kept
-# in the sidecar; run_inference.py uses it on a CPU when it loses at most 1 point). INT8=0 skips it.
+# graph/GenderNet_int8.* (calibrated on it, its accuracy against FP32 measured on the validation faces,
+# <task>_val_lmdb (else <task>_test_lmdb), and kept in the sidecar; run_inference.py uses it on a CPU when it loses
+# at most 1 point there: the keep-or-refuse choice is never made on the test split when a validation split exists).
+# INT8=0 skips it.
 # Extra arguments go to `python -m agegender compile` untouched, e.g. --check none; with --precision or --target
 # (FP32, --target myriad, INT8 calibrated on data/lmdb/<task>_train_lmdb) only that one build is made.
 # Folders can be moved with MODELS_DIR, PROTOTXT_DIR, MEAN_FILE, LMDB_DIR and GRAPH_DIR.

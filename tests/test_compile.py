@@ -456,7 +456,7 @@ def test_int8_quantizes_on_the_calibration_lmdb_and_reports_against_fp32(tmp_pat
     prototxt, net = write_net(tmp_path, SMALL_CLASSIFIER)
     weights = random_caffemodel(net, tmp_path / "w.caffemodel")
     rng = np.random.default_rng(4)
-    for split, n in (("train", 40), ("test", 30)):
+    for split, n in (("train", 40), ("val", 20), ("test", 30)):
         images = rng.integers(0, 256, (n, 3, 28, 28), dtype=np.uint8)
         write_lmdb(tmp_path / "lmdb" / f"gender_{split}_lmdb",
                    [(f"{i:08d}".encode(), array_to_datum(img, i % 2)) for i, img in enumerate(images)])
@@ -471,11 +471,22 @@ def test_int8_quantizes_on_the_calibration_lmdb_and_reports_against_fp32(tmp_pat
     meta = read_metadata(out.with_suffix(".xml"))
     report = meta.verification["int8_vs_fp32"]
     assert meta.precision == "INT8" and meta.task == "gender" and report["calibration_images"] == 20
-    assert report["test_lmdb"].endswith("gender_test_lmdb")
+    assert report["test_lmdb"].endswith("gender_val_lmdb")  # the keep-or-refuse choice never reads the test split
     assert 0 <= report["int8"]["accuracy"] <= 1 and report["int8"]["images_per_s"] > 0
     assert report["fp32"]["size_mb"] > 2.5 * report["int8"]["size_mb"]  # int8 weights
     drop = 100 * (report["fp32"]["accuracy"] - report["int8"]["accuracy"])
     assert report["accuracy_drop_points"] == pytest.approx(drop)
+
+
+def test_int8_comparison_prefers_the_validation_lmdb_and_falls_back_to_test(tmp_path):
+    from agegender.deploy.quantize import default_test_lmdb
+    train = tmp_path / "age_train_lmdb"
+    assert default_test_lmdb(train) is None
+    for split in ("test", "val"):
+        (tmp_path / f"age_{split}_lmdb").mkdir()
+        (tmp_path / f"age_{split}_lmdb" / "data.mdb").write_bytes(b"")
+        assert default_test_lmdb(train) == tmp_path / f"age_{split}_lmdb"
+    assert default_test_lmdb(tmp_path / "calibration_lmdb") is None
 
 
 def test_labels_that_do_not_fit_the_output_fail_before_any_work(fixtures, tmp_path):

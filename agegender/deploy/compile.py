@@ -88,8 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration", help="INT8: LMDB of calibration images, e.g. data/lmdb/age_train_lmdb")
     parser.add_argument("--calibration-size", type=int, default=CALIBRATION_SIZE,
                         help=f"INT8: calibration images (default {CALIBRATION_SIZE})")
-    parser.add_argument("--test-lmdb", help="INT8: LMDB to compare INT8 with FP32 on (default: the calibration "
-                                            "LMDB's *_test_lmdb sibling, when it exists)")
+    parser.add_argument("--test-lmdb", help="INT8: LMDB to compare INT8 with FP32 on; its drop decides whether "
+                                            "run_inference uses INT8 (default: the calibration LMDB's *_val_lmdb "
+                                            "sibling, else its *_test_lmdb sibling, when one exists)")
     parser.add_argument("--check", choices=CHECKS, default="auto",
                         help="reference forward for verification: auto = OpenCV dnn, else PyTorch, else none")
     parser.add_argument("--check-inputs", type=int, default=8, help="random inputs to verify on (default 8)")

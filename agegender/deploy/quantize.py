@@ -134,9 +134,13 @@ def format_comparison(report: dict) -> str:
 
 
 def default_test_lmdb(calibration: str | os.PathLike) -> Path | None:
-    """age_train_lmdb -> age_test_lmdb beside it, when that exists."""
+    """The LMDB whose INT8-vs-FP32 drop decides whether run_inference uses the INT8 build: age_train_lmdb ->
+    age_val_lmdb beside it (the validation faces carved from the training part), else age_test_lmdb, else None."""
     path = Path(calibration)
     if "train" not in path.name:
         return None
-    candidate = path.with_name(path.name.replace("train", "test"))
-    return candidate if (candidate / "data.mdb").is_file() else None
+    for split in ("val", "test"):
+        candidate = path.with_name(path.name.replace("train", split))
+        if (candidate / "data.mdb").is_file():
+            return candidate
+    return None
