@@ -661,15 +661,15 @@ def _run(args: argparse.Namespace) -> int:
 def make_finder(args: argparse.Namespace) -> FaceFinder:
     """The face finder of --faces with --detector (default: the best installed, else Haar with a one-line
     hint), its CNN run on the nets' device and its IRs kept in the model cache."""
-    dirs = detectors.search_dirs(args.detector_dir, args.graph_dir)
-    if args.faces == "none" or args.faces == "haar" or args.detector == "haar" or (
-            args.detector is None and not detectors.installed(dirs)):
-        return faces_finder(args.faces, args.detector, dirs)
-    from agegender.deploy.runtime import core, default_cache_dir, pick_device
+    def placement() -> tuple[str, Path | None]:
+        from agegender.deploy.runtime import core, default_cache_dir, pick_device
 
-    device, _ = pick_device(args.device, core().available_devices)  # the nets say it when the device is absent
-    cache = default_cache_dir() if args.cache_dir is None else (Path(args.cache_dir) if args.cache_dir else None)
-    return faces_finder(args.faces, args.detector, dirs, device, cache)
+        device, _ = pick_device(args.device, core().available_devices)  # the nets say it when the device is absent
+        return device, default_cache_dir() if args.cache_dir is None else (Path(args.cache_dir) if args.cache_dir
+                                                                           else None)
+
+    return faces_finder(args.faces, args.detector, detectors.search_dirs(args.detector_dir, args.graph_dir),
+                        placement)
 
 
 def hint(finder: FaceFinder) -> None:

@@ -5,6 +5,7 @@ LMDBs are written in one pass: each image is decoded once, and the two LMDBs get
 from __future__ import annotations
 
 import argparse
+import functools
 import queue
 import re
 import sys
@@ -63,10 +64,10 @@ def shuffle_order(count: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(count)
 
 
-def _encode_record(job: tuple[str, tuple[int, int] | None, "FaceFinder | None"]) -> tuple[tuple[int, ...], bytes] | str:
+def _encode_record(path: str, size: tuple[int, int] | None = None,
+                   finder: FaceFinder | None = None) -> tuple[tuple[int, ...], bytes] | str:
     """(CHW shape, uint8 CHW BGR bytes) of one image, or the reason it is unusable. With a face finder, the
     image's largest face, cropped as run_inference.py crops it (agegender.deploy.faces)."""
-    path, size, finder = job
     try:
         image = read_image(path)
     except BadImage as exc:
@@ -91,11 +92,12 @@ def image_records(lists: Sequence[Sequence[ListEntry]], root: Path, size: tuple[
     images reported and skipped."""
     entries = lists[0]
     order = shuffle_order(len(entries), seed)
-    jobs = [(str(root / entries[i].path), size, finder) for i in order]
+    jobs = [str(root / entries[i].path) for i in order]
     progress = Progress(len(jobs), f"writing {name}", "images")
     lmdb_shape, first_path = None, ""
     written = 0
-    for line_id, (i, (path, _, _), result) in enumerate(zip(order, jobs, parallel_map(_encode_record, jobs, workers))):
+    encode = functools.partial(_encode_record, size=size, finder=finder)
+    for line_id, (i, path, result) in enumerate(zip(order, jobs, parallel_map(encode, jobs, workers))):
         progress.update()
         if isinstance(result, str):
             report.skip(path, result)

@@ -10,6 +10,7 @@ RANSAC), warped to a 200x200 chip (``cv2.warpAffine``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -155,11 +156,12 @@ class FaceFinder:
         return [(box, points) for box, points in out if box.w > 0 and box.h > 0]
 
 
-def make_finder(faces: str, detector: str | None, dirs: list, device: str | None = None,
-                cache_dir=None) -> FaceFinder:
+def make_finder(faces: str, detector: str | None, dirs: list,
+                placement: Callable[[], tuple[str, object]] | None = None) -> FaceFinder:
     """The face finder of ``--faces`` with ``--detector`` (None: the best installed in ``dirs``, else Haar with a
-    one-line ``hint``), its CNN compiled for ``device`` with its IR kept in ``cache_dir``: run_inference.py and
-    the LMDB stage build theirs here, so a training image and a photo are cropped alike."""
+    one-line ``hint``): run_inference.py and the LMDB stage build theirs here, so a training image and a photo
+    are cropped alike. A CNN detector is compiled for the (device, IR cache folder) ``placement()`` returns
+    (default: CPU, no cache), asked only when a CNN detector is used, so Haar never starts an OpenVINO device."""
     if faces == "none":
         return FaceFinder("none")
     name = "haar" if faces == "haar" else detector
@@ -167,7 +169,8 @@ def make_finder(faces: str, detector: str | None, dirs: list, device: str | None
         finder = FaceFinder(faces, detectors.load("haar", dirs))
         finder.hint = None if name else f"a CNN face detector finds more faces than Haar: {detectors.fetch_hint()}"
         return finder
-    return FaceFinder(faces, detectors.load(name, dirs, device or "CPU", cache_dir))
+    device, cache_dir = placement() if placement else ("CPU", None)
+    return FaceFinder(faces, detectors.load(name, dirs, device, cache_dir))
 
 
 def largest(faces: Faces) -> int | None:
