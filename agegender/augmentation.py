@@ -1,6 +1,7 @@
 """Training-time augmentation (transform_param's augment_param, an agegender extension): the distortions a face
 meets between UTKFace's aligned chips and a deployed camera + detector: framing (zoom, rotation, shift),
-exposure and colour (brightness, contrast, saturation, grayscale), focus (blur) and compression (JPEG).
+exposure and colour (brightness, contrast, gamma, saturation, grayscale), focus (blur), compression (JPEG) and
+occlusion (random erasing, Zhong et al. 2017: hands, glasses, another head in front of the face).
 
 Applied to the uint8 C x H x W BGR image before Caffe's DataTransformer (mean, crop, mirror), in the TRAIN phase
 only; every draw comes from the batch's generator, so a resumed run repeats them exactly. numpy + OpenCV only.
@@ -27,6 +28,9 @@ class Augmentation:
     max_blur_sigma: float = 1.5
     jpeg_prob: float = 0.0
     min_jpeg_quality: int = 30
+    gamma: float = 0.0
+    erase_prob: float = 0.0
+    max_erase_area: float = 0.2
 
     @classmethod
     def from_proto(cls, param) -> Augmentation | None:
@@ -38,10 +42,11 @@ class Augmentation:
         return aug
 
     def check(self) -> None:
-        for name in ("geometry_prob", "gray_prob", "blur_prob", "jpeg_prob", "scale_jitter", "contrast", "saturation"):
+        for name in ("geometry_prob", "gray_prob", "blur_prob", "jpeg_prob", "scale_jitter", "contrast", "saturation",
+                     "erase_prob", "max_erase_area"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"augment_param {name} is {getattr(self, name):g}; give a value in 0-1")
-        for name in ("max_rotation", "max_shift", "brightness", "max_blur_sigma"):
+        for name in ("max_rotation", "max_shift", "brightness", "max_blur_sigma", "gamma"):
             if getattr(self, name) < 0:
                 raise ValueError(f"augment_param {name} is {getattr(self, name):g}; give a value >= 0")
         if not 1 <= self.min_jpeg_quality <= 95:
@@ -54,6 +59,7 @@ class Augmentation:
         image = self._geometry(image, rng)
         image = self._photometric(image, rng)
         image = self._degrade(image, rng)
+        image = self._erase(image, rng)
         return image.transpose(2, 0, 1)[: chw.shape[0]]
 
     def _geometry(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -67,10 +73,12 @@ class Augmentation:
         return cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
     def _photometric(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        if not (self.brightness or self.contrast or self.saturation):
+        if not (self.brightness or self.contrast or self.saturation or self.gamma):
             return image if rng.random() >= self.gray_prob else _gray(image)
         out = image.astype(np.float32)
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)[..., None]
+        if self.gamma:  # under- and over-exposure: dark rooms, backlight
+            out = 255 * (out / 255) ** np.exp(rng.uniform(-self.gamma, self.gamma))
+        gray = (out @ np.float32([0.114, 0.587, 0.299]))[..., None]  # OpenCV's BGR -> gray weights
         if self.saturation:
             s = 1 + rng.uniform(-self.saturation, self.saturation)
             out = gray + s * (out - gray)
@@ -89,6 +97,19 @@ class Augmentation:
             ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
             image = cv2.imdecode(data, cv2.IMREAD_COLOR) if ok else image
         return image
+
+
+    def _erase(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if not self.erase_prob or rng.random() >= self.erase_prob:
+            return image
+        h, w = image.shape[:2]
+        area = rng.uniform(0.02, max(self.max_erase_area, 0.02)) * h * w
+        aspect = np.exp(rng.uniform(np.log(0.3), np.log(1 / 0.3)))
+        eh, ew = min(h, max(1, round(np.sqrt(area * aspect)))), min(w, max(1, round(np.sqrt(area / aspect))))
+        y, x = int(rng.integers(0, h - eh + 1)), int(rng.integers(0, w - ew + 1))
+        out = image.copy()
+        out[y:y + eh, x:x + ew] = rng.integers(0, 256, (eh, ew, image.shape[2]), dtype=np.uint8)
+        return out
 
 
 def _gray(image: np.ndarray) -> np.ndarray:

@@ -76,3 +76,23 @@ def test_bad_values_stop_in_one_line(tmp_path, param, message):
                    f'transform_param {{ augment_param {{ {param} }} }} '
                    'data_param { source: "absent" batch_size: 2 } }')
     assert_one_line_error(run_cli("inspect", net, "--phase", "TRAIN"), message, "data")
+
+
+def test_gamma_darkens_and_brightens_monotonically():
+    original = face().astype(np.float32)
+    means = [apply(Augmentation(gamma=0.7), seed).astype(np.float32).mean() for seed in range(8)]
+    assert min(means) < original.mean() - 5 and max(means) > original.mean() + 5  # both ways
+    out = apply(Augmentation(gamma=0.7), 3).astype(np.float32)
+    order = np.argsort(original[0].ravel(), kind="stable")
+    assert (np.diff(out[0].ravel()[order]) >= -1).all()  # a tone curve: brighter stays brighter
+
+
+def test_erasing_replaces_one_rectangle_of_bounded_area():
+    original = face()
+    for seed in range(6):
+        out = apply(Augmentation(erase_prob=1, max_erase_area=0.25), seed)
+        changed = (out != original).any(axis=0)
+        ys, xs = np.nonzero(changed)
+        box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+        assert 0.02 * 64 * 64 * 0.5 <= changed.sum() <= box <= 0.25 * 64 * 64 + 64  # one rectangle, area in range
+    assert (apply(Augmentation(erase_prob=0, max_erase_area=0.25)) == original).all()
