@@ -75,10 +75,11 @@ class Augmentation:
     def _photometric(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if not (self.brightness or self.contrast or self.saturation or self.gamma):
             return image if rng.random() >= self.gray_prob else _gray(image)
+        if self.gamma:  # under- and over-exposure (dark rooms, backlight): a tone curve, as a 256-entry table
+            curve = 255 * (np.arange(256) / 255) ** np.exp(rng.uniform(-self.gamma, self.gamma))
+            image = cv2.LUT(image, np.clip(curve + 0.5, 0, 255).astype(np.uint8))
         out = image.astype(np.float32)
-        if self.gamma:  # under- and over-exposure: dark rooms, backlight
-            out = 255 * (out / 255) ** np.exp(rng.uniform(-self.gamma, self.gamma))
-        gray = (out @ np.float32([0.114, 0.587, 0.299]))[..., None]  # OpenCV's BGR -> gray weights
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)[..., None]
         if self.saturation:
             s = 1 + rng.uniform(-self.saturation, self.saturation)
             out = gray + s * (out - gray)
