@@ -76,6 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{', '.join(detectors.PREFERENCE)}, else haar); get one with download.sh --detector NAME")
     parser.add_argument("--detector-dir", "--detector_dir", dest="detector_dir", metavar="DIR",
                         help="folder of the CNN detectors' Caffe files (default: GRAPH_DIR/detectors)")
+    parser.add_argument("--align", choices=detectors.ALIGN_MODES, default="auto",
+                        help="5 landmarks for detected faces that have none, so each crop is aligned like the "
+                             "training chips: onet (MTCNN's O-Net, files of download.sh --detector mtcnn), none, "
+                             "auto (onet when its files are in the detector folder; default)")
     parser.add_argument("--workers", type=int, default=0, metavar="N",
                         help="threads that decode, detect and crop for folders and videos (default: one per CPU)")
     parser.add_argument("--output", metavar="FILE", help="draw boxes and labels: an image file for an image, "
@@ -669,7 +673,7 @@ def make_finder(args: argparse.Namespace) -> FaceFinder:
                                                                            else None)
 
     return faces_finder(args.faces, args.detector, detectors.search_dirs(args.detector_dir, args.graph_dir),
-                        placement)
+                        placement, args.align)
 
 
 def hint(finder: FaceFinder) -> None:

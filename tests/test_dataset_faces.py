@@ -51,12 +51,14 @@ def test_the_lmdb_stage_crops_each_face_as_run_inference_does(tmp_path):
     assert sorted(train) == ["chip.png", "photo.png"]
 
     args = argparse.Namespace(faces="auto", detector="ultraface", detector_dir=str(FIXTURES), graph_dir="graph",
-                              device="CPU", cache_dir="")
+                              align="auto", device="CPU", cache_dir="")
     finder = make_finder(args)  # run_inference.py's
     for name in ("chip.png", "photo.png"):
         image = cv2.imread(str(tmp_path / name))
         faces = finder.find(image)
         assert faces.source == ("crop" if name == "chip.png" else "detected")
+        if name == "photo.png":  # O-Net is in FIXTURES: the detected face is aligned, in both stages alike
+            assert faces.landmarks[0] is not None
         crop = faces.crop(image, largest(faces))
         assert np.array_equal(train[name], resize_like_lmdb(crop, 256, 256)), name
     assert np.array_equal(train["chip.png"], resize_like_lmdb(images["chip.png"], 256, 256))  # a chip is used whole

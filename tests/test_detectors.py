@@ -4,6 +4,8 @@ the one face pipeline (framing margins, landmark alignment) shared by run_infere
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 import threading
 import xml.etree.ElementTree as ElementTree
 from dataclasses import replace
@@ -17,7 +19,7 @@ from agegender.deploy import detectors
 from agegender.deploy.detectors import ultraface
 from agegender.deploy.detectors.boxes import iou, nms
 from agegender.deploy.detectors.command import fetch
-from agegender.deploy.faces import FaceFinder, align, similarity
+from agegender.deploy.faces import FaceFinder, align, make_finder, similarity
 from agegender.errors import AgegenderError
 
 from conftest import SHARED, UTKFACE, need_shared
@@ -185,3 +187,65 @@ def test_the_same_image_gives_the_same_crops_in_any_thread_and_face_chips_skip_t
     faces = finder.find(chip)
     assert faces.source == "crop" and faces.detected is None and not finder.detected_any
     assert np.array_equal(faces.crops(chip)[0], chip)
+
+
+# ------------------------------------------------------------------------------------------ landmarks for any detector
+
+def test_onet_on_another_detectors_boxes_gives_mtcnns_own_landmarks(loaded, fixtures, ir_cache):
+    """O-Net run on UltraFace's boxes (detect_face.m's last stage, twice with its box regression) puts the 5
+    landmarks within a few pixels of where full MTCNN puts them."""
+    onet = detectors.load_landmarker("onet", [fixtures], lambda: ("CPU", ir_cache))
+    for name in ("test1.jpg", "test2.jpg"):
+        image = cv2.imread(str(fixtures / "mtcnn-complete" / name))
+        truth = loaded("mtcnn").detect(image)
+        found = onet.add(image, loaded("ultraface").detect(image))
+        assert len(found) == len(truth) and all(d.landmarks is not None for d in found)
+        for det in found:
+            ref = min(truth, key=lambda t: np.abs(np.subtract(t.box, det.box)).sum())
+            eye_distance = np.linalg.norm(ref.landmarks[1] - ref.landmarks[0])
+            assert np.abs(det.landmarks - ref.landmarks).max() < 0.15 * eye_distance, name
+        assert onet.add(image, truth) == truth  # faces that have landmarks keep them
+
+
+def test_align_auto_aligns_ultraface_crops_when_onet_is_installed_and_none_frames_them(fixtures, ir_cache):
+    chip = cv2.imread(str(sorted(need_shared(UTKFACE).glob("*.jpg"))[5]))
+    photo = chip_in_photo(chip, 12)
+    place = lambda: ("CPU", ir_cache)  # noqa: E731
+    aligned = make_finder("detect", "ultraface", [fixtures], place, "auto")
+    framed = make_finder("detect", "ultraface", [fixtures], place, "none")
+    assert aligned.landmarker.name == "onet" and framed.landmarker is None
+    faces = aligned.find(photo)
+    assert faces.landmarks[0] is not None and faces.boxes == framed.find(photo).boxes
+    crop = faces.crop(photo, 0)
+    inner = (slice(30, 170), slice(30, 170))
+    error = np.abs(crop[inner].astype(float) - chip[inner]).mean()
+    boxed = cv2.resize(framed.find(photo).crop(photo, 0), (200, 200))
+    assert crop.shape == chip.shape and error < 25
+    assert error < 0.6 * np.abs(boxed[inner].astype(float) - chip[inner]).mean()
+
+
+def test_align_without_onet_files_is_none_for_auto_and_one_line_for_onet(fixtures, tmp_path):
+    asked = []
+    place = lambda: asked.append(1) or ("CPU", None)  # noqa: E731
+    assert detectors.load_landmarker("auto", [fixtures / "ultraface"], place) is None
+    finder = make_finder("auto", None, [tmp_path], place, "auto")  # no CNN at all: Haar, no OpenVINO device asked
+    assert finder.detector.name == "haar" and finder.landmarker is None and not asked
+    with pytest.raises(AgegenderError, match=r"--align onet: det3.prototxt, det3.caffemodel not found in .*"
+                                             r"download.sh --detector mtcnn"):
+        detectors.load_landmarker("onet", [tmp_path])
+    with pytest.raises(AgegenderError, match="--align 'x': choose one of auto, onet, none"):
+        detectors.load_landmarker("x", [tmp_path])
+
+
+def test_threads_that_detect_at_once_on_a_fresh_detector_never_deadlock(fixtures, tmp_path):
+    """Three threads' first detections on a just-loaded detector (the LMDB stage's and run_inference's workers)
+    deadlocked OpenVINO about 1 run in 4 before the compiling thread ran one inference first."""
+    script = (f"import sys, threading, numpy as np; sys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
+              "from pathlib import Path\nfrom agegender.deploy import detectors\n"
+              f"det = detectors.load('ultraface', [Path({str(fixtures)!r})])\n"
+              "img = np.full((480, 640, 3), 90, np.uint8)\n"
+              "ts = [threading.Thread(target=det.detect, args=(img,)) for _ in range(3)]\n"
+              "[t.start() for t in ts]; [t.join() for t in ts]; print('done')\n")
+    for _ in range(4):
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr[-500:]

@@ -242,6 +242,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="face detector (default: the best installed, else haar), as run_inference.py's")
     parser.add_argument("--detector-dir", dest="detector_dir", metavar="DIR",
                         help="folder of the CNN detectors' Caffe files (default: graph/detectors)")
+    parser.add_argument("--align", choices=detectors.ALIGN_MODES, default="auto",
+                        help="landmarks for detected faces without, to align their crops, as run_inference.py's")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -250,7 +252,8 @@ def run(args: argparse.Namespace) -> int:
     listed = [s for s in SPLITS if all((args.lists / t.list_name(s)).is_file() for t in TASKS.values())]
     splits = args.splits or [s for s in SPLITS if s in REQUIRED_SPLITS or s in listed]
     stamp = lists_digest(args.lists / task.list_name(split) for task in TASKS.values() for split in SPLITS)
-    finder = make_finder(args.faces, args.detector, detectors.search_dirs(args.detector_dir, "graph"))
+    finder = make_finder(args.faces, args.detector, detectors.search_dirs(args.detector_dir, "graph"),
+                         align=args.align)
     with atomic_directories() as staged:  # the LMDBs of a run replace the old ones together, at the end
         for split in splits:
             crash_point(f"lmdb-{split}")

@@ -118,14 +118,16 @@ class FaceFinder:
     workers share one finder."""
 
     def __init__(self, mode: str = "auto", detector: detectors.Detector | None = None,
-                 no_detect_side: int = CROP_NO_DETECT_SIDE):
-        """``no_detect_side`` 0: auto detects on every image (as before face crops skipped the detector)."""
+                 no_detect_side: int = CROP_NO_DETECT_SIDE, landmarker: detectors.Landmarker | None = None):
+        """``no_detect_side`` 0: auto detects on every image (as before face crops skipped the detector).
+        ``landmarker``: gives landmarks to the faces the detector found without (their crops are then aligned)."""
         if mode not in FACE_MODES:
             raise AgegenderError(f"--faces {mode!r}: choose one of {', '.join(FACE_MODES)}")
         self.mode, self.no_detect_side = mode, no_detect_side
         if mode != "none" and (detector is None or (mode == "haar" and detector.name != "haar")):
             detector = detectors.load("haar", [])
         self.detector = detector if mode != "none" else None
+        self.landmarker = landmarker if mode != "none" else None
         self.detected_any = False  # whether the detector ran on any image
         self.hint: str | None = None  # how to get a better detector, said once after a run that used this one
 
@@ -149,7 +151,10 @@ class FaceFinder:
         height, width = bgr.shape[:2]
         self.detected_any = True
         out = []
-        for det in self.detector.detect(bgr):
+        found = self.detector.detect(bgr)
+        if self.landmarker is not None:
+            found = self.landmarker.add(bgr, found)
+        for det in found:
             x0, y0, x1, y1 = det.box
             raw = Box(int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)))
             out.append((frame(raw, height, width, self.detector.margins), det.landmarks))
@@ -157,20 +162,23 @@ class FaceFinder:
 
 
 def make_finder(faces: str, detector: str | None, dirs: list,
-                placement: Callable[[], tuple[str, object]] | None = None) -> FaceFinder:
+                placement: Callable[[], tuple[str, object]] | None = None, align: str = "none") -> FaceFinder:
     """The face finder of ``--faces`` with ``--detector`` (None: the best installed in ``dirs``, else Haar with a
-    one-line ``hint``): run_inference.py and the LMDB stage build theirs here, so a training image and a photo
-    are cropped alike. A CNN detector is compiled for the (device, IR cache folder) ``placement()`` returns
-    (default: CPU, no cache), asked only when a CNN detector is used, so Haar never starts an OpenVINO device."""
+    one-line ``hint``) and ``--align`` (detectors.ALIGN_MODES: "auto" aligns with the first landmark model found
+    in ``dirs``): run_inference.py and the LMDB stage build theirs here, so a training image and a photo are
+    cropped alike. CNNs are compiled for the (device, IR cache folder) ``placement()`` returns (default: CPU, no
+    cache), asked only when one is used, so Haar alone never starts an OpenVINO device."""
     if faces == "none":
         return FaceFinder("none")
     name = "haar" if faces == "haar" else detector
-    if name == "haar" or (name is None and not detectors.installed(dirs)):
-        finder = FaceFinder(faces, detectors.load("haar", dirs))
-        finder.hint = None if name else f"a CNN face detector finds more faces than Haar: {detectors.fetch_hint()}"
+    fallback = name is None and not detectors.installed(dirs)
+    place = placement or (lambda: ("CPU", None))
+    landmarker = detectors.load_landmarker(align, dirs, place)
+    if name == "haar" or fallback:
+        finder = FaceFinder(faces, detectors.load("haar", dirs), landmarker=landmarker)
+        finder.hint = f"a CNN face detector finds more faces than Haar: {detectors.fetch_hint()}" if fallback else None
         return finder
-    device, cache_dir = placement() if placement else ("CPU", None)
-    return FaceFinder(faces, detectors.load(name, dirs, device, cache_dir))
+    return FaceFinder(faces, detectors.load(name, dirs, *place()), landmarker=landmarker)
 
 
 def largest(faces: Faces) -> int | None:

@@ -166,6 +166,82 @@ REGISTRY: dict[str, Entry] = {entry.name: entry for entry in (
 PREFERENCE = ("ultraface", "mtcnn", "yunet-ssd")
 
 
+# ------------------------------------------------------------------------------------------- landmarks
+
+MIN_LANDMARK_SCORE = 0.5  # O-Net's face score below which its landmarks are not trusted (the box is framed instead)
+
+
+@dataclass(frozen=True)
+class LandmarkEntry:
+    """A model giving 5 landmarks (LANDMARKS order) in face boxes another detector found, so any detector's
+    faces can be aligned like the training chips: its files (as Entry.files), folders, and how to build it."""
+    name: str
+    title: str
+    license: str
+    files: dict[str, tuple[str, str]]
+    folders: tuple[str, ...]
+    build: Callable[[dict[str, Path], str, Path | None], Callable[[np.ndarray, np.ndarray], tuple[np.ndarray,
+                                                                                                 np.ndarray]]]
+
+
+class Landmarker:
+    """``add(bgr, detections)``: the detections, each without landmarks given this model's (when it trusts
+    them: O-Net's face score >= MIN_LANDMARK_SCORE)."""
+
+    def __init__(self, entry: LandmarkEntry, run, source: str):
+        self.entry, self._run, self.source = entry, run, source
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    def add(self, bgr: np.ndarray, found: list[Detection]) -> list[Detection]:
+        todo = [i for i, d in enumerate(found) if d.landmarks is None]
+        if not todo:
+            return found
+        points, scores = self._run(bgr, np.array([found[i].box for i in todo], np.float64))
+        out = list(found)
+        for k, i in enumerate(todo):
+            if scores[k] >= MIN_LANDMARK_SCORE:
+                out[i] = Detection(found[i].box, found[i].score, points[k])
+        return out
+
+
+def _onet(files, device, cache_dir):
+    from agegender.deploy.detectors.ir import CaffeNet
+    from agegender.deploy.detectors.mtcnn import onet_landmarks
+
+    onet = CaffeNet(files["det3.prototxt"], files["det3.caffemodel"], device, cache_dir, batch_dynamic=True)
+    return lambda bgr, boxes: onet_landmarks(onet, np.ascontiguousarray(bgr[:, :, ::-1]), boxes)
+
+
+LANDMARKERS: dict[str, LandmarkEntry] = {entry.name: entry for entry in (
+    LandmarkEntry("onet", "MTCNN O-Net (kpzhang93) on each detected box: 5 landmarks", "MIT",
+                  {name: REGISTRY["mtcnn"].files[name] for name in ("det3.prototxt", "det3.caffemodel")},
+                  REGISTRY["mtcnn"].folders, _onet),
+)}
+ALIGN_MODES = ("auto", *LANDMARKERS, "none")
+
+
+def load_landmarker(align: str, dirs: Sequence[Path],
+                    placement: Callable[[], tuple[str, Path | None]] | None = None) -> Landmarker | None:
+    """``--align``: "none" -> None; a LANDMARKERS name -> it (its files must be found); "auto" -> the first
+    whose files are found, else None. Compiled for the (device, IR cache) ``placement()`` gives (default CPU)."""
+    if align == "none":
+        return None
+    if align != "auto" and align not in LANDMARKERS:
+        raise AgegenderError(f"--align {align!r}: choose one of {', '.join(ALIGN_MODES)}")
+    for entry in (LANDMARKERS.values() if align == "auto" else (LANDMARKERS[align],)):
+        files = find_files(entry, dirs)
+        if files is not None:
+            device, cache_dir = placement() if placement else ("CPU", None)
+            return Landmarker(entry, entry.build(files, device, cache_dir), str(next(iter(files.values())).parent))
+        if align != "auto":
+            raise AgegenderError(f"--align {align}: {', '.join(entry.files)} not found in "
+                                 f"{', '.join(map(str, dirs))}; get them with ./download.sh --detector mtcnn")
+    return None
+
+
 def search_dirs(detector_dir: str | Path | None, graph_dir: str | Path | None) -> list[Path]:
     """Where detector files are looked for: --detector-dir if given, else ``<graph_dir>/detectors``."""
     if detector_dir:
@@ -173,7 +249,7 @@ def search_dirs(detector_dir: str | Path | None, graph_dir: str | Path | None) -
     return [Path(graph_dir or "graph") / "detectors"]
 
 
-def find_files(entry: Entry, dirs: Sequence[Path]) -> dict[str, Path] | None:
+def find_files(entry: Entry | LandmarkEntry, dirs: Sequence[Path]) -> dict[str, Path] | None:
     """The entry's files from the first folder holding all of them (each dir itself, or its entry folders)."""
     for base in dirs:
         for folder in (base, *(base / name for name in entry.folders)):

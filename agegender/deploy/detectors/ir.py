@@ -71,7 +71,11 @@ class CaffeNet:
         with self._lock:
             compiled = self._compiled.get(key)
             if compiled is None:
-                compiled = self._compiled[key] = self._compile(key)
+                compiled = self._compile(key)
+                # One inference in the compiling thread before any other thread may use it: concurrent first
+                # inferences of a new compiled model deadlocked OpenVINO 2026.4's CPU plugin (1 run in 4).
+                compiled.create_infer_request().infer({0: np.zeros((1, *key[1:]), np.float32)})
+                self._compiled[key] = compiled
         return key, compiled
 
     def _compile(self, shape: tuple[int, ...]):
