@@ -365,3 +365,38 @@ def test_cpu_answers_with_the_int8_build_when_it_holds_and_other_devices_never_s
     assert age("--device", "GPU") == int8  # no GPU here: it falls back to CPU, where INT8 is the choice
     edit_sidecar(folder / "AgeNet_int8.xml", verification={"int8_vs_fp32": {"accuracy_drop_points": 2.0}})
     assert age("--device", "CPU") == fp16["faces"][0]["age"]["probabilities"]
+
+
+def test_mirror_averages_each_face_with_its_mirror_image_in_every_path(graph, chips, tmp_path):
+    """--mirror: each face's probabilities are the mean of the face's and its left-right mirror's (the
+    preprocessed input reversed, as Caffe's mirror), in the async folder path as in one synchronous call."""
+    from agegender.deploy.faces import Faces, whole
+    from agegender.infer import add_arguments, load_nets, predict_faces
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for chip in chips[:4]:
+        (folder / chip.name).write_bytes(chip.read_bytes())
+    base = ["--graph_dir", str(graph), "--image_path", str(folder), "--device", "CPU"]
+    plain = load_nets(parser.parse_args(base), "LATENCY")
+    mirror = load_nets(parser.parse_args([*base, "--mirror"]), "LATENCY")
+    assert not plain.mirror and mirror.mirror
+    proc = infer(graph, "--image_path", folder, "--json", "--mirror")
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(records) == 4
+    for record in records:
+        image = cv2.imread(str(folder / record["image"]))
+        x_age, x_gender = plain.inputs(image)
+        one = plain.predict(x_age, x_gender)
+        other = plain.predict(np.ascontiguousarray(x_age[..., ::-1]), np.ascontiguousarray(x_gender[..., ::-1]))
+        expected = {"age": (one[0] + other[0]) / 2, "gender": (one[1] + other[1]) / 2}
+        assert not np.allclose(one[0], other[0], atol=1e-4)  # the mirror image is another input
+        synchronous = dict(zip(("age", "gender"), mirror.predict(x_age, x_gender)))
+        queued = predict_faces(mirror, image, Faces([whole(image)], "crop", None))[0]
+        for task in ("age", "gender"):
+            assert synchronous[task] == pytest.approx(expected[task], abs=1e-5)
+            assert getattr(queued, task) == pytest.approx(expected[task], abs=1e-5)
+            printed = record["faces"][0][task]["probabilities"]
+            assert list(printed.values()) == pytest.approx(expected[task].tolist(), abs=1e-5)
