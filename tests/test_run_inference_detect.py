@@ -60,8 +60,14 @@ def test_detector_in_the_graph_folder_is_the_default_and_without_one_haar_says_h
     with_detector = Path(shutil.copytree(graph, tmp_path / "graph"))
     shutil.copytree(need_shared(FIXTURES) / "ultraface", with_detector / "detectors" / "ultraface")
     proc = infer(with_detector, "--image_path", photo, "--json")
-    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.returncode == 0
+    assert proc.stderr.startswith("notice: faces were cropped without alignment") and proc.stderr.count("\n") == 1
+    assert "./download.sh --detector mtcnn" in proc.stderr
     assert json.loads(proc.stdout)["faces_from"] == "detected" and len(json.loads(proc.stdout)["faces"]) == 3
+    quiet = infer(with_detector, "--image_path", photo, "--json", "--align", "none")  # asked for: no notice
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    boxes = [[face["box"] for face in json.loads(p.stdout)["faces"]] for p in (proc, quiet)]
+    assert boxes[0] == boxes[1]
 
 
 def test_a_face_chip_skips_the_detector_but_keeps_its_lines(graph, chips):

@@ -261,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
                                              args.workers, report, staged, stamp, finder)
             lines_in, parts = lines_in + lines, parts + split_parts
     if finder.hint and finder.detected_any:
-        print(f"notice: faces were found with the Haar cascade; {finder.hint}", file=sys.stderr)
+        print(f"notice: {finder.hint}", file=sys.stderr)
     size = "x".join(map(str, args.resize)) if args.resize else "original size"
     print(f"lmdb: {lines_in} list lines in, records written ({size}): {', '.join(parts)} in {args.out}, "
           f"{report.describe()}")

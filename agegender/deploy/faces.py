@@ -178,7 +178,11 @@ def make_finder(faces: str, detector: str | None, dirs: list,
         finder = FaceFinder(faces, detectors.load("haar", dirs), landmarker=landmarker)
         finder.hint = f"a CNN face detector finds more faces than Haar: {detectors.fetch_hint()}" if fallback else None
         return finder
-    return FaceFinder(faces, detectors.load(name, dirs, *place()), landmarker=landmarker)
+    finder = FaceFinder(faces, detectors.load(name, dirs, *place()), landmarker=landmarker)
+    if align == "auto" and landmarker is None and not finder.detector.entry.landmarks:
+        finder.hint = (f"faces were cropped without alignment (no landmark model in {', '.join(map(str, dirs))}); "
+                       f"aligned crops give better ages: ./download.sh --detector mtcnn")
+    return finder
 
 
 def largest(faces: Faces) -> int | None:
