@@ -3,10 +3,12 @@ detector seam, in the same run: folder mode on UTKFace chips (faces/s) and one 1
 
     .venv/bin/python benchmarks/bench_run_inference.py [--images 200] [--device CPU] [--graph_dir graph]
                      [--now-graph-dir DIR] [--detector NAME] [--detector-dir ../shared/caffe-fixtures] [--workers 0]
+                     [--align auto|onet|none]
 
 "before" (run_inference at d12b715): the Haar cascade on every image; in a folder, decoding, detecting and
 preprocessing on the calling thread while both nets' async queues run; for one photo, its faces one at a
-time through both nets (LATENCY). "now": --detector (default: the best installed in --detector-dir), face
+time through both nets (LATENCY). "now": --detector (default: the best installed in --detector-dir) with
+--align's landmarks (default: MTCNN's O-Net when in --detector-dir: aligned crops, as run_inference.py), face
 crops <= 256 px used whole without a detector pass; in a folder, decode/detect/crop/preprocess in --workers
 threads feeding the same queues; for one photo, all its faces in both nets' async queues at once; and the
 nets run_inference.py loads today (``--now-graph-dir``, default --graph_dir): AgeGenderNet.xml when the folder
@@ -195,6 +197,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=0, help="async requests per net (default: the device's optimal)")
     parser.add_argument("--workers", type=int, default=0, help="decode/detect threads (default: one per CPU)")
     parser.add_argument("--repeats", type=int, default=20, help="runs of the single-photo measurement")
+    parser.add_argument("--align", choices=detectors.ALIGN_MODES, default="auto",
+                        help="now: landmarks for aligned crops, as run_inference.py's --align (default auto)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     if not UTKFACE.is_dir():
@@ -206,9 +210,11 @@ def main() -> int:
         cache = scratch / "cache"
         detector = detectors.load(args.detector, [args.detector_dir], args.device, cache)
         before = FaceFinder("auto", detectors.load("haar", []), no_detect_side=0)
-        now = FaceFinder("auto", detector)
+        landmarker = detectors.load_landmarker(args.align, [args.detector_dir], lambda: (args.device, cache))
+        now = FaceFinder("auto", detector, landmarker=landmarker)
         print(f"graphs: {which}")
-        print(f"detectors: before haar, now {detector.name} ({detector.source})")
+        print(f"detectors: before haar, now {detector.name} ({detector.source})"
+              + (f" + {landmarker.name} landmarks (aligned crops)" if landmarker else ""))
         print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
               f"{Classifier(graph_dir / 'AgeNet.xml', args.device, '').device_name}, "
               f"load average {os.getloadavg()[0]:.1f} (other work on the machine slows every figure)")

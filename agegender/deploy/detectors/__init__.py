@@ -111,7 +111,7 @@ def _mtcnn(files, device, cache_dir):
     net = MTCNN(files, device, cache_dir)
 
     def run(bgr: np.ndarray, min_face: float) -> list[Detection]:
-        boxes, landmarks = net.detect(np.ascontiguousarray(bgr[:, :, ::-1]), max(MIN_FACE, min_face))
+        boxes, landmarks = net.detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), max(MIN_FACE, min_face))
         return _rows(boxes, landmarks)
 
     return run
@@ -212,7 +212,7 @@ def _onet(files, device, cache_dir):
     from agegender.deploy.detectors.mtcnn import onet_landmarks
 
     onet = CaffeNet(files["det3.prototxt"], files["det3.caffemodel"], device, cache_dir, batch_dynamic=True)
-    return lambda bgr, boxes: onet_landmarks(onet, np.ascontiguousarray(bgr[:, :, ::-1]), boxes)
+    return lambda bgr, boxes: onet_landmarks(onet, bgr, boxes)
 
 
 LANDMARKERS: dict[str, LandmarkEntry] = {entry.name: entry for entry in (

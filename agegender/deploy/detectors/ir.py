@@ -74,7 +74,8 @@ class CaffeNet:
                 compiled = self._compile(key)
                 # One inference in the compiling thread before any other thread may use it: concurrent first
                 # inferences of a new compiled model deadlocked OpenVINO 2026.4's CPU plugin (1 run in 4).
-                compiled.create_infer_request().infer({0: np.zeros((1, *key[1:]), np.float32)})
+                compiled.create_infer_request().infer({0: np.zeros((1, *key[1:]) if key[0] == DYNAMIC else key,
+                                                                   np.float32)})
                 self._compiled[key] = compiled
         return key, compiled
 
