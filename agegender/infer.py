@@ -82,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "auto (onet when its files are in the detector folder; default)")
     parser.add_argument("--mirror", action="store_true",
                         help="also run each face mirrored and average the two predictions (the nets were trained "
-                             "on mirrored faces too): better age and gender in the wild, twice the net time")
+                             "on mirrored faces too): a little better age in the wild, twice the nets' time")
     parser.add_argument("--workers", type=int, default=0, metavar="N",
                         help="threads that decode, detect and crop for folders and videos (default: one per CPU)")
     parser.add_argument("--output", metavar="FILE", help="draw boxes and labels: an image file for an image, "
