@@ -2,7 +2,7 @@
 # GenderNet fine-tuned from the shared pre-training on every race's training faces (data/lmdb/gender_pretrain_lmdb)
 # instead of the Asian balanced lists (a benchmark, not a test; docs/training.md "GenderNet on all races").
 #
-#   benchmarks/finetune_gender_allrace.sh
+#   benchmarks/finetune_gender_allrace.sh            (SEED=7 for another seed: data/allrace/7/, models/allrace/7/)
 #
 # Needs the pipeline's stages up to "pretrain" and a compiled graph/ (its AgeNet is reused). Writes only under
 # data/allrace/ and models/allrace/: a copy of GenderNet_train_test.prototxt whose fine-tuning Data layer reads
@@ -16,21 +16,24 @@ for need in models/AgeGenderNet_pretrain data/lmdb/gender_pretrain_lmdb data/mea
   [ -e "$need" ] || { echo "finetune_gender_allrace.sh: no $need; run ./run_pipeline.sh SOURCE --extra DIR first" >&2; exit 2; }
 done
 detectors="${DETECTOR_DIR:-../shared/caffe-fixtures}"
-out=data/allrace; mkdir -p "$out/prototxt" "$out/graph" models/allrace/GenderNet
+seed="${SEED:-42}"
+out=data/allrace models=models/allrace
+[ "$seed" = 42 ] || { out="$out/$seed"; models="$models/$seed"; }
+mkdir -p "$out/prototxt" "$out/graph" "$models/GenderNet"
 sed 's#source: "data/lmdb/gender_train_lmdb"#source: "data/lmdb/gender_pretrain_lmdb"#' \
   prototxt/GenderNet_train_test.prototxt > "$out/prototxt/GenderNet_train_test.prototxt"
 sed -e "s#^net:.*#net: \"$out/prototxt/GenderNet_train_test.prototxt\"#" \
-    -e 's#^snapshot_prefix:.*#snapshot_prefix: "models/allrace/GenderNet/GenderNet"#' \
+    -e "s#^snapshot_prefix:.*#snapshot_prefix: \"$models/GenderNet/GenderNet\"#" -e "s#^random_seed:.*#random_seed: $seed#" \
   prototxt/GenderNet_finetune_solver.prototxt > "$out/prototxt/GenderNet_finetune_solver.prototxt"
 start=$(date +%s)
 "$python" -m agegender train --solver "$out/prototxt/GenderNet_finetune_solver.prototxt" \
   --weights models/AgeGenderNet_pretrain > "$out/train.log" 2>&1
 echo "GenderNet $(( $(date +%s) - start ))" > "$out/wall_seconds.txt"
-"$python" -m agegender test --model prototxt/GenderNet_deploy.prototxt --weights models/allrace/GenderNet \
+"$python" -m agegender test --model prototxt/GenderNet_deploy.prototxt --weights "$models/GenderNet" \
   --mean data/mean/mean.binaryproto --lmdb data/lmdb/gender_val_lmdb --labels gender --json "$out/val.json" \
   | tee "$out/val.txt" | grep -E "^Accuracy" | sed "s/^/all-race GenderNet, validation: /"
 cp graph/AgeNet.xml graph/AgeNet.bin graph/AgeNet.json graph/age_gender_mean.npy "$out/graph/"
-"$python" -m agegender compile --model prototxt/GenderNet_deploy.prototxt --weights models/allrace/GenderNet \
+"$python" -m agegender compile --model prototxt/GenderNet_deploy.prototxt --weights "$models/GenderNet" \
   --mean data/mean/mean.binaryproto --labels gender --output "$out/graph/GenderNet" --check none > "$out/compile.log"
 for mirror in "" --mirror; do
   "$python" benchmarks/bench_wild.py --graph_dir "$out/graph" --no-peer \
