@@ -72,6 +72,13 @@ def crops(rgb: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def _landmarks(boxes: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """O-Net's ``conv6-3`` (N x 10: 5 x, then 5 y, as fractions of each box) -> N x 5 x 2 image pixels."""
+    w, h = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
+    return np.stack([w[:, None] * points[:, 0:5] + boxes[:, 0:1] - 1,
+                     h[:, None] * points[:, 5:10] + boxes[:, 1:2] - 1], axis=2)
+
+
 def onet_landmarks(onet: CaffeNet, bgr: np.ndarray, boxes: np.ndarray,
                    passes: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """O-Net's 5 landmarks (N x 5 x 2) and face scores (N) for face boxes (N x 4, x0 y0 x1 y1) another detector
@@ -83,9 +90,7 @@ def onet_landmarks(onet: CaffeNet, bgr: np.ndarray, boxes: np.ndarray,
         out = onet.run(normalise(crops(bgr, boxes, 48)[..., ::-1]))
         n = len(boxes)
         score, reg, points = out["prob1"].reshape(n, 2)[:, 1], out["conv6-2"].reshape(n, 4), out["conv6-3"].reshape(n, 10)
-        w, h = boxes[:, 2] - boxes[:, 0] + 1, boxes[:, 3] - boxes[:, 1] + 1
-        landmarks = np.stack([w[:, None] * points[:, 0:5] + boxes[:, 0:1] - 1,
-                              h[:, None] * points[:, 5:10] + boxes[:, 1:2] - 1], axis=2)
+        landmarks = _landmarks(boxes, points)
         boxes = np.fix(square(regress(boxes, reg)))
     return landmarks.astype(np.float32), score.astype(np.float32)
 
@@ -152,10 +157,7 @@ class MTCNN:
         keep = score > THRESHOLDS[2]
         boxes = np.hstack([boxes[keep, :4], score[keep, None]])
         reg, points = out["conv6-2"].reshape(n, 4)[keep], out["conv6-3"].reshape(n, 10)[keep]
-        w = boxes[:, 2] - boxes[:, 0] + 1
-        h = boxes[:, 3] - boxes[:, 1] + 1
-        landmarks = np.stack([w[:, None] * points[:, 0:5] + boxes[:, 0:1] - 1,
-                              h[:, None] * points[:, 5:10] + boxes[:, 1:2] - 1], axis=2)
+        landmarks = _landmarks(boxes, points)
         boxes = regress(boxes, reg)
         pick = nms(boxes[:, :4], boxes[:, 4], 0.7, "min", plus_one=1.0)
         return boxes[pick].astype(np.float32), landmarks[pick].astype(np.float32)
