@@ -8,7 +8,8 @@
 # changed (data/seeds/SEED/), both nets fine-tuned from models/AgeGenderNet_pretrain into models/seeds/SEED/NET/,
 # tested on the test LMDBs (data/seeds/SEED/{gender,age}.json: the test split read once per final model),
 # compiled as compile2Movidius.sh builds them (FP16, plus INT8 for CPUs; data/seeds/SEED/graph) and run end to
-# end on FairFace dev (bench_wild.py, UltraFace from ../shared, no peer; data/seeds/SEED/wild.txt).
+# end on FairFace dev with and without --mirror (bench_wild.py, UltraFace + O-Net alignment from ../shared, no
+# peer; data/seeds/SEED/wild.txt, wild_mirror.txt).
 # The pipeline's models/ and graph/ are left alone.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -34,8 +35,10 @@ for seed in "$@"; do
       | grep -E "^(Accuracy|1-off)" | sed "s/^/seed $seed $net: /"
   done
   MODELS_DIR="models/seeds/$seed" GRAPH_DIR="$out/graph" ./compile2Movidius.sh --check none > "$out/compile.log"
-  "$python" benchmarks/bench_wild.py --graph_dir "$out/graph" --no-peer --json "$out/wild.json" \
-    --infer-args "--detector ultraface --detector-dir $detectors" > "$out/wild.txt"
-  sed "s/^/seed $seed: /" "$out/wild.txt"
+  for mirror in "" --mirror; do
+    "$python" benchmarks/bench_wild.py --graph_dir "$out/graph" --no-peer --json "$out/wild${mirror:+_mirror}.json" \
+      --infer-args "--detector ultraface --detector-dir $detectors $mirror" > "$out/wild${mirror:+_mirror}.txt"
+    sed "s/^/seed $seed${mirror:+ $mirror}: /" "$out/wild${mirror:+_mirror}.txt"
+  done
   uptime > "$out/uptime_end.txt"
 done
