@@ -9,12 +9,14 @@
 # INT8=0 skips it.
 # Extra arguments go to `python -m agegender compile` untouched, e.g. --check none; with --precision or --target
 # (FP32, --target myriad, INT8 calibrated on data/lmdb/<task>_train_lmdb) only that one build is made.
-# Folders can be moved with MODELS_DIR, PROTOTXT_DIR, MEAN_FILE, LMDB_DIR and GRAPH_DIR.
+# AgeNet's IRs carry the class prior of the training faces (compile --prior data/DEF/age_train_natural.txt
+# --trained-on data/DEF/age_train.txt, at the task's weight; PRIOR=0 compiles the nets as trained).
+# Folders can be moved with MODELS_DIR, PROTOTXT_DIR, MEAN_FILE, LMDB_DIR, LISTS_DIR and GRAPH_DIR.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/scripts/python.sh"
 cd "$root"
 models="${MODELS_DIR:-models}" prototxt="${PROTOTXT_DIR:-prototxt}" mean="${MEAN_FILE:-data/mean/mean.binaryproto}"
-lmdb="${LMDB_DIR:-data/lmdb}" graph="${GRAPH_DIR:-graph}"
+lmdb="${LMDB_DIR:-data/lmdb}" graph="${GRAPH_DIR:-graph}" lists="${LISTS_DIR:-data/DEF}"
 
 calibrate=false
 if [[ "$(value --precision "$@")" == INT8 ]] && ! given --calibration "$@"; then
@@ -35,13 +37,19 @@ for head in "${heads[@]}"; do
   fi
   extra=()
   $calibrate && extra=(--calibration "$lmdb/${task}_train_lmdb")
+  # the class prior (agegender/deploy/prior.py): the natural frequencies of the training faces over those of
+  # the list the net trained on, at the task's weight (age 0.5, gender 0: agegender/tasks.py); PRIOR=0 skips it
+  if [[ "${PRIOR:-1}" != 0 ]] && ! given --prior "$@" && [ -f "$lists/${task}_train_natural.txt" ] \
+      && [ -f "$lists/${task}_train.txt" ]; then
+    extra+=(--prior "$lists/${task}_train_natural.txt" --trained-on "$lists/${task}_train.txt")
+  fi
   "$python" -m agegender compile --model "$prototxt/${net}_deploy.prototxt" --weights "$models/$net" \
     --mean "$mean" --labels "$task" --output "$graph/$net" "${extra[@]}" "$@"
   if $int8_build; then
     if [ -f "$lmdb/${task}_train_lmdb/data.mdb" ]; then
       "$python" -m agegender compile --model "$prototxt/${net}_deploy.prototxt" --weights "$models/$net" \
         --mean "$mean" --labels "$task" --output "$graph/${net}_int8" --precision INT8 --target cpu \
-        --calibration "$lmdb/${task}_train_lmdb" "$@"
+        --calibration "$lmdb/${task}_train_lmdb" "${extra[@]}" "$@"
     else
       echo "compile2Movidius.sh: no $lmdb/${task}_train_lmdb to calibrate on: no INT8 build of $net (FP16 only)" >&2
       rm -f "$graph/${net}_int8.json" "$graph/${net}_int8.xml" "$graph/${net}_int8.bin"  # never a stale one

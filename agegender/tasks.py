@@ -34,6 +34,7 @@ class Task:
     ordinal: bool = False            # classes are ordered: test reports the 1-off accuracy
     fine_tune_from: str | None = None  # a task whose newest snapshot its training starts from by default
     table_rule: int | None = None    # dashes under its class table (build_dataset.py); None: the header's width
+    prior_weight: float = 0.0        # compile --prior's default weight (agegender.deploy.prior): 0 none, 1 Bayes
 
     def list_name(self, split: str) -> str:
         return f"{self.name}_{split}.txt"
@@ -102,7 +103,7 @@ def training_order() -> list[Task]:
 
 
 register(Task("age", "AgeNet", AGE_CLASSES, label=lambda face: face.age_label, ordinal=True,
-              fine_tune_from="gender", table_rule=62))
+              fine_tune_from="gender", table_rule=62, prior_weight=0.5))  # 0.5: validation macro-F1, 2 seeds
 register(Task("gender", "GenderNet", GENDER_CLASSES, label=lambda face: face.gender))  # UTKFace: 0 male, 1 female
 
 

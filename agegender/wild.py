@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
+from agegender.caffe.listfile import read_list
 from agegender.errors import AgegenderError
 from agegender.labels import AGE_CLASSES, GENDER_CLASSES, age_bin
 
@@ -103,7 +104,7 @@ def read_fairface_labels(path: str | Path) -> list[Truth]:
 def read_test_lists(age_list: str | Path, gender_list: str | Path, race: str = "Asian") -> list[Truth]:
     """The dataset stage's ``path label`` lists (data/DEF/age_test.txt and gender_test.txt), the same images in
     the same order; names are the files' base names."""
-    ages, genders = _list_lines(age_list), _list_lines(gender_list)
+    ages, genders = read_list(age_list), read_list(gender_list)
     if [p for p, _ in ages] != [p for p, _ in genders]:
         raise AgegenderError(f"{age_list} and {gender_list} do not list the same images in the same order; "
                              f"rebuild them with build_dataset.py")
@@ -113,21 +114,7 @@ def read_test_lists(age_list: str | Path, gender_list: str | Path, race: str = "
 
 def list_images(path: str | Path) -> list[str]:
     """The image paths of a ``path label`` list, in order."""
-    return [image for image, _ in _list_lines(path)]
-
-
-def _list_lines(path: str | Path) -> list[tuple[str, int]]:
-    path = Path(path)
-    if not path.is_file():
-        raise AgegenderError(f"list not found: {path} (build it with build_dataset.py)")
-    lines = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            image, _, label = line.rpartition(" ")
-            if not image or not label.isdigit():
-                raise AgegenderError(f"{path} line {number}: expected 'path label', got {line!r}")
-            lines.append((image, int(label)))
-    return lines
+    return [image for image, _ in read_list(path)]
 
 
 def guesses_from_run_inference(lines: Iterable[str]) -> dict[str, Guess]:

@@ -519,7 +519,7 @@ def test_compile_help_does_not_import_openvino():
 def run_movidius(tmp_path: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, MODELS_DIR=str(tmp_path / "models"), PROTOTXT_DIR=str(tmp_path / "prototxt"),
                MEAN_FILE=str(tmp_path / "mean.binaryproto"), GRAPH_DIR=str(tmp_path / "graph"),
-               LMDB_DIR=str(tmp_path / "lmdb"), **env_vars)
+               LMDB_DIR=str(tmp_path / "lmdb"), LISTS_DIR=str(tmp_path / "DEF"), **env_vars)
     return subprocess.run([str(ROOT / "compile2Movidius.sh"), *args], env=env, capture_output=True, text=True,
                           timeout=600)
 
@@ -569,6 +569,11 @@ def small_nets_and_lmdbs(tmp_path: Path) -> None:
 
 def test_compile2movidius_adds_an_int8_cpu_build_with_its_accuracy_report(tmp_path):
     small_nets_and_lmdbs(tmp_path)
+    (tmp_path / "DEF").mkdir()  # build_dataset.py's lists: the balanced training list and each face once
+    for task, classes in (("age", 9), ("gender", 2)):
+        for name, per_class in (("train", lambda c: 5), ("train_natural", lambda c: c + 1)):
+            (tmp_path / "DEF" / f"{task}_{name}.txt").write_text(
+                "".join(f"f{c}_{i}.jpg {c}\n" for c in range(classes) for i in range(per_class(c))))
     proc = run_movidius(tmp_path, "--check-inputs", "2")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("accuracy drop") == 2
@@ -577,13 +582,17 @@ def test_compile2movidius_adds_an_int8_cpu_build_with_its_accuracy_report(tmp_pa
         assert (fp16.precision, fp16.target, int8.precision, int8.target) == ("FP16", "cpu", "INT8", "cpu")
         assert int8.source["caffemodel_sha256"] == fp16.source["caffemodel_sha256"]
         assert "accuracy_drop_points" in int8.verification["int8_vs_fp32"]
+        # the age IRs carry the class prior at the age task's weight; gender's weight is 0: none
+        assert fp16.prior == int8.prior and bool(fp16.prior) == (net == "AgeNet")
+    assert read_metadata(tmp_path / "graph" / "AgeNet.xml").prior["weight"] == 0.5
     # a forced single build keeps to it; INT8=0 also removes an INT8 build that would now be stale
     proc = run_movidius(tmp_path, "--precision", "FP32", "--check", "none")
     assert proc.returncode == 0 and "INT8" not in proc.stdout, proc.stderr
     assert (tmp_path / "graph" / "AgeNet_int8.xml").is_file()
-    proc = run_movidius(tmp_path, "--check", "none", INT8="0")
+    proc = run_movidius(tmp_path, "--check", "none", INT8="0", PRIOR="0")
     assert proc.returncode == 0, proc.stderr
     assert not list((tmp_path / "graph").glob("*_int8.*"))
+    assert read_metadata(tmp_path / "graph" / "AgeNet.xml").prior == {}  # PRIOR=0: the net as trained
 
 
 def test_compile2movidius_without_snapshots_says_train_first(tmp_path):

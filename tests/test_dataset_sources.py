@@ -38,6 +38,9 @@ def test_default_lists_are_the_originals_balanced_set_with_a_validation_part(tmp
     assert len(set(np.bincount(ages).tolist())) == 1  # every age bin equally large: the original's lists
     assert [p for p, _ in read_list(lists / "gender_train.txt")] == [p for p, _ in read_list(lists / "age_train.txt")]
     assert not (lists / "age_pretrain.txt").exists()  # no extra source, no pre-training list
+    natural = read_list(lists / "age_train_natural.txt")  # each training face once: compile --prior's frequencies
+    assert len(natural) == len(train) and {Path(p).name for p, _ in natural} == train
+    assert sorted(natural) == sorted(e for e in read_list(lists / "age_train.txt") if Path(e[0]).name in train)
 
 
 def test_balanced_none_alone_and_no_extra_source_equal_to_the_main_one(tmp_path, faces_dir):

@@ -3,11 +3,12 @@
 Outputs, each replaced atomically: ``<lists>/{age,gender}_{train,val,test}.txt`` (``path label`` per line, as
 convert_imageset reads them) and the augmented copies in ``<augmented>/``. By default, as the original project
 did, both training lists hold the age-balanced oversampled set (flipped and noisy copies until every age bin is as
-large as the largest), with their age or gender labels. ``val`` is carved from the training part (stratified, each
-face once) so recipes are chosen without reading the test split. With extra sources (``--extra-images``: e.g.
-the other UTKFace races), ``{age,gender}_pretrain.txt`` name every training face of every source once, for a
-pre-training run; the test split is unchanged and no test face, nor a copy of one (agegender.dataset.leak), ever
-reaches a training, pre-training or validation list.
+large as the largest), with their age or gender labels; ``{age,gender}_train_natural.txt`` name each training
+face once (the natural class frequencies a balanced net's prior is moved back to: compile --prior). ``val`` is
+carved from the training part (stratified, each face once) so recipes are chosen without reading the test split.
+With extra sources (``--extra-images``: e.g. the other UTKFace races), ``{age,gender}_pretrain.txt`` name every
+training face of every source once, for a pre-training run; the test split is unchanged and no test face, nor a
+copy of one (agegender.dataset.leak), ever reaches a training, pre-training or validation list.
 """
 from __future__ import annotations
 
@@ -166,6 +167,8 @@ def build(images: Path, lists: Path, augmented: Path, seed: int, fraction: Fract
         for task in TASKS.values():
             entries = oversampled if task.name in balanced else once["train"]
             (lists_tmp / task.list_name("train")).write_text(list_text(entries, task.name))
+            # each training face once: the natural class frequencies (compile --prior; agegender.deploy.prior)
+            (lists_tmp / task.list_name("train_natural")).write_text(list_text(once["train"], task.name))
             for split in ("val", "test", "pretrain"):
                 if once[split]:
                     (lists_tmp / task.list_name(split)).write_text(list_text(once[split], task.name))

@@ -36,6 +36,7 @@ FAMILY = {"AUTO": "cpu", "CPU": "cpu", "GPU": "cpu", "NPU": "npu", "MYRIAD": "my
 MEAN_FILE = "age_gender_mean.npy"
 CALIBRATION_SIZE = 300  # INT8 calibration images, the default of --calibration-size
 CHECKS = ("auto", "opencv", "torch", "none")
+PRIOR_WEIGHTS = "prior.caffemodel"  # the caffemodel with the class prior folded in, staged beside the IR
 MAX_CHECK_INPUTS = 1000
 # Relative max difference (to the reference's largest magnitude) above which the IR is refused.
 TOLERANCE = {"FP32": 1e-3, "FP16": 5e-2}
@@ -66,6 +67,9 @@ class Options:
     test_lmdb: str | os.PathLike | None = None    # INT8: LMDB to compare INT8 with FP32 on
     check: str = "auto"
     check_inputs: int = 8
+    prior: str | os.PathLike | None = None       # list of the natural class frequencies (agegender.deploy.prior)
+    trained_on: str | os.PathLike | None = None  # list the net was trained on (with prior)
+    prior_weight: float | None = None            # None: the task's registered prior_weight
 
     @property
     def target(self) -> str | None:
@@ -94,6 +98,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", choices=CHECKS, default="auto",
                         help="reference forward for verification: auto = OpenCV dnn, else PyTorch, else none")
     parser.add_argument("--check-inputs", type=int, default=8, help="random inputs to verify on (default 8)")
+    parser.add_argument("--prior", metavar="LIST", help="fold a class prior into the IR: the 'path label' list "
+                        "of the class frequencies to expect, e.g. data/DEF/age_train_natural.txt (each training "
+                        "face once); needs --trained-on")
+    parser.add_argument("--trained-on", metavar="LIST", help="with --prior: the list the net was trained on, "
+                        "e.g. data/DEF/age_train.txt (the age-balanced oversampled set)")
+    parser.add_argument("--prior-weight", type=float, help="with --prior: 0 none ... 1 Bayes' rule (default: the "
+                        "task's, agegender/tasks.py: age 0.5, gender 0)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,15 +130,15 @@ def compile_model(options: Options) -> Path:
     if options.precision == "INT8" and len(heads) > 1:
         raise AgegenderError(f"--precision INT8 of a net with several outputs ({', '.join(net.outputs)}) is not "
                              f"supported yet; compile it as FP16 or FP32")
-    weights_path = newest_snapshot(options.weights)
-    weights = net.weights_from(weights_path)
+    source_weights = newest_snapshot(options.weights)
     mean = _read_mean(options.mean, net) if options.mean else None
-    model = build_model(net, weights)
-    if options.target == "myriad":
-        check_ops(model, MYRIAD_OPS, "OpenVINO 2022.3's MYRIAD plugin")
-    reference = reference_forward(options.check, prototxt, weights_path, net)
     tmp = temporary_directory(xml)
     try:
+        weights_path, prior = _with_prior(options, net, heads, source_weights, tmp)
+        model = build_model(net, net.weights_from(weights_path, model_name=str(source_weights)))
+        if options.target == "myriad":
+            check_ops(model, MYRIAD_OPS, "OpenVINO 2022.3's MYRIAD plugin")
+        reference = reference_forward(options.check, prototxt, weights_path, net)
         staged = tmp / xml.name
         int8_report = None
         if options.precision == "INT8":
@@ -137,13 +148,14 @@ def compile_model(options: Options) -> Path:
         verification = verify(staged, net, reference, mean, options.check_inputs, options.precision)
         if int8_report:
             verification["int8_vs_fp32"] = int8_report
-        _write_sidecar(options, staged, net, heads, (prototxt, weights_path), mean, verification)
+        _write_sidecar(options, staged, net, heads, (prototxt, source_weights), mean, verification, prior)
         crash_point("compile-staged")
         shutil.rmtree(tmp / "fp32", ignore_errors=True)
+        (tmp / PRIOR_WEIGHTS).unlink(missing_ok=True)
         switch_in(tmp, xml)
     finally:  # on failure, Ctrl-C and SIGTERM alike (after a switch there is nothing left to remove)
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"compiled {prototxt.name} + {weights_path.name} -> {xml} ({options.precision}, target {options.target}); "
+    print(f"compiled {prototxt.name} + {source_weights.name} -> {xml} ({options.precision}, target {options.target}); "
           f"inputs {', '.join(net.inputs)}, outputs {', '.join(net.outputs)}")
     return xml
 
@@ -176,9 +188,38 @@ def _check_options(options: Options) -> None:
         raise AgegenderError("--calibration is for --precision INT8")
     if options.calibration_size < 1 or options.check_inputs < 1 or (options.batch is not None and options.batch < 1):
         raise AgegenderError("--batch, --calibration-size and --check-inputs must be at least 1")
+    if bool(options.prior) != bool(options.trained_on):
+        raise AgegenderError("--prior LIST and --trained-on LIST go together (the class frequencies to expect and "
+                             "those the net was trained on, e.g. data/DEF/age_train_natural.txt and age_train.txt)")
+    if options.prior_weight is not None and not options.prior:
+        raise AgegenderError("--prior-weight goes with --prior LIST --trained-on LIST")
     if options.check_inputs > MAX_CHECK_INPUTS:
         raise AgegenderError(f"--check-inputs {options.check_inputs}: at most {MAX_CHECK_INPUTS} (each runs the IR and "
                              f"the reference once; the default 8 already compare every output value)")
+
+
+def _with_prior(options: Options, net: Net, heads: list[dict], weights: Path, tmp: Path) -> tuple[Path, dict]:
+    """(caffemodel to compile, sidecar record): ``weights`` itself, or with ``--prior`` a staged copy whose
+    logits layer has the class prior folded in (agegender.deploy.prior); the references verify that copy."""
+    from agegender.deploy import prior
+
+    if not options.prior:
+        return weights, {}
+    if len(heads) != 1:
+        raise AgegenderError(f"--prior on a net with several heads ({', '.join(h['output_name'] for h in heads)}) "
+                             f"is not supported yet; compile it without --prior")
+    head = heads[0]
+    weight = options.prior_weight
+    if weight is None:
+        weight = TASKS[head["task"]].prior_weight if head["task"] in TASKS else 1.0
+    delta = prior.log_adjustment(options.prior, options.trained_on, len(head["classes"]), weight)
+    layer = prior.logits_layer(net, head["output_name"])
+    if not np.any(delta):  # weight 0 (gender's), or a net trained on the natural frequencies already
+        return weights, {}
+    record = prior.describe(options.prior, options.trained_on, weight, layer, delta)
+    print(f"compile: class prior folded into {layer}'s bias (weight {weight:g}, from {options.prior} over "
+          f"{options.trained_on}): {' '.join(f'{v:+.2f}' for v in delta)}", file=sys.stderr)
+    return prior.adjusted_caffemodel(weights, layer, delta, tmp / PRIOR_WEIGHTS), record
 
 
 def _read_mean(path: str, net: Net) -> np.ndarray:
@@ -396,8 +437,9 @@ def detection_difference(ours: np.ndarray, theirs: np.ndarray, threshold: float 
 # --- outputs ------------------------------------------------------------------------------------------------
 
 def _write_sidecar(options: Options, xml: Path, net: Net, heads: list[dict], sources: tuple[Path, Path],
-                   mean: np.ndarray | None, verification: dict) -> None:
-    """The .json beside the IR: ``heads`` is [{task, classes, output_name}], ``sources`` (prototxt, caffemodel)."""
+                   mean: np.ndarray | None, verification: dict, prior: dict | None = None) -> None:
+    """The .json beside the IR: ``heads`` is [{task, classes, output_name}], ``sources`` (prototxt, caffemodel),
+    ``prior`` the class prior folded into the IR ({} for none)."""
     from agegender.deploy.metadata import IRMetadata, sha256_file, write_metadata
 
     prototxt, weights = sources
@@ -415,7 +457,7 @@ def _write_sidecar(options: Options, xml: Path, net: Net, heads: list[dict], sou
     meta = IRMetadata(task=heads[0]["task"], classes=heads[0]["classes"], heads=heads,
                       input_name=net.inputs[0], output_name=heads[0]["output_name"], input_shape=input_shape,
                       resize=resize, crop=input_shape[-1], precision=options.precision, target=options.target,
-                      source=source, verification=verification, **mean_fields)
+                      source=source, verification=verification, prior=prior or {}, **mean_fields)
     write_metadata(xml, meta)
 
 

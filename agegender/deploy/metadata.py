@@ -49,6 +49,7 @@ class IRMetadata:
     source: dict = field(default_factory=dict)        # prototxt, prototxt_sha256, caffemodel, caffemodel_sha256
     verification: dict = field(default_factory=dict)  # reference, inputs, max_abs_diff, top1_agreement
     heads: list[dict] = field(default_factory=list)   # [{task, classes, output_name}] of every head, in output order
+    prior: dict = field(default_factory=dict)  # class prior folded into the IR (agegender.deploy.prior.describe)
     format: str = FORMAT
 
     def head_list(self) -> list[dict]:
@@ -146,6 +147,7 @@ _FIELD_CHECKS = {  # field -> (check, what it must be)
     "mean_bgr": (lambda v: isinstance(v, list) and all(map(_number, v)), "a list of finite numbers"),
     "heads": (lambda v: isinstance(v, list) and all(_is_head(h) for h in v),
               "a list of {task, classes, output_name}"),
+    "prior": (lambda v: isinstance(v, dict), "an object"),
 }
 
 

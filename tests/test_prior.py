@@ -1,0 +1,107 @@
+"""Class priors folded into an IR (agegender.deploy.prior, compile --prior): the frequencies read from lists,
+the bias shift, the IR's probabilities moved exactly as Bayes' rule says, the sidecar's record, the errors."""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import pytest
+
+from agegender.caffe import blob_to_array, read_caffemodel
+from agegender.deploy import prior
+from agegender.deploy.compile import random_caffemodel
+from agegender.deploy.metadata import read_metadata
+from agegender.errors import AgegenderError
+from agegender.layers.net import Net
+
+from conftest import assert_one_line_error, run_cli
+
+CLASSIFIER = """
+name: "toy"
+input: "data"
+input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
+layer { name: "fc8" type: "InnerProduct" bottom: "data" top: "fc8" inner_product_param { num_output: 9 } }
+layer { name: "prob" type: "Softmax" bottom: "fc8" top: "prob" }
+"""
+
+
+def write_list(path: Path, counts: list[int]) -> Path:
+    path.write_text("".join(f"img{label}_{i}.jpg {label}\n" for label, n in enumerate(counts) for i in range(n)))
+    return path
+
+
+@pytest.fixture
+def toy(tmp_path) -> tuple[Path, Path]:
+    prototxt = tmp_path / "toy.prototxt"
+    prototxt.write_text(textwrap.dedent(CLASSIFIER))
+    weights = random_caffemodel(Net.from_file(prototxt), tmp_path / "toy.caffemodel", seed=3, gain=4.0)
+    return prototxt, weights
+
+
+def test_frequencies_are_smoothed_counts_and_the_shift_is_their_log_ratio(tmp_path):
+    natural = write_list(tmp_path / "natural.txt", [7, 0, 3])
+    balanced = write_list(tmp_path / "balanced.txt", [9, 9, 9])
+    np.testing.assert_allclose(prior.label_frequencies(natural, 3), np.array([8, 1, 4]) / 13)
+    delta = prior.log_adjustment(natural, balanced, 3, 0.5)
+    np.testing.assert_allclose(delta, 0.5 * np.log(np.array([8, 1, 4]) / 13 * 3))
+    assert not prior.log_adjustment(natural, natural, 3, 1.0).any()  # a net trained on the natural list: no shift
+
+
+@pytest.mark.parametrize("counts, classes, fragment", [([], 3, "is empty"), ([1, 1, 1, 1], 3, "has label 3")])
+def test_lists_that_do_not_fit_the_net_are_one_line_errors(tmp_path, counts, classes, fragment):
+    with pytest.raises(AgegenderError, match=fragment):
+        prior.label_frequencies(write_list(tmp_path / "l.txt", counts), classes)
+    with pytest.raises(AgegenderError, match="list not found"):
+        prior.label_frequencies(tmp_path / "absent.txt", 3)
+    with pytest.raises(AgegenderError, match="outside"):
+        prior.log_adjustment(write_list(tmp_path / "ok.txt", [1, 2, 3]), tmp_path / "ok.txt", 3, 5.0)
+
+
+def test_the_shift_goes_into_the_softmax_inputs_bias_only(toy, tmp_path):
+    prototxt, weights = toy
+    net = Net.from_file(prototxt)
+    assert prior.logits_layer(net, "prob") == "fc8"
+    delta = np.linspace(-1, 1, 9)
+    out = prior.adjusted_caffemodel(weights, "fc8", delta, tmp_path / "adjusted.caffemodel")
+    before, after = read_caffemodel(weights).layer[0], read_caffemodel(out).layer[0]
+    np.testing.assert_array_equal(blob_to_array(before.blobs[0]), blob_to_array(after.blobs[0]))
+    np.testing.assert_allclose(blob_to_array(after.blobs[1]) - blob_to_array(before.blobs[1]), delta, atol=1e-6)
+    with pytest.raises(AgegenderError, match="not written by a Softmax"):
+        prior.logits_layer(net, "fc8")
+
+
+def test_compiled_probabilities_follow_bayes_rule_and_the_sidecar_says_so(toy, tmp_path):
+    prototxt, weights = toy
+    natural = write_list(tmp_path / "age_train_natural.txt", [60, 5, 90, 30, 10, 8, 6, 5, 6])
+    balanced = write_list(tmp_path / "age_train.txt", [90] * 9)
+    common = ["--model", prototxt, "--weights", weights, "--labels", "age", "--precision", "FP32"]
+    assert run_cli("compile", *common, "--output", tmp_path / "plain").returncode == 0
+    proc = run_cli("compile", *common, "--output", tmp_path / "prior", "--prior", natural, "--trained-on", balanced)
+    assert proc.returncode == 0, proc.stderr
+    assert "class prior folded into fc8's bias (weight 0.5" in proc.stderr  # the age task's registered weight
+    assert "verification vs opencv" in proc.stdout  # the reference ran on the adjusted caffemodel too
+    x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    core = ov.Core()
+    plain, shifted = (core.compile_model(str(tmp_path / f"{name}.xml"), "CPU")(x)[0][0] for name in ("plain", "prior"))
+    frequencies = prior.label_frequencies(natural, 9)
+    expected = plain * np.sqrt(frequencies * 9)  # weight 0.5 over a uniform training list
+    np.testing.assert_allclose(shifted, expected / expected.sum(), rtol=1e-4)
+    record = read_metadata(tmp_path / "prior.xml").prior
+    assert record["weight"] == 0.5 and record["layer"] == "fc8" and record["natural_list"] == str(natural)
+    assert read_metadata(tmp_path / "plain.xml").prior == {}
+    assert not list(tmp_path.glob("**/prior.caffemodel"))  # the staged copy does not outlive the compile
+    weightless = run_cli("compile", *common, "--output", tmp_path / "zero", "--prior", natural, "--trained-on",
+                         balanced, "--prior-weight", "0")
+    assert weightless.returncode == 0 and read_metadata(tmp_path / "zero.xml").prior == {}
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--prior", "n.txt"], "--prior LIST and --trained-on LIST go together"),
+    (["--prior-weight", "1"], "--prior-weight goes with --prior"),
+])
+def test_incomplete_prior_options_are_one_line_errors(toy, tmp_path, extra, fragment):
+    prototxt, weights = toy
+    proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--output", tmp_path / "g", *extra)
+    assert_one_line_error(proc, fragment)
