@@ -7,9 +7,11 @@
 # SEED: copies of prototxt/{GenderNet,AgeNet}_finetune_solver.prototxt with only random_seed and snapshot_prefix
 # changed (data/seeds/SEED/), both nets fine-tuned from models/AgeGenderNet_pretrain into models/seeds/SEED/NET/,
 # tested on the test LMDBs (data/seeds/SEED/{gender,age}.json: the test split read once per final model),
-# compiled as compile2Movidius.sh builds them (FP16, plus INT8 for CPUs; data/seeds/SEED/graph) and run end to
-# end on FairFace dev with and without --mirror (bench_wild.py, UltraFace + O-Net alignment from ../shared, no
-# peer; data/seeds/SEED/wild.txt, wild_mirror.txt).
+# compiled as compile2Movidius.sh builds them (FP16, plus INT8 for CPUs, AgeNet with its class prior;
+# data/seeds/SEED/graph), the FP16 IRs tested on the validation and the test LMDBs ({task}_ir_{val,test}.json)
+# and run end to end on FairFace dev with and without --mirror (bench_wild.py, UltraFace + O-Net alignment from
+# ../shared, no peer; data/seeds/SEED/wild.txt, wild_mirror.txt). A net whose last snapshot is already in
+# models/seeds/SEED/NET/ is not trained again (an interrupted run resumes at the next net).
 # The pipeline's models/ and graph/ are left alone.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,14 +29,26 @@ for seed in "$@"; do
     grep -v -e '^random_seed:' -e '^snapshot_prefix:' "prototxt/${net}_finetune_solver.prototxt" > "$solver"
     printf 'random_seed: %s\nsnapshot_prefix: "models/seeds/%s/%s/%s"\n' "$seed" "$seed" "$net" "$net" >> "$solver"
     mkdir -p "models/seeds/$seed/$net"
-    start=$(date +%s)
-    "$python" -m agegender train --solver "$solver" --weights models/AgeGenderNet_pretrain > "$out/${net}_train.log" 2>&1
-    echo "$net $(( $(date +%s) - start ))" >> "$out/wall_seconds.txt"
+    last=$(sed -n 's/^max_iter: *\([0-9]*\).*/\1/p' "$solver")
+    if [ -f "models/seeds/$seed/$net/${net}_iter_$last.caffemodel" ]; then  # trained already: a re-run resumes
+      echo "seed $seed $net: models/seeds/$seed/$net/${net}_iter_$last.caffemodel exists, not trained again"
+    else
+      start=$(date +%s)
+      "$python" -m agegender train --solver "$solver" --weights models/AgeGenderNet_pretrain > "$out/${net}_train.log" 2>&1
+      echo "$net $(( $(date +%s) - start ))" >> "$out/wall_seconds.txt"
+    fi
     "$python" -m agegender test --model "prototxt/${net}_deploy.prototxt" --weights "models/seeds/$seed/$net" \
       --mean data/mean/mean.binaryproto --lmdb "data/lmdb/${task}_test_lmdb" --labels "$task" --json "$out/$task.json" \
       | grep -E "^(Accuracy|1-off)" | sed "s/^/seed $seed $net: /"
   done
   MODELS_DIR="models/seeds/$seed" GRAPH_DIR="$out/graph" ./compile2Movidius.sh --check none > "$out/compile.log"
+  for task in gender age; do  # the deployed IR (AgeNet's with its class prior) on validation, then test once
+    net=$([ "$task" = gender ] && echo GenderNet || echo AgeNet)
+    for split in val test; do
+      "$python" -m agegender test --ir "$out/graph/$net.xml" --lmdb "data/lmdb/${task}_${split}_lmdb" \
+        --json "$out/${task}_ir_$split.json" | grep -E "^(Accuracy|1-off)" | sed "s/^/seed $seed $net IR, $split: /"
+    done
+  done
   for mirror in "" --mirror; do
     "$python" benchmarks/bench_wild.py --graph_dir "$out/graph" --no-peer --json "$out/wild${mirror:+_mirror}.json" \
       --infer-args "--detector ultraface --detector-dir $detectors $mirror" > "$out/wild${mirror:+_mirror}.txt"
