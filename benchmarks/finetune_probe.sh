@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One fine-tuning recipe tried on the validation faces and FairFace dev, never the test split (a benchmark, not a
+# test): how the defaults' alternatives were chosen or refused.
+#
+#   benchmarks/finetune_probe.sh NET NAME ["solver_field: value" ...]
+#   e.g. benchmarks/finetune_probe.sh GenderNet it1200 "max_iter: 1200" "snapshot: 600"
+#
+# Needs the pipeline's stages up to "pretrain" and a compiled graph/ (the other net is taken from it). Writes
+# only under data/probe/NAME/ and models/probe/NAME/: prototxt/NET_finetune_solver.prototxt with the given
+# fields replaced (or added), NET fine-tuned from models/AgeGenderNet_pretrain, its caffemodel on the validation
+# LMDB, an FP16 graph (this NET + graph/'s other net, compiled as compile2Movidius.sh does, AgeNet with its
+# class prior) and FairFace dev end to end (bench_wild.py, UltraFace + O-Net alignment from ../shared, no
+# peer). SEED=N sets random_seed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+python=".venv/bin/python"; [ -x "$python" ] || python=python3
+[ $# -ge 2 ] || { echo "usage: benchmarks/finetune_probe.sh AgeNet|GenderNet NAME [\"field: value\" ...]" >&2; exit 2; }
+net="$1" name="$2"; shift 2
+case "$net" in AgeNet) task=age other=GenderNet ;; GenderNet) task=gender other=AgeNet ;;
+  *) echo "finetune_probe.sh: NET is AgeNet or GenderNet, not $net" >&2; exit 2 ;; esac
+for need in models/AgeGenderNet_pretrain data/mean/mean.binaryproto "graph/$other.xml"; do
+  [ -e "$need" ] || { echo "finetune_probe.sh: no $need; run ./run_pipeline.sh SOURCE --extra DIR first" >&2; exit 2; }
+done
+out="data/probe/$name" models="models/probe/$name/$net"
+mkdir -p "$out/graph" "$models"
+solver="$out/${net}_finetune_solver.prototxt"
+cp "prototxt/${net}_finetune_solver.prototxt" "$solver"
+for field in "$@" "snapshot_prefix: \"$models/$net\"" ${SEED:+"random_seed: $SEED"}; do
+  key="${field%%:*}"
+  grep -v "^$key:" "$solver" > "$solver.tmp" || true
+  echo "$field" >> "$solver.tmp" && mv "$solver.tmp" "$solver"
+done
+start=$(date +%s)
+"$python" -m agegender train --solver "$solver" --weights models/AgeGenderNet_pretrain > "$out/train.log" 2>&1
+echo "$net $(( $(date +%s) - start ))" > "$out/wall_seconds.txt"
+"$python" -m agegender test --model "prototxt/${net}_deploy.prototxt" --weights "$models" \
+  --mean data/mean/mean.binaryproto --lmdb "data/lmdb/${task}_val_lmdb" --labels "$task" --json "$out/val.json" \
+  | grep -E "^(Accuracy|1-off)" | sed "s/^/$name $net, validation: /"
+cp "graph/$other".xml "graph/$other".bin "graph/$other".json graph/age_gender_mean.npy "$out/graph/"
+prior=()
+[ "$task" = age ] && [ -f data/DEF/age_train_natural.txt ] && \
+  prior=(--prior data/DEF/age_train_natural.txt --trained-on data/DEF/age_train.txt)
+"$python" -m agegender compile --model "prototxt/${net}_deploy.prototxt" --weights "$models" --labels "$task" \
+  --mean data/mean/mean.binaryproto --output "$out/graph/$net" --check none "${prior[@]}" > "$out/compile.log" 2>&1
+"$python" benchmarks/bench_wild.py --graph_dir "$out/graph" --no-peer --json "$out/wild.json" \
+  --infer-args "--detector ultraface --detector-dir ${DETECTOR_DIR:-../shared/caffe-fixtures}" > "$out/wild.txt"
+sed "s/^/$name: /" "$out/wild.txt"
