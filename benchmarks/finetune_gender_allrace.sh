@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # GenderNet fine-tuned from the shared pre-training on every race's training faces (data/lmdb/gender_pretrain_lmdb)
 # instead of the Asian balanced lists (a benchmark, not a test; docs/training.md "GenderNet on all races").
+# This is the comparison that made it the default (prototxt/GenderNet_finetune_solver.prototxt's train_state):
+# its baseline must now be a graph whose GenderNet was fine-tuned on the Asian lists (that solver without its
+# train_state line, e.g. with benchmarks/finetune_probe.sh), named by BASELINE=DIR.
 #
 #   benchmarks/finetune_gender_allrace.sh            (SEED=7 for another seed: data/allrace/7/, models/allrace/7/)
 #
@@ -22,6 +25,7 @@ seed="${SEED:-42}"
 out=data/allrace models=models/allrace
 baseline=graph  # the pipeline's GenderNet; another seed's: benchmarks/finetune_seeds.sh SEED's graph
 [ "$seed" = 42 ] || { out="$out/$seed"; models="$models/$seed"; baseline="data/seeds/$seed/graph"; }
+baseline="${BASELINE:-$baseline}"
 [ -f "$baseline/GenderNet.xml" ] || { echo "finetune_gender_allrace.sh: no $baseline/GenderNet.xml to compare with" >&2; exit 2; }
 mkdir -p "$out/prototxt" "$out/graph" "$models/GenderNet"
 sed 's#source: "data/lmdb/gender_train_lmdb"#source: "data/lmdb/gender_pretrain_lmdb"#' \

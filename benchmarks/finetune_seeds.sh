@@ -8,7 +8,7 @@
 # changed (data/seeds/SEED/), both nets fine-tuned from models/AgeGenderNet_pretrain into models/seeds/SEED/NET/,
 # tested on the test LMDBs (data/seeds/SEED/{gender,age}.json: the test split read once per final model),
 # compiled as compile2Movidius.sh builds them (FP16, plus INT8 for CPUs, AgeNet with its class prior;
-# data/seeds/SEED/graph), the FP16 IRs tested on the validation and the test LMDBs ({task}_ir_{val,test}.json)
+# data/seeds/SEED/graph), the FP16 and INT8 IRs tested on the validation and the test LMDBs ({task}[_int8]_ir_{val,test}.json)
 # and run end to end on FairFace dev with and without --mirror (bench_wild.py, UltraFace + O-Net alignment from
 # ../shared, no peer; data/seeds/SEED/wild.txt, wild_mirror.txt). A net whose last snapshot is already in
 # models/seeds/SEED/NET/ is not trained again (an interrupted run resumes at the next net).
@@ -42,11 +42,15 @@ for seed in "$@"; do
       | grep -E "^(Accuracy|1-off)" | sed "s/^/seed $seed $net: /"
   done
   MODELS_DIR="models/seeds/$seed" GRAPH_DIR="$out/graph" ./compile2Movidius.sh --check none > "$out/compile.log"
-  for task in gender age; do  # the deployed IR (AgeNet's with its class prior) on validation, then test once
+  for task in gender age; do  # the deployed IRs (AgeNet's with its class prior) on validation, then test once
     net=$([ "$task" = gender ] && echo GenderNet || echo AgeNet)
-    for split in val test; do
-      "$python" -m agegender test --ir "$out/graph/$net.xml" --lmdb "data/lmdb/${task}_${split}_lmdb" \
-        --json "$out/${task}_ir_$split.json" | grep -E "^(Accuracy|1-off)" | sed "s/^/seed $seed $net IR, $split: /"
+    for build in "" _int8; do
+      [ -f "$out/graph/$net$build.xml" ] || continue
+      for split in val test; do
+        "$python" -m agegender test --ir "$out/graph/$net$build.xml" --lmdb "data/lmdb/${task}_${split}_lmdb" \
+          --json "$out/${task}${build}_ir_$split.json" | grep -E "^(Accuracy|1-off)" \
+          | sed "s/^/seed $seed $net$build IR, $split: /"
+      done
     done
   done
   for mirror in "" --mirror; do
