@@ -17,31 +17,33 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=".venv/bin/python"; [ -x "$python" ] || python=python3
 [ $# -gt 0 ] || { echo "usage: benchmarks/finetune_seeds.sh SEED [SEED ...]" >&2; exit 2; }
-[ -d models/AgeGenderNet_pretrain ] || {
-  echo "finetune_seeds.sh: no models/AgeGenderNet_pretrain; run ./run_pipeline.sh SOURCE --extra DIR first" >&2; exit 2; }
+pretrain="${PRETRAIN:-models/AgeGenderNet_pretrain}"  # another pre-training: benchmarks/pretrain_seed.sh
+prefix="${PREFIX:-}"  # data/seeds/PREFIXSEED, models/seeds/PREFIXSEED
+[ -d "$pretrain" ] || {
+  echo "finetune_seeds.sh: no $pretrain; run ./run_pipeline.sh SOURCE --extra DIR first" >&2; exit 2; }
 detectors="${DETECTOR_DIR:-../shared/caffe-fixtures}"
 for seed in "$@"; do
-  out="data/seeds/$seed"; mkdir -p "$out"
+  out="data/seeds/$prefix$seed" models="models/seeds/$prefix$seed"; mkdir -p "$out"
   uptime > "$out/uptime_start.txt"
   for net in GenderNet AgeNet; do
     task=$([ "$net" = GenderNet ] && echo gender || echo age)
     solver="$out/${net}_finetune_solver.prototxt"
     grep -v -e '^random_seed:' -e '^snapshot_prefix:' "prototxt/${net}_finetune_solver.prototxt" > "$solver"
-    printf 'random_seed: %s\nsnapshot_prefix: "models/seeds/%s/%s/%s"\n' "$seed" "$seed" "$net" "$net" >> "$solver"
-    mkdir -p "models/seeds/$seed/$net"
+    printf 'random_seed: %s\nsnapshot_prefix: "%s/%s/%s"\n' "$seed" "$models" "$net" "$net" >> "$solver"
+    mkdir -p "$models/$net"
     last=$(sed -n 's/^max_iter: *\([0-9]*\).*/\1/p' "$solver")
-    if [ -f "models/seeds/$seed/$net/${net}_iter_$last.caffemodel" ]; then  # trained already: a re-run resumes
-      echo "seed $seed $net: models/seeds/$seed/$net/${net}_iter_$last.caffemodel exists, not trained again"
+    if [ -f "$models/$net/${net}_iter_$last.caffemodel" ]; then  # trained already: a re-run resumes
+      echo "seed $seed $net: $models/$net/${net}_iter_$last.caffemodel exists, not trained again"
     else
       start=$(date +%s)
-      "$python" -m agegender train --solver "$solver" --weights models/AgeGenderNet_pretrain > "$out/${net}_train.log" 2>&1
+      "$python" -m agegender train --solver "$solver" --weights "$pretrain" > "$out/${net}_train.log" 2>&1
       echo "$net $(( $(date +%s) - start ))" >> "$out/wall_seconds.txt"
     fi
-    "$python" -m agegender test --model "prototxt/${net}_deploy.prototxt" --weights "models/seeds/$seed/$net" \
+    "$python" -m agegender test --model "prototxt/${net}_deploy.prototxt" --weights "$models/$net" \
       --mean data/mean/mean.binaryproto --lmdb "data/lmdb/${task}_test_lmdb" --labels "$task" --json "$out/$task.json" \
       | grep -E "^(Accuracy|1-off)" | sed "s/^/seed $seed $net: /"
   done
-  MODELS_DIR="models/seeds/$seed" GRAPH_DIR="$out/graph" ./compile2Movidius.sh --check none > "$out/compile.log"
+  MODELS_DIR="$models" GRAPH_DIR="$out/graph" ./compile2Movidius.sh --check none > "$out/compile.log"
   for task in gender age; do  # the deployed IRs (AgeNet's with its class prior) on validation, then test once
     net=$([ "$task" = gender ] && echo GenderNet || echo AgeNet)
     for build in "" _int8; do
