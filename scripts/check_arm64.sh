@@ -2,7 +2,9 @@
 # Check run_inference.py on a Raspberry Pi 4 and 5 without one: a 64-bit Raspberry Pi OS Bookworm userland
 # (Debian 12 arm64: Python 3.11, glibc 2.36) assembled from Debian's arm64 packages, the aarch64 wheels of
 # requirements-edge.txt (no torch), run under qemu-aarch64-static as a Cortex-A72 (Pi 4) and a Cortex-A76
-# (Pi 5) on a face crop, a folder and a group photo; each answer is compared with this x86 machine's
+# (Pi 5) on a face crop, a folder and a group photo (Haar), and the group photo again with the UltraFace
+# detector and O-Net alignment (mode "aligned", when ../shared/caffe-fixtures holds their Caffe files: the CNN
+# detectors compiled on the emulated core, the aligned crops); each answer is compared with this x86 machine's
 # (classes equal, every probability within TOLERANCE). A check and a benchmark of correctness, not a test:
 # emulation takes minutes and its timings say nothing about a real Pi.
 #
@@ -11,16 +13,21 @@
 # the checkout's .venv, compiled graphs in GRAPH_DIR (default graph/, compile2Movidius.sh). Downloads and
 # results are cached in ARM64_DIR (default data/arm64/); a second run only runs the comparisons.
 # The FP16 IRs are compared (an INT8 build is used on x86 CPUs only; see docs/inference.md).
-# Env: CPUS (default "cortex-a72 cortex-a76"), MODES (default "face folder photo"), TOLERANCE (default 1e-5),
-# GRAPH_DIR, ARM64_DIR.
+# Env: CPUS (default "cortex-a72 cortex-a76"), MODES (default "face folder photo aligned"), TOLERANCE (default
+# 1e-5), GRAPH_DIR, ARM64_DIR, DETECTOR_DIR (default ../shared/caffe-fixtures).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 die() { echo "check_arm64.sh: $*" >&2; exit 2; }
 
 work="${ARM64_DIR:-data/arm64}" graph="${GRAPH_DIR:-graph}" cpus="${CPUS:-cortex-a72 cortex-a76}"
-tolerance="${TOLERANCE:-1e-5}" modes="${MODES:-face folder photo}" python=".venv/bin/python" sysroot="$work/sysroot" site="$work/site"
-shared="../shared"
+tolerance="${TOLERANCE:-1e-5}" python=".venv/bin/python" sysroot="$work/sysroot" site="$work/site"
+shared="../shared" detectors="${DETECTOR_DIR:-../shared/caffe-fixtures}"
+modes="face folder photo"
+if compgen -G "$detectors/ultraface/*.caffemodel" > /dev/null && compgen -G "$detectors/mtcnn*/det3.caffemodel" > /dev/null; then
+  modes="$modes aligned"
+fi
+modes="${MODES:-$modes}"
 face="${1:-}" folder="${2:-}" photo="${3:-}"
 
 [ -x "$python" ] || die "no .venv in $root: run scripts/setup_venv.sh first"
@@ -79,14 +86,16 @@ for file in "$graph"/AgeNet.* "$graph"/GenderNet.* "$graph"/age_gender_mean.npy;
 done
 infer=(run_inference.py --json --device CPU --graph_dir "$view" --cache_dir "$work/ov-cache")
 status=0
+aligned="$photo"
 for mode in $modes; do
-  input="${!mode}"
-  "$python" "${infer[@]}" --image_path "$input" > "$work/out/x86-$mode.jsonl" 2> "$work/out/x86-$mode.err" \
+  input="${!mode}" args=()
+  [ "$mode" = aligned ] && args=(--detector ultraface --detector-dir "$(realpath "$detectors")" --align onet)
+  "$python" "${infer[@]}" "${args[@]}" --image_path "$input" > "$work/out/x86-$mode.jsonl" 2> "$work/out/x86-$mode.err" \
     || die "x86 run on $input failed: $(tail -1 "$work/out/x86-$mode.err")"
   for cpu in $cpus; do
     start=$(date +%s)
     QEMU_LD_PREFIX="$(realpath "$sysroot")" PYTHONPATH="$site:$root" PYTHONNOUSERSITE=1 \
-      qemu-aarch64-static -cpu "$cpu" "$sysroot/usr/bin/python3.11" "${infer[@]}" --image_path "$input" \
+      qemu-aarch64-static -cpu "$cpu" "$sysroot/usr/bin/python3.11" "${infer[@]}" "${args[@]}" --image_path "$input" \
       > "$work/out/$cpu-$mode.jsonl" 2> "$work/out/$cpu-$mode.err" \
       || die "$cpu run on $input failed: $(grep -v '^notice' "$work/out/$cpu-$mode.err" | tail -1)"
     echo "$cpu $mode ($input): emulated in $(( $(date +%s) - start )) s"
