@@ -14,7 +14,9 @@
 # results are cached in ARM64_DIR (default data/arm64/); a second run only runs the comparisons.
 # The FP16 IRs are compared (an INT8 build is used on x86 CPUs only; see docs/inference.md).
 # Env: CPUS (default "cortex-a72 cortex-a76"), MODES (default "face folder photo aligned"), TOLERANCE (default
-# 1e-5), GRAPH_DIR, ARM64_DIR, DETECTOR_DIR (default ../shared/caffe-fixtures).
+# 1e-5), ALIGNED_TOLERANCE (default 0.02: in mode "aligned" the detector and O-Net run on each core's own
+# kernels, so the landmarks, hence the aligned crop, differ by a fraction of a pixel; boxes and classes must
+# still be equal), GRAPH_DIR, ARM64_DIR, DETECTOR_DIR (default ../shared/caffe-fixtures).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -88,8 +90,11 @@ infer=(run_inference.py --json --device CPU --graph_dir "$view" --cache_dir "$wo
 status=0
 aligned="$photo"
 for mode in $modes; do
-  input="${!mode}" args=()
-  [ "$mode" = aligned ] && args=(--detector ultraface --detector-dir "$(realpath "$detectors")" --align onet)
+  input="${!mode}" args=() limit="$tolerance"
+  if [ "$mode" = aligned ]; then
+    args=(--detector ultraface --detector-dir "$(realpath "$detectors")" --align onet)
+    limit="${ALIGNED_TOLERANCE:-0.02}"
+  fi
   "$python" "${infer[@]}" "${args[@]}" --image_path "$input" > "$work/out/x86-$mode.jsonl" 2> "$work/out/x86-$mode.err" \
     || die "x86 run on $input failed: $(tail -1 "$work/out/x86-$mode.err")"
   for cpu in $cpus; do
@@ -100,9 +105,10 @@ for mode in $modes; do
       || die "$cpu run on $input failed: $(grep -v '^notice' "$work/out/$cpu-$mode.err" | tail -1)"
     echo "$cpu $mode ($input): emulated in $(( $(date +%s) - start )) s"
     "$python" -m agegender.deploy.compare "$work/out/x86-$mode.jsonl" "$work/out/$cpu-$mode.jsonl" \
-      --tolerance "$tolerance" --name "$cpu vs x86, $mode" || status=1
+      --tolerance "$limit" --name "$cpu vs x86, $mode" || status=1
   done
 done
-[ "$status" = 0 ] && echo "arm64 check passed ($modes): same classes as x86 on $cpus, probabilities within $tolerance" \
+[ "$status" = 0 ] && echo "arm64 check passed ($modes): same boxes and classes as x86 on $cpus, probabilities within" \
+  "$tolerance$([[ " $modes " == *" aligned "* ]] && echo " (aligned: ${ALIGNED_TOLERANCE:-0.02})")" \
   || echo "arm64 check FAILED: see the differences above (outputs in $work/out/)"
 exit "$status"
