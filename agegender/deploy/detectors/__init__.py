@@ -33,14 +33,20 @@ class Detection:
 
 
 @dataclass(frozen=True)
-class Entry:
-    """A detector: its files (name -> (pinned URL, sha256)), the folders a --detector-dir may keep them in,
-    the margins (median over UTKFace chips, measured by ``benchmarks/measure_margins.py``), and how to build it."""
+class Model:
+    """A model's files, as a registry entry names them: name -> (pinned URL, sha256), and the folders a
+    --detector-dir may keep them in (``find_files``). Detectors (Entry) and landmark models (LandmarkEntry)."""
     name: str
     title: str
     license: str
     files: dict[str, tuple[str, str]]
     folders: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Entry(Model):
+    """A detector: its files, the margins (median over UTKFace chips, measured by
+    ``benchmarks/measure_margins.py``), whether it gives landmarks, and how to build it."""
     margins: Margins
     landmarks: bool
     build: Callable[[dict[str, Path], str, Path | None], Callable[[np.ndarray], list[Detection]]]
@@ -48,17 +54,21 @@ class Entry:
     template: tuple[tuple[float, float], ...] = field(default=())  # median landmarks on a 200x200 UTKFace chip
 
 
-class Detector:
-    """A built detector: ``detect(bgr)`` -> detections sorted left to right, in full-image pixels.
-    Photos larger than DETECT_MAX_SIDE are detected on a downscaled copy; faces smaller than
-    MIN_FACE_FRACTION of the detection image's short side are not searched for (MTCNN) or dropped."""
+class Built:
+    """A registry entry built for a device: ``entry``, the callable that runs it, where its files came from."""
 
-    def __init__(self, entry: Entry, run: Callable[[np.ndarray, float], list[Detection]], source: str):
+    def __init__(self, entry: Model, run: Callable, source: str):
         self.entry, self._run, self.source = entry, run, source
 
     @property
     def name(self) -> str:
         return self.entry.name
+
+
+class Detector(Built):
+    """A built detector: ``detect(bgr)`` -> detections sorted left to right, in full-image pixels.
+    Photos larger than DETECT_MAX_SIDE are detected on a downscaled copy; faces smaller than
+    MIN_FACE_FRACTION of the detection image's short side are not searched for (MTCNN) or dropped."""
 
     @property
     def margins(self) -> Margins:
@@ -172,28 +182,16 @@ MIN_LANDMARK_SCORE = 0.5  # O-Net's face score below which its landmarks are not
 
 
 @dataclass(frozen=True)
-class LandmarkEntry:
+class LandmarkEntry(Model):
     """A model giving 5 landmarks (LANDMARKS order) in face boxes another detector found, so any detector's
-    faces can be aligned like the training chips: its files (as Entry.files), folders, and how to build it."""
-    name: str
-    title: str
-    license: str
-    files: dict[str, tuple[str, str]]
-    folders: tuple[str, ...]
+    faces can be aligned like the training chips: its files, and how to build it."""
     build: Callable[[dict[str, Path], str, Path | None], Callable[[np.ndarray, np.ndarray], tuple[np.ndarray,
                                                                                                  np.ndarray]]]
 
 
-class Landmarker:
+class Landmarker(Built):
     """``add(bgr, detections)``: the detections, each without landmarks given this model's (when it trusts
     them: O-Net's face score >= MIN_LANDMARK_SCORE)."""
-
-    def __init__(self, entry: LandmarkEntry, run, source: str):
-        self.entry, self._run, self.source = entry, run, source
-
-    @property
-    def name(self) -> str:
-        return self.entry.name
 
     def add(self, bgr: np.ndarray, found: list[Detection]) -> list[Detection]:
         todo = [i for i, d in enumerate(found) if d.landmarks is None]
@@ -235,7 +233,7 @@ def load_landmarker(align: str, dirs: Sequence[Path],
         files = find_files(entry, dirs)
         if files is not None:
             device, cache_dir = placement() if placement else ("CPU", None)
-            return Landmarker(entry, entry.build(files, device, cache_dir), str(next(iter(files.values())).parent))
+            return Landmarker(entry, entry.build(files, device, cache_dir), _source(files))
         if align != "auto":
             raise AgegenderError(f"--align {align}: {', '.join(entry.files)} not found in "
                                  f"{', '.join(map(str, dirs))}; get them with ./download.sh --detector mtcnn")
@@ -249,7 +247,12 @@ def search_dirs(detector_dir: str | Path | None, graph_dir: str | Path | None) -
     return [Path(graph_dir or "graph") / "detectors"]
 
 
-def find_files(entry: Entry | LandmarkEntry, dirs: Sequence[Path]) -> dict[str, Path] | None:
+def _source(files: dict[str, Path]) -> str:
+    """Where a built model's files came from (its Built.source); OpenCV's own Haar cascade has none."""
+    return str(next(iter(files.values())).parent) if files else "opencv-python"
+
+
+def find_files(entry: Model, dirs: Sequence[Path]) -> dict[str, Path] | None:
     """The entry's files from the first folder holding all of them (each dir itself, or its entry folders)."""
     for base in dirs:
         for folder in (base, *(base / name for name in entry.folders)):
@@ -286,5 +289,4 @@ def load(name: str | None, dirs: Sequence[Path], device: str = "CPU", cache_dir:
     if files is None:
         raise AgegenderError(f"detector {name}: files not found in {', '.join(map(str, dirs))}; "
                              f"get them with {fetch_hint(name)}")
-    where = str(next(iter(files.values())).parent) if files else "opencv-python"
-    return Detector(entry, entry.build(files, device, cache_dir), where)
+    return Detector(entry, entry.build(files, device, cache_dir), _source(files))

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def fetch(entry: detectors.Entry, out: Path) -> Path:
+def fetch(entry: detectors.Model, out: Path) -> Path:
     """Each file of ``entry`` into ``out``: kept when its sha256 already matches, else downloaded to a temporary
     name, checked, and renamed into place (an interrupted or wrong download leaves nothing behind)."""
     out.mkdir(parents=True, exist_ok=True)
