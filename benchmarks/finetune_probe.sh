@@ -10,7 +10,8 @@
 # fields replaced (or added), NET fine-tuned from models/AgeGenderNet_pretrain, its caffemodel on the validation
 # LMDB, an FP16 graph (this NET + graph/'s other net, compiled as compile2Movidius.sh does, AgeNet with its
 # class prior) and FairFace dev end to end (bench_wild.py, UltraFace + O-Net alignment from ../shared, no
-# peer). SEED=N sets random_seed.
+# peer). SEED=N sets random_seed; TRAINED_ON=LIST the list an AgeNet probe trains on, for its class prior
+# (default data/DEF/age_train.txt).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=".venv/bin/python"; [ -x "$python" ] || python=python3
@@ -39,7 +40,7 @@ echo "$net $(( $(date +%s) - start ))" > "$out/wall_seconds.txt"
 cp "graph/$other".xml "graph/$other".bin "graph/$other".json graph/age_gender_mean.npy "$out/graph/"
 prior=()
 [ "$task" = age ] && [ -f data/DEF/age_train_natural.txt ] && \
-  prior=(--prior data/DEF/age_train_natural.txt --trained-on data/DEF/age_train.txt)
+  prior=(--prior data/DEF/age_train_natural.txt --trained-on "${TRAINED_ON:-data/DEF/age_train.txt}")
 "$python" -m agegender compile --model "prototxt/${net}_deploy.prototxt" --weights "$models" --labels "$task" \
   --mean data/mean/mean.binaryproto --output "$out/graph/$net" --check none "${prior[@]}" > "$out/compile.log" 2>&1
 "$python" benchmarks/bench_wild.py --graph_dir "$out/graph" --no-peer --json "$out/wild.json" \
