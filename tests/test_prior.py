@@ -105,3 +105,33 @@ def test_incomplete_prior_options_are_one_line_errors(toy, tmp_path, extra, frag
     prototxt, weights = toy
     proc = run_cli("compile", "--model", prototxt, "--weights", weights, "--output", tmp_path / "g", *extra)
     assert_one_line_error(proc, fragment)
+
+
+TWO_HEADS = """
+name: "toy2"
+input: "data"
+input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
+layer { name: "fc8_age" type: "InnerProduct" bottom: "data" top: "fc8_age" inner_product_param { num_output: 9 } }
+layer { name: "prob_age" type: "Softmax" bottom: "fc8_age" top: "prob_age" }
+layer { name: "fc8_gender" type: "InnerProduct" bottom: "data" top: "fc8_gender" inner_product_param { num_output: 2 } }
+layer { name: "prob_gender" type: "Softmax" bottom: "fc8_gender" top: "prob_gender" }
+"""
+
+
+def test_a_net_with_two_heads_gets_the_prior_on_the_head_whose_task_has_one(tmp_path):
+    prototxt = tmp_path / "two.prototxt"
+    prototxt.write_text(textwrap.dedent(TWO_HEADS))
+    weights = random_caffemodel(Net.from_file(prototxt), tmp_path / "two.caffemodel", seed=5, gain=4.0)
+    natural = write_list(tmp_path / "natural.txt", [60, 5, 90, 30, 10, 8, 6, 5, 6])
+    balanced = write_list(tmp_path / "balanced.txt", [90] * 9)
+    common = ["--model", prototxt, "--weights", weights, "--precision", "FP32"]
+    assert run_cli("compile", *common, "--output", tmp_path / "plain").returncode == 0
+    proc = run_cli("compile", *common, "--output", tmp_path / "prior", "--prior", natural, "--trained-on", balanced)
+    assert proc.returncode == 0, proc.stderr
+    record = read_metadata(tmp_path / "prior.xml").prior
+    assert (record["task"], record["layer"], record["weight"]) == ("age", "fc8_age", 0.5)
+    x = np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    plain, shifted = (ov.Core().compile_model(str(tmp_path / f"{name}.xml"), "CPU")(x) for name in ("plain", "prior"))
+    np.testing.assert_allclose(plain["prob_gender"], shifted["prob_gender"], rtol=1e-5)  # gender untouched
+    expected = plain["prob_age"][0] * np.sqrt(prior.label_frequencies(natural, 9) * 9)
+    np.testing.assert_allclose(shifted["prob_age"][0], expected / expected.sum(), rtol=1e-4)

@@ -205,10 +205,7 @@ def _with_prior(options: Options, net: Net, heads: list[dict], weights: Path, tm
 
     if not options.prior:
         return weights, {}
-    if len(heads) != 1:
-        raise AgegenderError(f"--prior on a net with several heads ({', '.join(h['output_name'] for h in heads)}) "
-                             f"is not supported yet; compile it without --prior")
-    head = heads[0]
+    head = _prior_head(heads)
     weight = options.prior_weight
     if weight is None:
         weight = TASKS[head["task"]].prior_weight if head["task"] in TASKS else 1.0
@@ -216,10 +213,23 @@ def _with_prior(options: Options, net: Net, heads: list[dict], weights: Path, tm
     layer = prior.logits_layer(net, head["output_name"])
     if not np.any(delta):  # weight 0 (gender's), or a net trained on the natural frequencies already
         return weights, {}
-    record = prior.describe(options.prior, options.trained_on, weight, layer, delta)
+    record = prior.describe(options.prior, options.trained_on, weight, layer, delta) | {"task": head["task"]}
     print(f"compile: class prior folded into {layer}'s bias (weight {weight:g}, from {options.prior} over "
           f"{options.trained_on}): {' '.join(f'{v:+.2f}' for v in delta)}", file=sys.stderr)
     return prior.adjusted_caffemodel(weights, layer, delta, tmp / PRIOR_WEIGHTS), record
+
+
+def _prior_head(heads: list[dict]) -> dict:
+    """The head --prior's lists are for: the one head, or of a net with several (AgeGenderNet) the one whose
+    task has a class prior (agegender/tasks.py prior_weight > 0: age)."""
+    if len(heads) == 1:
+        return heads[0]
+    with_prior = [h for h in heads if h["task"] in TASKS and TASKS[h["task"]].prior_weight > 0]
+    if len(with_prior) != 1:
+        raise AgegenderError(f"--prior on a net with the heads {', '.join(h['output_name'] for h in heads)}: "
+                             f"{'none' if not with_prior else 'more than one'} of them has a registered class "
+                             f"prior (agegender/tasks.py prior_weight); compile it without --prior")
+    return with_prior[0]
 
 
 def _read_mean(path: str, net: Net) -> np.ndarray:
