@@ -152,15 +152,17 @@ def test_cpu_runs_in_f32_and_the_cache_key_names_the_cpu_and_the_precision(graph
     assert cache_key("CPU", {"INFERENCE_PRECISION_HINT": "f16"}) != key  # an f16 blob is never loaded for f32
 
 
-def int8_build(graph: Path, into: Path, drop: float | None, caffemodel: str = "c0ffee") -> Path:
+def int8_build(graph: Path, into: Path, drop: float | None, caffemodel: str = "c0ffee", prior: float = 0.5) -> Path:
     """A copy of ``graph`` whose AgeNet has an INT8 build beside it (any IR will do: only the sidecars matter)."""
     folder = copy_graph(graph, into)
-    edit_sidecar(folder / "AgeNet.xml", source={"prototxt_sha256": "p", "caffemodel_sha256": "c0ffee"})
+    edit_sidecar(folder / "AgeNet.xml", source={"prototxt_sha256": "p", "caffemodel_sha256": "c0ffee"},
+                 prior={"weight": 0.5, "bias_added": [0.5, -0.5]})
     for suffix in (".xml", ".bin", ".json"):
         (folder / f"AgeNet_int8{suffix}").write_bytes((folder / f"AgeNet{suffix}").read_bytes())
     report = {} if drop is None else {"int8_vs_fp32": {"accuracy_drop_points": drop}}
     edit_sidecar(folder / "AgeNet_int8.xml", precision="INT8", verification=report,
-                 source={"prototxt_sha256": "p", "caffemodel_sha256": caffemodel})
+                 source={"prototxt_sha256": "p", "caffemodel_sha256": caffemodel},
+                 prior={"weight": prior, "bias_added": [prior, -prior]})
     return folder
 
 
@@ -178,10 +180,11 @@ def test_int8_build_is_picked_on_cpu_only_when_its_accuracy_holds(graph, tmp_pat
     for device in ("GPU.0", "NPU", "MYRIAD"):
         assert pick_ir(folder, "AgeNet", device, notices.append) == folder / "AgeNet.xml"
     assert notices == []
-    for name, drop, caffemodel, why in (("lossy", 1.5, "c0ffee", "loses 1.5 points"),
-                                        ("unmeasured", None, "c0ffee", "no accuracy report"),
-                                        ("stale", 0.0, "older", "another prototxt or caffemodel")):
-        folder = int8_build(graph, tmp_path / name, drop, caffemodel)
+    for name, drop, caffemodel, prior, why in (("lossy", 1.5, "c0ffee", 0.5, "loses 1.5 points"),
+                                               ("unmeasured", None, "c0ffee", 0.5, "no accuracy report"),
+                                               ("stale", 0.0, "older", 0.5, "another prototxt or caffemodel"),
+                                               ("unshifted", 0.0, "c0ffee", 1.0, "another class prior")):
+        folder = int8_build(graph, tmp_path / name, drop, caffemodel, prior)
         assert pick_ir(folder, "AgeNet", "CPU", notices.append) == folder / "AgeNet.xml"
         assert why in notices[-1] and "using AgeNet.xml" in notices[-1]
 

@@ -103,11 +103,11 @@ def is_cpu(device: str) -> bool:
 
 def pick_ir(graph_dir: Path, name: str, device: str, on_notice: Callable[[str], None] = notice) -> Path:
     """``graph_dir/NAME.xml`` (FP16: CPU, GPU, NPU, NCS2), or on an x86-64 CPU its INT8 build
-    ``NAME_int8.xml`` when present, compiled from the same prototxt and caffemodel, and its sidecar's
-    measured accuracy (compile's INT8-vs-FP32 report on the test LMDB, run by x86's INT8 kernels) is at
-    most INT8_MAX_DROP_POINTS below FP32. An INT8 build that fails a condition is skipped with a notice
-    saying which. Arm CPUs keep the FP16 IR: their INT8 kernels differ (an emulated Cortex-A72 moved the
-    probabilities by 3e-4 against x86's), so the recorded accuracy would not be theirs."""
+    ``NAME_int8.xml`` when present, compiled from the same prototxt and caffemodel with the same class
+    prior, and its sidecar's measured accuracy (compile's INT8-vs-FP32 report on the validation LMDB, run by
+    x86's INT8 kernels) is at most INT8_MAX_DROP_POINTS below FP32. An INT8 build that fails a condition is
+    skipped with a notice saying which. Arm CPUs keep the FP16 IR: their INT8 kernels differ (an emulated
+    Cortex-A72 moved the probabilities by 3e-4 against x86's), so the recorded accuracy would not be theirs."""
     default, int8 = graph_dir / f"{name}.xml", graph_dir / f"{name}{INT8_SUFFIX}.xml"
     if not (is_cpu(device) and platform.machine().lower() in INT8_MACHINES and int8.is_file() and default.is_file()):
         return default
@@ -122,6 +122,8 @@ def _int8_refusal(int8: IRMetadata, main: IRMetadata) -> str | None:
     """Why an INT8 build may not stand in for the main IR, or None."""
     if any(int8.source.get(key) != main.source.get(key) for key in ("prototxt_sha256", "caffemodel_sha256")):
         return "was compiled from another prototxt or caffemodel"
+    if int8.prior.get("bias_added") != main.prior.get("bias_added"):
+        return "carries another class prior (compile --prior)"
     drop = int8.verification.get("int8_vs_fp32", {}).get("accuracy_drop_points")
     if drop is None:
         return "has no accuracy report against FP32"
