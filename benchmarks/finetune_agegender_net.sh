@@ -14,15 +14,15 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=".venv/bin/python"; [ -x "$python" ] || python=python3
+source benchmarks/solver.sh
 [ -d models/AgeGenderNet_pretrain ] || {
   echo "finetune_agegender_net.sh: no models/AgeGenderNet_pretrain; run ./run_pipeline.sh SOURCE --extra DIR first" >&2
   exit 2; }
 detectors="${DETECTOR_DIR:-../shared/caffe-fixtures}"
 out=data/joint; mkdir -p "$out"
 uptime | tee "$out/uptime_start.txt"
-last=$(sed -n 's/^max_iter: *\([0-9]*\).*/\1/p' prototxt/AgeGenderNet_finetune_solver.prototxt)
-if [ -f "models/AgeGenderNet/AgeGenderNet_iter_$last.caffemodel" ]; then  # a re-run does not train again
-  echo "AgeGenderNet fine-tuning: models/AgeGenderNet/AgeGenderNet_iter_$last.caffemodel exists, not trained again"
+if [ -f "$(final_snapshot prototxt/AgeGenderNet_finetune_solver.prototxt)" ]; then  # a re-run does not train again
+  echo "AgeGenderNet fine-tuning: $(final_snapshot prototxt/AgeGenderNet_finetune_solver.prototxt) exists, not trained again"
 else
   start=$(date +%s)
   "$python" -m agegender train --solver prototxt/AgeGenderNet_finetune_solver.prototxt \

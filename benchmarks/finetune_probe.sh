@@ -15,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=".venv/bin/python"; [ -x "$python" ] || python=python3
+source benchmarks/solver.sh
 [ $# -ge 2 ] || { echo "usage: benchmarks/finetune_probe.sh AgeNet|GenderNet NAME [\"field: value\" ...]" >&2; exit 2; }
 net="$1" name="$2"; shift 2
 case "$net" in AgeNet) task=age other=GenderNet ;; GenderNet) task=gender other=AgeNet ;;
@@ -25,12 +26,8 @@ done
 out="data/probe/$name" models="models/probe/$name/$net"
 mkdir -p "$out/graph" "$models"
 solver="$out/${net}_finetune_solver.prototxt"
-cp "prototxt/${net}_finetune_solver.prototxt" "$solver"
-for field in "$@" "snapshot_prefix: \"$models/$net\"" ${SEED:+"random_seed: $SEED"}; do
-  key="${field%%:*}"
-  grep -v "^$key:" "$solver" > "$solver.tmp" || true
-  echo "$field" >> "$solver.tmp" && mv "$solver.tmp" "$solver"
-done
+solver_copy "prototxt/${net}_finetune_solver.prototxt" "$solver" "$@" "snapshot_prefix: \"$models/$net\"" \
+  ${SEED:+"random_seed: $SEED"}
 start=$(date +%s)
 "$python" -m agegender train --solver "$solver" --weights models/AgeGenderNet_pretrain > "$out/train.log" 2>&1
 echo "$net $(( $(date +%s) - start ))" > "$out/wall_seconds.txt"

@@ -16,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=".venv/bin/python"; [ -x "$python" ] || python=python3
+source benchmarks/solver.sh
 [ $# -gt 0 ] || { echo "usage: benchmarks/finetune_seeds.sh SEED [SEED ...]" >&2; exit 2; }
 pretrain="${PRETRAIN:-models/AgeGenderNet_pretrain}"  # another pre-training: benchmarks/pretrain_seed.sh
 prefix="${PREFIX:-}"  # data/seeds/PREFIXSEED, models/seeds/PREFIXSEED
@@ -28,12 +29,11 @@ for seed in "$@"; do
   for net in GenderNet AgeNet; do
     task=$([ "$net" = GenderNet ] && echo gender || echo age)
     solver="$out/${net}_finetune_solver.prototxt"
-    grep -v -e '^random_seed:' -e '^snapshot_prefix:' "prototxt/${net}_finetune_solver.prototxt" > "$solver"
-    printf 'random_seed: %s\nsnapshot_prefix: "%s/%s/%s"\n' "$seed" "$models" "$net" "$net" >> "$solver"
+    solver_copy "prototxt/${net}_finetune_solver.prototxt" "$solver" "random_seed: $seed" \
+      "snapshot_prefix: \"$models/$net/$net\""
     mkdir -p "$models/$net"
-    last=$(sed -n 's/^max_iter: *\([0-9]*\).*/\1/p' "$solver")
-    if [ -f "$models/$net/${net}_iter_$last.caffemodel" ]; then  # trained already: a re-run resumes
-      echo "seed $seed $net: $models/$net/${net}_iter_$last.caffemodel exists, not trained again"
+    if [ -f "$(final_snapshot "$solver")" ]; then  # trained already: a re-run resumes
+      echo "seed $seed $net: $(final_snapshot "$solver") exists, not trained again"
     else
       start=$(date +%s)
       "$python" -m agegender train --solver "$solver" --weights "$pretrain" > "$out/${net}_train.log" 2>&1

@@ -12,17 +12,17 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=".venv/bin/python"; [ -x "$python" ] || python=python3
+source benchmarks/solver.sh
 [ $# -eq 1 ] || { echo "usage: benchmarks/pretrain_seed.sh SEED" >&2; exit 2; }
 seed="$1" models="models/pretrain/$1" out="data/pretrain/$1"
 [ -d data/lmdb/age_pretrain_lmdb ] || {
   echo "pretrain_seed.sh: no data/lmdb/age_pretrain_lmdb; run ./run_pipeline.sh SOURCE --extra DIR first" >&2; exit 2; }
 mkdir -p "$models" "$out"
 solver="$out/AgeGenderNet_pretrain_solver.prototxt"
-grep -v -e '^random_seed:' -e '^snapshot_prefix:' prototxt/AgeGenderNet_pretrain_solver.prototxt > "$solver"
-printf 'random_seed: %s\nsnapshot_prefix: "%s/AgeGenderNet_pretrain"\n' "$seed" "$models" >> "$solver"
-last=$(sed -n 's/^max_iter: *\([0-9]*\).*/\1/p' "$solver")
-if [ -f "$models/AgeGenderNet_pretrain_iter_$last.caffemodel" ]; then
-  echo "pretrain seed $seed: $models/AgeGenderNet_pretrain_iter_$last.caffemodel exists, not trained again"
+solver_copy prototxt/AgeGenderNet_pretrain_solver.prototxt "$solver" "random_seed: $seed" \
+  "snapshot_prefix: \"$models/AgeGenderNet_pretrain\""
+if [ -f "$(final_snapshot "$solver")" ]; then
+  echo "pretrain seed $seed: $(final_snapshot "$solver") exists, not trained again"
 else
   start=$(date +%s)
   "$python" -m agegender train --solver "$solver" > "$out/train.log" 2>&1

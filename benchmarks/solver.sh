@@ -1,0 +1,22 @@
+# Sourced by the benchmark scripts: copies of committed solvers with some fields changed, and their last snapshot.
+
+# solver_copy SRC DST "field: value" ...: SRC with each named top-level field replaced (or added) by the given line.
+solver_copy() {
+  local src="$1" dst="$2" field key
+  shift 2
+  cp "$src" "$dst.tmp"
+  for field in "$@"; do
+    key="${field%%:*}"
+    grep -v "^$key:" "$dst.tmp" > "$dst.tmp2" || true
+    echo "$field" >> "$dst.tmp2" && mv "$dst.tmp2" "$dst.tmp"
+  done
+  mv "$dst.tmp" "$dst"
+}
+
+# final_snapshot SOLVER: the caffemodel its training ends with (snapshot_prefix + _iter_ + max_iter), trained or not.
+final_snapshot() {
+  local prefix last
+  prefix=$(sed -n 's/^snapshot_prefix: *"\(.*\)".*/\1/p' "$1")
+  last=$(sed -n 's/^max_iter: *\([0-9]*\).*/\1/p' "$1")
+  echo "${prefix}_iter_$last.caffemodel"
+}
