@@ -213,7 +213,7 @@ def _with_prior(options: Options, net: Net, heads: list[dict], weights: Path, tm
     layer = prior.logits_layer(net, head["output_name"])
     if not np.any(delta):  # weight 0 (gender's), or a net trained on the natural frequencies already
         return weights, {}
-    record = prior.describe(options.prior, options.trained_on, weight, layer, delta) | {"task": head["task"]}
+    record = prior.describe(options.prior, options.trained_on, weight, head["task"], layer, delta)
     print(f"compile: class prior folded into {layer}'s bias (weight {weight:g}, from {options.prior} over "
           f"{options.trained_on}): {' '.join(f'{v:+.2f}' for v in delta)}", file=sys.stderr)
     return prior.adjusted_caffemodel(weights, layer, delta, tmp / PRIOR_WEIGHTS), record

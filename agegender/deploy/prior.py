@@ -72,9 +72,9 @@ def adjusted_caffemodel(weights: str | os.PathLike, layer: str, delta: np.ndarra
     raise AgegenderError(f"{weights} has no bias for layer {layer}; is it this prototxt's caffemodel?")
 
 
-def describe(natural: str | os.PathLike, trained: str | os.PathLike, weight: float, layer: str,
+def describe(natural: str | os.PathLike, trained: str | os.PathLike, weight: float, task: str, layer: str,
              delta: np.ndarray) -> dict:
     """The sidecar's record of the prior (IRMetadata.prior)."""
-    return {"natural_list": str(natural), "trained_list": str(trained), "weight": weight, "layer": layer,
-            "bias_added": [round(float(v), 6) for v in delta]}
+    return {"natural_list": str(natural), "trained_list": str(trained), "weight": weight, "task": task,
+            "layer": layer, "bias_added": [round(float(v), 6) for v in delta]}
 
