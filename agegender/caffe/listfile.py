@@ -3,13 +3,16 @@ the integer after the last one), as build_dataset.py writes them in data/DEF/.""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from agegender.errors import AgegenderError
 
 
-def read_list(path: str | os.PathLike) -> list[tuple[str, int]]:
-    """Every ``(path, label)`` of the list; a missing file or a bad line is a one-line error."""
+def read_list(path: str | os.PathLike, on_bad: Callable[[str, str], None] | None = None
+              ) -> list[tuple[str, int]]:
+    """Every ``(path, label)`` of the list; a missing file is a one-line error, and so is a bad line unless
+    ``on_bad(where, line)`` takes it (the LMDB stage reports and skips it, as convert_imageset logs and goes on)."""
     path = Path(path)
     if not path.is_file():
         raise AgegenderError(f"list not found: {path} (build it with build_dataset.py)")
@@ -18,6 +21,9 @@ def read_list(path: str | os.PathLike) -> list[tuple[str, int]]:
         if line.strip():
             image, _, label = line.strip().rpartition(" ")
             if not image or not label.isdigit():
-                raise AgegenderError(f"{path} line {number}: expected 'path label', got {line.strip()[:80]!r}")
+                if on_bad is None:
+                    raise AgegenderError(f"{path} line {number}: expected 'path label', got {line.strip()[:80]!r}")
+                on_bad(f"{path}:{number}", line.strip())
+                continue
             lines.append((image, int(label)))
     return lines

@@ -16,7 +16,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from agegender.caffe import caffe_pb2
+from agegender.caffe import caffe_pb2, listfile
 from agegender.caffe.datum import fill_lmdb
 from agegender.dataset import DEFAULT_SEED
 from agegender.dataset.parallel import default_workers, parallel_map
@@ -44,19 +44,14 @@ class ListEntry:
 
 
 def read_list(path: Path, report: SkipReport) -> list[ListEntry]:
-    """``path label`` lines (the path may hold spaces: the label is after the last one); bad lines reported."""
+    """``path label`` lines (agegender.caffe.listfile); bad lines go into the skip report instead of stopping."""
     if not path.is_file():
         raise AgegenderError(f"image list not found: {path}; run `agegender dataset build` first")
-    entries = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        image, _, label = line.strip().rpartition(" ")
-        if not image or not label.isdigit():
-            report.skip(f"{path}:{number}", "bad list line", f"expected 'path label', got {line.strip()!r}")
-            continue
-        entries.append(ListEntry(image, int(label)))
-    return entries
+
+    def bad(where: str, line: str) -> None:
+        report.skip(where, "bad list line", f"expected 'path label', got {line!r}")
+
+    return [ListEntry(image, label) for image, label in listfile.read_list(path, on_bad=bad)]
 
 
 def shuffle_order(count: int, seed: int) -> np.ndarray:
