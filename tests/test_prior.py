@@ -99,7 +99,8 @@ def test_compiled_probabilities_follow_bayes_rule_and_the_sidecar_says_so(toy, t
 
 @pytest.mark.parametrize("extra, fragment", [
     (["--prior", "n.txt"], "--prior LIST and --trained-on LIST go together"),
-    (["--prior-weight", "1"], "--prior-weight goes with --prior"),
+    (["--prior-weight", "1"], "--prior-weight and --prior-head go with --prior"),
+    (["--prior-head", "gender"], "--prior-weight and --prior-head go with --prior"),
 ])
 def test_incomplete_prior_options_are_one_line_errors(toy, tmp_path, extra, fragment):
     prototxt, weights = toy
@@ -135,3 +136,25 @@ def test_a_net_with_two_heads_gets_the_prior_on_the_head_whose_task_has_one(tmp_
     np.testing.assert_allclose(plain["prob_gender"], shifted["prob_gender"], rtol=1e-5)  # gender untouched
     expected = plain["prob_age"][0] * np.sqrt(prior.label_frequencies(natural, 9) * 9)
     np.testing.assert_allclose(shifted["prob_age"][0], expected / expected.sum(), rtol=1e-4)
+
+
+def test_prior_head_puts_the_prior_on_the_named_head_and_refuses_a_head_the_net_lacks(tmp_path):
+    prototxt = tmp_path / "two.prototxt"
+    prototxt.write_text(textwrap.dedent(TWO_HEADS))
+    weights = random_caffemodel(Net.from_file(prototxt), tmp_path / "two.caffemodel", seed=5, gain=4.0)
+    natural = write_list(tmp_path / "natural.txt", [70, 30])
+    balanced = write_list(tmp_path / "balanced.txt", [50, 50])
+    common = ["--model", prototxt, "--weights", weights, "--precision", "FP32", "--prior", natural,
+              "--trained-on", balanced]
+    proc = run_cli("compile", *common, "--output", tmp_path / "g", "--prior-head", "gender", "--prior-weight", "1")
+    assert proc.returncode == 0, proc.stderr
+    record = read_metadata(tmp_path / "g.xml").prior
+    assert (record["task"], record["layer"]) == ("gender", "fc8_gender")
+    np.testing.assert_allclose(record["bias_added"], np.log([71 / 51, 31 / 51]), atol=1e-5)
+
+    single = tmp_path / "one.prototxt"
+    single.write_text(textwrap.dedent(TWO_HEADS).split('layer { name: "fc8_gender"')[0])
+    one_weights = random_caffemodel(Net.from_file(single), tmp_path / "one.caffemodel", seed=5)
+    proc = run_cli("compile", "--model", single, "--weights", one_weights, "--output", tmp_path / "h", "--prior",
+                   natural, "--trained-on", balanced, "--prior-head", "gender")
+    assert_one_line_error(proc, "--prior-head gender: the net's heads are prob_age (age)")

@@ -70,6 +70,7 @@ class Options:
     prior: str | os.PathLike | None = None       # list of the natural class frequencies (agegender.deploy.prior)
     trained_on: str | os.PathLike | None = None  # list the net was trained on (with prior)
     prior_weight: float | None = None            # None: the task's registered prior_weight
+    prior_head: str | None = None                # several heads: the task the lists are for (None: registry's)
 
     @property
     def target(self) -> str | None:
@@ -105,6 +106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "e.g. data/DEF/age_train.txt (the age-balanced oversampled set)")
     parser.add_argument("--prior-weight", type=float, help="with --prior: 0 none ... 1 Bayes' rule (default: the "
                         "task's, agegender/tasks.py: age 0.5, gender 0)")
+    parser.add_argument("--prior-head", choices=list(TASKS), metavar="TASK", help="with --prior on a net with "
+                        "several heads (AgeGenderNet): the task whose head the lists are for (default: the one "
+                        "with a registered prior, age)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -191,8 +195,8 @@ def _check_options(options: Options) -> None:
     if bool(options.prior) != bool(options.trained_on):
         raise AgegenderError("--prior LIST and --trained-on LIST go together (the class frequencies to expect and "
                              "those the net was trained on, e.g. data/DEF/age_train_natural.txt and age_train.txt)")
-    if options.prior_weight is not None and not options.prior:
-        raise AgegenderError("--prior-weight goes with --prior LIST --trained-on LIST")
+    if (options.prior_weight is not None or options.prior_head) and not options.prior:
+        raise AgegenderError("--prior-weight and --prior-head go with --prior LIST --trained-on LIST")
     if options.check_inputs > MAX_CHECK_INPUTS:
         raise AgegenderError(f"--check-inputs {options.check_inputs}: at most {MAX_CHECK_INPUTS} (each runs the IR and "
                              f"the reference once; the default 8 already compare every output value)")
@@ -205,7 +209,7 @@ def _with_prior(options: Options, net: Net, heads: list[dict], weights: Path, tm
 
     if not options.prior:
         return weights, {}
-    head = _prior_head(heads)
+    head = _prior_head(heads, options.prior_head)
     weight = options.prior_weight
     if weight is None:
         weight = TASKS[head["task"]].prior_weight if head["task"] in TASKS else 1.0
@@ -219,16 +223,22 @@ def _with_prior(options: Options, net: Net, heads: list[dict], weights: Path, tm
     return prior.adjusted_caffemodel(weights, layer, delta, tmp / PRIOR_WEIGHTS), record
 
 
-def _prior_head(heads: list[dict]) -> dict:
-    """The head --prior's lists are for: the one head, or of a net with several (AgeGenderNet) the one whose
-    task has a class prior (agegender/tasks.py prior_weight > 0: age)."""
+def _prior_head(heads: list[dict], task: str | None = None) -> dict:
+    """The head --prior's lists are for: the head of ``task`` (--prior-head), else the one head, else of a net
+    with several (AgeGenderNet) the one whose task has a class prior (agegender/tasks.py prior_weight > 0: age)."""
+    if task is not None:
+        named = [h for h in heads if h["task"] == task]
+        if not named:
+            raise AgegenderError(f"--prior-head {task}: the net's heads are {', '.join(h['output_name'] for h in heads)}"
+                                 f" ({', '.join(str(h['task']) for h in heads)}); name one of their tasks")
+        return named[0]
     if len(heads) == 1:
         return heads[0]
     with_prior = [h for h in heads if h["task"] in TASKS and TASKS[h["task"]].prior_weight > 0]
     if len(with_prior) != 1:
         raise AgegenderError(f"--prior on a net with the heads {', '.join(h['output_name'] for h in heads)}: "
                              f"{'none' if not with_prior else 'more than one'} of them has a registered class "
-                             f"prior (agegender/tasks.py prior_weight); compile it without --prior")
+                             f"prior (agegender/tasks.py prior_weight); name one with --prior-head TASK")
     return with_prior[0]
 
 
