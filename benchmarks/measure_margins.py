@@ -7,6 +7,11 @@ Runs ``Detector.detect`` on every --every-th chip of ../shared/datasets/utkface-
 chips with --every 8); on the chips where exactly one face is found, the chip extends beyond the box by
 (left, top, right, bottom) fractions of the box's width/height; prints the median of each, which is what
 the registry entries in agegender/deploy/detectors/__init__.py hold (negative: the box reaches past the chip).
+
+``--fidelity``: how faithfully the aligned crop run_inference makes (``--align auto``: the detector's boxes,
+O-Net's landmarks, the similarity onto the registered template) reproduces each chip itself, by how far the
+head is turned (the nose's sideways offset from between the eyes, in eye distances): the median scale of the
+chip-to-crop transform (1: the face as large as in the chip) and the median shift of the chip's centre.
 """
 from __future__ import annotations
 
@@ -31,7 +36,15 @@ def main() -> int:
     parser.add_argument("--detector-dir", type=Path, default=ROOT.parent / "shared" / "caffe-fixtures")
     parser.add_argument("--every", type=int, default=8)
     parser.add_argument("--detectors", default=",".join(detectors.REGISTRY))
+    parser.add_argument("--fidelity", action="store_true", help="only the aligned crops' fidelity to the chips, "
+                        "by head turn, for --detectors (default ultraface)")
     args = parser.parse_args()
+    if args.fidelity:
+        chips = sorted(UTKFACE.glob("*.jpg"))[::args.every]
+        names = args.detectors.split(",") if args.detectors != ",".join(detectors.REGISTRY) else ["ultraface"]
+        for name in names:
+            fidelity(name, args.detector_dir, chips)
+        return 0
     chips = sorted(UTKFACE.glob("*.jpg"))[::args.every]
     cache = Path(os.environ.get("TMPDIR", "/tmp")) / "agegender-measure-margins"
     for name in args.detectors.split(","):
@@ -54,6 +67,43 @@ def main() -> int:
             template = np.median(np.array(points), axis=0)
             print(f"  landmarks on a 200x200 chip: ({', '.join(f'({x:.1f}, {y:.1f})' for x, y in template)})")
     return 0
+
+
+TURNS = ((0, 0.05), (0.05, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, float("inf")))
+
+
+def head_turn(points: np.ndarray) -> float:
+    """The nose's sideways offset from the point between the eyes, in eye distances, along the eye line."""
+    left, right, nose = points[0], points[1], points[2]
+    eye = right - left
+    return abs(float(np.dot(nose - (left + right) / 2, eye) / np.dot(eye, eye)))
+
+
+def fidelity(name: str, detector_dir: Path, chips: list[Path]) -> None:
+    from agegender.deploy.faces import make_finder, similarity
+
+    finder = make_finder("detect", name, [detector_dir], align="auto")
+    template = np.asarray(detectors.REGISTRY["mtcnn"].template, np.float64)
+    rows = []
+    for chip in chips:
+        image = cv2.imread(str(chip))
+        found = finder.detector.detect(image)
+        if finder.landmarker is not None:
+            found = finder.landmarker.add(image, found)
+        found = [det for det in found if det.landmarks is not None]
+        if len(found) == 1 and image.shape[:2] == (200, 200):
+            matrix = similarity(found[0].landmarks, template)
+            shift = matrix @ np.array([100.0, 100.0, 1.0]) - 100.0
+            rows.append((head_turn(np.asarray(found[0].landmarks)), float(np.hypot(*matrix[:, 0])),
+                         float(np.hypot(*shift))))
+    print(f"{name}{' + O-Net' if finder.landmarker is not None else ''}: aligned crops of {len(rows)} of "
+          f"{len(chips)} chips (one face with landmarks) against the chips themselves")
+    print("  head turn | chips | median scale | median centre shift (px of 200)")
+    values = np.array(rows)
+    for low, high in TURNS:
+        sel = values[(values[:, 0] >= low) & (values[:, 0] < high)] if len(values) else values
+        if len(sel):
+            print(f"  {low:.2f}-{high:.2f} | {len(sel)} | {np.median(sel[:, 1]):.3f} | {np.median(sel[:, 2]):.1f}")
 
 
 if __name__ == "__main__":
