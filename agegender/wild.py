@@ -194,7 +194,17 @@ def evaluate(truths: Sequence[Truth], guesses: Mapping[str, Guess],
     result["gender_recall"] = {gender: score([t for t in truths if t.gender == gender], guesses)["gender"] | {
         "n": sum(t.gender == gender for t in truths)} for gender in GENDER_CLASSES if any(
         t.gender == gender for t in truths)}
+    result["gender_recall_by_age"] = {gender: {age_name(age): score(
+        [t for t in truths if t.gender == gender and t.age == age], guesses)["gender"] | {
+        "n": sum(t.gender == gender and t.age == age for t in truths)} for age in sorted(
+        {t.age for t in truths if t.gender == gender}, key=min)} for gender in result["gender_recall"]}
     return result
+
+
+def age_name(age: frozenset[int]) -> str:
+    """A truth's exact bins as one name: ``20-29``; ``70+`` when it spans 70-79 and 80-120."""
+    names = [AGE_CLASSES[i] for i in sorted(age)]
+    return names[0] if len(names) == 1 else f"{names[0].split('-')[0]}+"
 
 
 def _percent(entry: dict) -> str:

@@ -180,6 +180,8 @@ def report(title: str, run: dict, truths: list[wild.Truth], groups: dict) -> dic
     if len(figures["gender_by_race"]) > 1:
         print("  " + wild.format_gender_by_race(figures["gender_by_race"]))
     print("  " + wild.format_gender_by_race(figures["gender_recall"], "gender recall (not found counts wrong)"))
+    for gender, by_age in figures["gender_recall_by_age"].items():
+        print("  " + wild.format_gender_by_race(by_age, f"{gender} recall by age"))
     sys.stdout.flush()
     per_image = {name: [None if g.age is None else wild.AGE_CLASSES[g.age], g.gender, g.whole]
                  for name, g in sorted(run["guesses"].items())}

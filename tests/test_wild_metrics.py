@@ -111,6 +111,17 @@ def test_evaluate_splits_east_southeast_asian_faces_and_gender_by_race():
     assert "White 50.0% (1/2)" in wild.format_gender_by_race(result["gender_by_race"])
     assert result["gender_recall"] == {"Male": {"correct": 1, "accuracy": 0.5, "n": 2},  # "d" was not found
                                        "Female": {"correct": 1, "accuracy": 0.5, "n": 2}}
+    assert result["gender_recall_by_age"] == {"Male": {"20-29": {"correct": 1, "accuracy": 0.5, "n": 2}},
+                                              "Female": {"20-29": {"correct": 1, "accuracy": 0.5, "n": 2}}}
+
+
+def test_gender_recall_by_age_keeps_fairface_70_plus_as_one_bin_in_age_order():
+    truths = [truth("a", {7, 8}, "Female", "White"), truth("b", {0}, "Female", "White"),
+              truth("c", {7, 8}, "Female", "Black")]
+    guesses = {"a": wild.Guess(8, "Female"), "b": wild.Guess(0, "Male"), "c": wild.Guess(7, "Male")}
+    by_age = wild.evaluate(truths, guesses)["gender_recall_by_age"]["Female"]
+    assert list(by_age) == ["0-9", "70+"]
+    assert by_age["70+"] == {"correct": 1, "accuracy": 0.5, "n": 2} and by_age["0-9"]["correct"] == 0
 
 
 # ---------------------------------------------------------------------------------------------- readers
