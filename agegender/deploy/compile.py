@@ -229,8 +229,9 @@ def _prior_head(heads: list[dict], task: str | None = None) -> dict:
     if task is not None:
         named = [h for h in heads if h["task"] == task]
         if not named:
-            raise AgegenderError(f"--prior-head {task}: the net's heads are {', '.join(h['output_name'] for h in heads)}"
-                                 f" ({', '.join(str(h['task']) for h in heads)}); name one of their tasks")
+            outputs = ", ".join(h["output_name"] for h in heads)
+            raise AgegenderError(f"--prior-head {task}: the net's heads are {outputs} "
+                                 f"({', '.join(str(h['task']) for h in heads)}); name one of their tasks")
         return named[0]
     if len(heads) == 1:
         return heads[0]
