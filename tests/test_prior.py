@@ -2,7 +2,6 @@
 the bias shift, the IR's probabilities moved exactly as Bayes' rule says, the sidecar's record, the errors."""
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +17,18 @@ from agegender.layers.net import Net
 
 from conftest import assert_one_line_error, run_cli
 
-CLASSIFIER = """
-name: "toy"
-input: "data"
-input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
-layer { name: "fc8" type: "InnerProduct" bottom: "data" top: "fc8" inner_product_param { num_output: 9 } }
-layer { name: "prob" type: "Softmax" bottom: "fc8" top: "prob" }
-"""
+TOY_INPUT = 'name: "toy"\ninput: "data"\ninput_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\n'
+
+
+def head(suffix: str, classes: int) -> str:
+    """An InnerProduct fc8{suffix} and its Softmax prob{suffix} on the input."""
+    return (f'layer {{ name: "fc8{suffix}" type: "InnerProduct" bottom: "data" top: "fc8{suffix}" '
+            f'inner_product_param {{ num_output: {classes} }} }}\n'
+            f'layer {{ name: "prob{suffix}" type: "Softmax" bottom: "fc8{suffix}" top: "prob{suffix}" }}\n')
+
+
+CLASSIFIER = TOY_INPUT + head("", 9)
+TWO_HEADS = TOY_INPUT + head("_age", 9) + head("_gender", 2)  # AgeGenderNet's output names
 
 
 def write_list(path: Path, counts: list[int]) -> Path:
@@ -34,10 +38,19 @@ def write_list(path: Path, counts: list[int]) -> Path:
 
 @pytest.fixture
 def toy(tmp_path) -> tuple[Path, Path]:
-    prototxt = tmp_path / "toy.prototxt"
-    prototxt.write_text(textwrap.dedent(CLASSIFIER))
-    weights = random_caffemodel(Net.from_file(prototxt), tmp_path / "toy.caffemodel", seed=3, gain=4.0)
-    return prototxt, weights
+    return toy_net(tmp_path, "toy", CLASSIFIER, seed=3)
+
+
+@pytest.fixture
+def two_heads(tmp_path) -> tuple[Path, Path]:
+    return toy_net(tmp_path, "two", TWO_HEADS, seed=5)
+
+
+def toy_net(folder: Path, name: str, text: str, seed: int) -> tuple[Path, Path]:
+    """(prototxt, caffemodel with random weights large enough to give confident probabilities)."""
+    prototxt = folder / f"{name}.prototxt"
+    prototxt.write_text(text)
+    return prototxt, random_caffemodel(Net.from_file(prototxt), folder / f"{name}.caffemodel", seed=seed, gain=4.0)
 
 
 def test_frequencies_are_smoothed_counts_and_the_shift_is_their_log_ratio(tmp_path):
@@ -108,21 +121,8 @@ def test_incomplete_prior_options_are_one_line_errors(toy, tmp_path, extra, frag
     assert_one_line_error(proc, fragment)
 
 
-TWO_HEADS = """
-name: "toy2"
-input: "data"
-input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }
-layer { name: "fc8_age" type: "InnerProduct" bottom: "data" top: "fc8_age" inner_product_param { num_output: 9 } }
-layer { name: "prob_age" type: "Softmax" bottom: "fc8_age" top: "prob_age" }
-layer { name: "fc8_gender" type: "InnerProduct" bottom: "data" top: "fc8_gender" inner_product_param { num_output: 2 } }
-layer { name: "prob_gender" type: "Softmax" bottom: "fc8_gender" top: "prob_gender" }
-"""
-
-
-def test_a_net_with_two_heads_gets_the_prior_on_the_head_whose_task_has_one(tmp_path):
-    prototxt = tmp_path / "two.prototxt"
-    prototxt.write_text(textwrap.dedent(TWO_HEADS))
-    weights = random_caffemodel(Net.from_file(prototxt), tmp_path / "two.caffemodel", seed=5, gain=4.0)
+def test_a_net_with_two_heads_gets_the_prior_on_the_head_whose_task_has_one(two_heads, tmp_path):
+    prototxt, weights = two_heads
     natural = write_list(tmp_path / "natural.txt", [60, 5, 90, 30, 10, 8, 6, 5, 6])
     balanced = write_list(tmp_path / "balanced.txt", [90] * 9)
     common = ["--model", prototxt, "--weights", weights, "--precision", "FP32"]
@@ -138,10 +138,8 @@ def test_a_net_with_two_heads_gets_the_prior_on_the_head_whose_task_has_one(tmp_
     np.testing.assert_allclose(shifted["prob_age"][0], expected / expected.sum(), rtol=1e-4)
 
 
-def test_prior_head_puts_the_prior_on_the_named_head_and_refuses_a_head_the_net_lacks(tmp_path):
-    prototxt = tmp_path / "two.prototxt"
-    prototxt.write_text(textwrap.dedent(TWO_HEADS))
-    weights = random_caffemodel(Net.from_file(prototxt), tmp_path / "two.caffemodel", seed=5, gain=4.0)
+def test_prior_head_puts_the_prior_on_the_named_head_and_refuses_a_head_the_net_lacks(two_heads, toy, tmp_path):
+    prototxt, weights = two_heads
     natural = write_list(tmp_path / "natural.txt", [70, 30])
     balanced = write_list(tmp_path / "balanced.txt", [50, 50])
     common = ["--model", prototxt, "--weights", weights, "--precision", "FP32", "--prior", natural,
@@ -152,9 +150,7 @@ def test_prior_head_puts_the_prior_on_the_named_head_and_refuses_a_head_the_net_
     assert (record["task"], record["layer"]) == ("gender", "fc8_gender")
     np.testing.assert_allclose(record["bias_added"], np.log([71 / 51, 31 / 51]), atol=1e-5)
 
-    single = tmp_path / "one.prototxt"
-    single.write_text(textwrap.dedent(TWO_HEADS).split('layer { name: "fc8_gender"')[0])
-    one_weights = random_caffemodel(Net.from_file(single), tmp_path / "one.caffemodel", seed=5)
-    proc = run_cli("compile", "--model", single, "--weights", one_weights, "--output", tmp_path / "h", "--prior",
+    single, single_weights = toy
+    proc = run_cli("compile", "--model", single, "--weights", single_weights, "--output", tmp_path / "h", "--prior",
                    natural, "--trained-on", balanced, "--prior-head", "gender")
-    assert_one_line_error(proc, "--prior-head gender: the net's heads are prob_age (age)")
+    assert_one_line_error(proc, "--prior-head gender: the net's heads are prob (age)")
