@@ -178,7 +178,8 @@ def evaluate(truths: Sequence[Truth], guesses: Mapping[str, Guess],
              groups: Mapping[str, frozenset[str]] | None = None) -> dict:
     """Every figure of one system: per group (default: all faces, and the East/Southeast Asian ones) with
     not-found counted wrong, on found faces only, and (``_detected``, when run_inference fed some images
-    whole) on faces the detector found only; gender per race, and each gender's recall."""
+    whole) on faces the detector found only; gender per race, each gender's recall, and (``gender_recall_by_age``)
+    each gender's recall per age bin of the labels (age_name)."""
     groups = {"all": frozenset(), "east_southeast_asian": EAST_SOUTHEAST_ASIAN} if groups is None else groups
     result = {}
     for group, races in groups.items():
@@ -202,9 +203,13 @@ def evaluate(truths: Sequence[Truth], guesses: Mapping[str, Guess],
 
 
 def age_name(age: frozenset[int]) -> str:
-    """A truth's exact bins as one name: ``20-29``; ``70+`` when it spans 70-79 and 80-120."""
-    names = [AGE_CLASSES[i] for i in sorted(age)]
-    return names[0] if len(names) == 1 else f"{names[0].split('-')[0]}+"
+    """A truth's exact bins as one name: ``20-29``; ``70+`` when they run to the last bin (FairFace's 70+ is
+    70-79 and 80-120), else ``first-last`` (``20-39``)."""
+    low, high = min(age), max(age)
+    first = AGE_CLASSES[low].split("-")[0]
+    if low == high:
+        return AGE_CLASSES[low]
+    return f"{first}+" if high == len(AGE_CLASSES) - 1 else f"{first}-{AGE_CLASSES[high].split('-')[1]}"
 
 
 def _percent(entry: dict) -> str:

@@ -37,12 +37,21 @@ def female_probabilities(run: Path, truths: dict) -> dict[str, float]:
     return out
 
 
-def log_odds(runs: list[Path], labels: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(is the face a woman, log p(Female) - log p(Male)) of every image with a face in every run, p(Female)
-    averaged over the runs."""
+def common_names(runs: list[Path], labels: Path) -> list[str]:
+    """The labelled images with a face in every run (in the first run's order)."""
     truths = {t.name: t for t in wild.read_fairface_labels(labels)}
     found = [female_probabilities(run, truths) for run in runs]
-    names = sorted(set.intersection(*(set(f) for f in found)))
+    names = [name for name in found[0] if all(name in f for f in found[1:])]
+    if not names:
+        raise SystemExit(f"gender_offset.py: no image of {labels} has a face in every run; are they "
+                         f"run_inference.py --json outputs of FairFace dev's images?")
+    return names
+
+
+def log_odds(runs: list[Path], labels: Path, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(is the face a woman, log p(Female) - log p(Male)) of each of ``names``, p(Female) averaged over the runs."""
+    truths = {t.name: t for t in wild.read_fairface_labels(labels)}
+    found = [female_probabilities(run, truths) for run in runs]
     p = np.clip(np.array([[f[name] for f in found] for name in names]).mean(1), 1e-9, 1 - 1e-9)
     return np.array([truths[name].gender == "Female" for name in names], bool), np.log(p) - np.log1p(-p)
 
@@ -57,11 +66,12 @@ def main() -> None:
                         "images; several: each alone, then their average")
     parser.add_argument("--labels", type=Path, default=ROOT.parent / "shared/datasets/fairface-dev/labels.tsv")
     args = parser.parse_args()
+    names = common_names(args.runs, args.labels)  # every run scored on the same faces
     if len(args.runs) > 1:
         for run in args.runs:
-            women, scores = log_odds([run], args.labels)
+            women, scores = log_odds([run], args.labels, names)
             print(f"{run}: accuracy {100 * accuracy(women, scores, 0):.1f}% on {len(women)} faces")
-    women, scores = log_odds(args.runs, args.labels)
+    women, scores = log_odds(args.runs, args.labels, names)
     print(f"{'average of the runs, ' if len(args.runs) > 1 else ''}{len(women)} faces ({women.sum()} women)")
     for offset in (0, 0.25, 0.5, 0.75, 1.0, 1.5):
         female, male = np.mean(scores[women] + offset > 0), np.mean(scores[~women] + offset <= 0)

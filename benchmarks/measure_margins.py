@@ -35,19 +35,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--detector-dir", type=Path, default=ROOT.parent / "shared" / "caffe-fixtures")
     parser.add_argument("--every", type=int, default=8)
-    parser.add_argument("--detectors", default=",".join(detectors.REGISTRY))
+    parser.add_argument("--detectors", help="comma-separated registry names (default: all; with --fidelity, ultraface)")
     parser.add_argument("--fidelity", action="store_true", help="only the aligned crops' fidelity to the chips, "
                         "by head turn, for --detectors (default ultraface)")
     args = parser.parse_args()
     if args.fidelity:
         chips = sorted(UTKFACE.glob("*.jpg"))[::args.every]
-        names = args.detectors.split(",") if args.detectors != ",".join(detectors.REGISTRY) else ["ultraface"]
-        for name in names:
+        for name in (args.detectors or "ultraface").split(","):
             fidelity(name, args.detector_dir, chips)
         return 0
     chips = sorted(UTKFACE.glob("*.jpg"))[::args.every]
     cache = Path(os.environ.get("TMPDIR", "/tmp")) / "agegender-measure-margins"
-    for name in args.detectors.split(","):
+    for name in (args.detectors or ",".join(detectors.REGISTRY)).split(","):
         detector = detectors.load(name, [args.detector_dir], "CPU", cache)
         margins, points = [], []
         for chip in chips:

@@ -13,7 +13,7 @@ def test_paths_with_spaces_and_blank_lines(tmp_path: Path):
     assert read_list(lists) == [("faces/a b.jpg", 3), ("faces/c.jpg", 0)]
 
 
-@pytest.mark.parametrize("bad", ["faces/a.jpg", "faces/a.jpg x", "7", "faces/a.jpg -1"])
+@pytest.mark.parametrize("bad", ["faces/a.jpg", "faces/a.jpg x", "7", "faces/a.jpg -1", "faces/a.jpg ²"])
 def test_a_bad_line_is_a_one_line_error_naming_it(tmp_path: Path, bad: str):
     lists = tmp_path / "l.txt"
     lists.write_text(f"faces/ok.jpg 1\n{bad}\n")

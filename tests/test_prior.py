@@ -149,6 +149,15 @@ def test_prior_head_puts_the_prior_on_the_named_head_and_refuses_a_head_the_net_
     record = read_metadata(tmp_path / "g.xml").prior
     assert (record["task"], record["layer"]) == ("gender", "fc8_gender")
     np.testing.assert_allclose(record["bias_added"], np.log([71 / 51, 31 / 51]), atol=1e-5)
+    assert run_cli("compile", *common[:6], "--output", tmp_path / "plain").returncode == 0
+    x = np.random.default_rng(2).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    plain, shifted = (ov.Core().compile_model(str(tmp_path / f"{name}.xml"), "CPU")(x) for name in ("plain", "g"))
+    np.testing.assert_allclose(plain["prob_age"], shifted["prob_age"], rtol=1e-5)  # age untouched
+    expected = plain["prob_gender"][0] * np.array([71, 31]) / 51  # Bayes' rule at weight 1
+    np.testing.assert_allclose(shifted["prob_gender"][0], expected / expected.sum(), rtol=1e-4)
+
+    proc = run_cli("compile", *common, "--output", tmp_path / "w", "--prior-head", "gender")
+    assert_one_line_error(proc, "--prior-head gender: the task's registered prior weight is 0")
 
     single, single_weights = toy
     proc = run_cli("compile", "--model", single, "--weights", single_weights, "--output", tmp_path / "h", "--prior",

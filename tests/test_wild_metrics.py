@@ -122,6 +122,7 @@ def test_gender_recall_by_age_keeps_fairface_70_plus_as_one_bin_in_age_order():
     by_age = wild.evaluate(truths, guesses)["gender_recall_by_age"]["Female"]
     assert list(by_age) == ["0-9", "70+"]
     assert by_age["70+"] == {"correct": 1, "accuracy": 0.5, "n": 2} and by_age["0-9"]["correct"] == 0
+    assert [wild.age_name(frozenset(a)) for a in ({2}, {2, 3}, {7, 8})] == ["20-29", "20-39", "70+"]
 
 
 # ---------------------------------------------------------------------------------------------- readers

@@ -20,7 +20,7 @@ def read_list(path: str | os.PathLike, on_bad: Callable[[str, str], None] | None
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
             image, _, label = line.strip().rpartition(" ")
-            if not image or not label.isdigit():
+            if not image or not (label.isascii() and label.isdigit()):
                 if on_bad is None:
                     raise AgegenderError(f"{path} line {number}: expected 'path label', got {line.strip()[:80]!r}")
                 on_bad(f"{path}:{number}", line.strip())
