@@ -215,7 +215,7 @@ def _with_prior(options: Options, net: Net, heads: list[dict], weights: Path, tm
         weight = TASKS[head["task"]].prior_weight if head["task"] in TASKS else 1.0
         if options.prior_head and weight == 0:
             raise AgegenderError(f"--prior-head {options.prior_head}: the task's registered prior weight is 0 "
-                                 f"(agegender/tasks.py), so nothing would change; add --prior-weight W (1: Bayes' rule)")
+                                 f"(agegender/tasks.py), nothing would change; add --prior-weight W (1: Bayes' rule)")
     delta = prior.log_adjustment(options.prior, options.trained_on, len(head["classes"]), weight)
     layer = prior.logits_layer(net, head["output_name"])
     if not np.any(delta):  # weight 0 (gender's), or a net trained on the natural frequencies already
