@@ -83,6 +83,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mirror", action="store_true",
                         help="also run each face mirrored and average the two predictions (the nets were trained "
                              "on mirrored faces too): a little better age in the wild, twice the nets' time")
+    parser.add_argument("--min-gender-confidence", type=float, default=0.0, metavar="P",
+                        help="say 'unsure' instead of a gender whose probability is below P (0.5-1; e.g. 0.9: "
+                             "docs/inference.md has how many faces are answered and how often rightly; default: "
+                             "always answer)")
     parser.add_argument("--workers", type=int, default=0, metavar="N",
                         help="threads that decode, detect and crop for folders and videos (default: one per CPU)")
     parser.add_argument("--output", metavar="FILE", help="draw boxes and labels: an image file for an image, "
@@ -339,9 +343,18 @@ class Record:
 class Report:
     """Prints records as the original did (or as JSON lines) and keeps the totals."""
 
-    def __init__(self, nets: Nets, as_json: bool):
-        self.nets, self.as_json = nets, as_json
+    def __init__(self, nets: Nets, as_json: bool, min_gender: float = 0.0):
+        self.nets, self.as_json, self.min_gender = nets, as_json, min_gender
         self.images = self.faces = self.skipped = 0
+
+    def sure(self, probability: float) -> bool:
+        """Whether a gender this probable is said (--min-gender-confidence), or called unsure."""
+        return probability >= self.min_gender
+
+    def gender_text(self, gender: tuple[str, float], separator: str = ", ") -> str:
+        """``Female, 96.30%``, or ``unsure (Female, 61.20%)`` below --min-gender-confidence."""
+        text = f"{gender[0]}{separator}{100 * gender[1]:.2f}%"
+        return text if self.sure(gender[1]) else f"unsure ({text})"
 
     def device(self) -> None:
         if not self.as_json:
@@ -367,7 +380,7 @@ class Report:
                 print(f"Face {number} at x={face.box.x} y={face.box.y} {face.box.w}x{face.box.h}:")
             age, gender = self.top(face)
             print(f"Age predicted: {age[0]}, {100 * age[1]:.2f}%")
-            print(f"Gender predicted: {gender[0]}, {100 * gender[1]:.2f}%")
+            print(f"Gender predicted: {self.gender_text(gender)}")
             if face.ms is not None:
                 print(f"Execution time: {face.ms:.2f} ms")
 
@@ -382,6 +395,8 @@ class Report:
                 label, p = _top(net.classes, probs)
                 entry[task] = {"label": label, "probability": round(float(p), 6),
                                "probabilities": {c: round(float(v), 6) for c, v in zip(net.classes, probs)}}
+                if task == "gender" and self.min_gender:
+                    entry[task]["sure"] = self.sure(p)
             if face.ms is not None:
                 entry["ms"] = round(face.ms, 3)
             faces.append(entry)
@@ -390,7 +405,7 @@ class Report:
 
     def label(self, face: FaceResult) -> str:
         age, gender = self.top(face)
-        return f"{gender[0]}, {age[0]}"
+        return f"{gender[0] if self.sure(gender[1]) else gender[0] + '?'}, {age[0]}"
 
     def frame(self, record: Record, fps: float | None) -> None:
         """A video frame on one line: "frame 12 (14.2 fps): Female 96.30%, 20-29 87.12%; Male ..."."""
@@ -402,7 +417,7 @@ class Report:
         faces = []
         for face in record.results:
             (age, p_age), (gender, p_gender) = self.top(face)
-            faces.append(f"{gender} {100 * p_gender:.2f}%, {age} {100 * p_age:.2f}%")
+            faces.append(f"{self.gender_text((gender, p_gender), ' ')}, {age} {100 * p_age:.2f}%")
         live = f" ({fps:.1f} fps)" if fps else ""
         print(f"{record.name}{live}: {'; '.join(faces) or 'no face'}", flush=True)
 
@@ -518,7 +533,7 @@ def stream(nets: Nets, finder: FaceFinder, sources: Iterable[tuple[str, Loader]]
 def run_image(args: argparse.Namespace, path: Path, finder: FaceFinder) -> int:
     image = read_image(path)
     nets = load_nets(args, "THROUGHPUT")
-    report = Report(nets, args.json)
+    report = Report(nets, args.json, args.min_gender_confidence)
     report.device()
     start = time.perf_counter()
     faces = finder.find(image)
@@ -542,7 +557,7 @@ def run_folder(args: argparse.Namespace, folder: Path, finder: FaceFinder) -> in
     if output is not None and output.resolve() == folder.resolve():
         raise AgegenderError(f"--output {output} is the input folder; annotated copies would replace the images")
     nets = load_nets(args, "THROUGHPUT")
-    report = Report(nets, args.json)
+    report = Report(nets, args.json, args.min_gender_confidence)
     report.device()
     progress = _progress(args, total, "folder", "images")
     with staged_files(output) as staged:  # the annotated images appear together, once all are written
@@ -560,7 +575,7 @@ def run_folder(args: argparse.Namespace, folder: Path, finder: FaceFinder) -> in
 def run_video(args: argparse.Namespace, source: str | int, finder: FaceFinder) -> int:
     capture = open_capture(source)
     nets = load_nets(args, "THROUGHPUT")
-    report = Report(nets, args.json)
+    report = Report(nets, args.json, args.min_gender_confidence)
     report.device()
     count = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0) if isinstance(source, str) else 0
     label = f"camera {source}" if isinstance(source, int) else Path(source).name
@@ -698,6 +713,9 @@ def _run(args: argparse.Namespace) -> int:
         raise AgegenderError("--max_frames must be at least 1")
     if args.jobs < 0:
         raise AgegenderError("--jobs must be 0 (the device's optimal number) or more")
+    if args.min_gender_confidence and not 0.5 <= args.min_gender_confidence <= 1:
+        raise AgegenderError(f"--min-gender-confidence {args.min_gender_confidence:g}: give a probability from 0.5 "
+                             f"(always answer) to 1")
     if args.workers < 0:
         raise AgegenderError("--workers must be 0 (one per CPU) or more")
     if args.camera is not None:

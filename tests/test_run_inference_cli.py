@@ -400,3 +400,38 @@ def test_mirror_averages_each_face_with_its_mirror_image_in_every_path(graph, ch
             assert getattr(queued, task) == pytest.approx(expected[task], abs=1e-5)
             printed = record["faces"][0][task]["probabilities"]
             assert list(printed.values()) == pytest.approx(expected[task].tolist(), abs=1e-5)
+
+
+def test_min_gender_confidence_says_unsure_below_it_in_text_json_video_and_pictures(graph, chips, tmp_path):
+    """--min-gender-confidence P: a gender below P is printed 'unsure (Male, 61.20%)', marked "sure": false in
+    JSON and 'Male?' on the annotated picture; at or above P it is said as before."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for chip in chips[:6]:
+        (folder / chip.name).write_bytes(chip.read_bytes())
+    plain = [json.loads(line) for line in infer(graph, "--image_path", folder, "--json").stdout.splitlines()]
+    p = sorted(record["faces"][0]["gender"]["probability"] for record in plain)
+    assert p[0] < p[-1]
+    threshold = (p[len(p) // 2 - 1] + p[len(p) // 2]) / 2  # half the faces below, half above
+    records = [json.loads(line) for line in
+               infer(graph, "--image_path", folder, "--json", "--min-gender-confidence", threshold).stdout.splitlines()]
+    for record, before in zip(records, plain):
+        gender = record["faces"][0]["gender"]
+        assert gender["sure"] == (gender["probability"] >= threshold)
+        assert gender["label"] == before["faces"][0]["gender"]["label"]  # the answer itself is unchanged
+    assert sum(r["faces"][0]["gender"]["sure"] for r in records) == len(records) // 2
+    unsure = next(r for r in records if not r["faces"][0]["gender"]["sure"])
+    text = infer(graph, "--image_path", folder / unsure["image"], "--min-gender-confidence", threshold,
+                 "--output", tmp_path / "out.png").stdout
+    g = unsure["faces"][0]["gender"]
+    assert f"Gender predicted: unsure ({g['label']}, {100 * g['probability']:.2f}%)" in text
+    assert "Gender predicted: unsure" not in infer(graph, "--image_path", folder / unsure["image"]).stdout
+    assert cv2.imread(str(tmp_path / "out.png")) is not None
+    video = infer(graph, "--image_path", write_video(tmp_path / "v.avi", [folder / unsure["image"]], 1),
+                  "--min-gender-confidence", 1).stdout  # the frame is re-encoded: its probability moves a little
+    assert re.search(r"^frame 0: unsure \((Male|Female) \d+\.\d\d%\), \d+-\d+ ", video, re.M)
+
+
+def test_min_gender_confidence_outside_half_to_one_is_a_one_line_error(graph, chips):
+    assert_one_line_error(infer(graph, "--image_path", chips[0], "--min-gender-confidence", "0.3"),
+                          "--min-gender-confidence 0.3: give a probability from 0.5")
