@@ -17,6 +17,7 @@ from agegender.layers.net import Net
 
 from conftest import assert_one_line_error, run_cli
 
+CPU_FP32 = {"INFERENCE_PRECISION_HINT": "f32"}  # CPUs with bf16 (AVX512-BF16, AMX) infer in bf16 by default
 TOY_INPUT = 'name: "toy"\ninput: "data"\ninput_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\n'
 
 
@@ -29,6 +30,12 @@ def head(suffix: str, classes: int) -> str:
 
 CLASSIFIER = TOY_INPUT + head("", 9)
 TWO_HEADS = TOY_INPUT + head("_age", 9) + head("_gender", 2)  # AgeGenderNet's output names
+
+
+def infer(xml: Path, x: np.ndarray) -> dict:
+    """The IR's outputs by name, computed in f32."""
+    outputs = ov.Core().compile_model(str(xml), "CPU", CPU_FP32)(x)
+    return {port.get_any_name(): value for port, value in outputs.items()}
 
 
 def write_list(path: Path, counts: list[int]) -> Path:
@@ -96,8 +103,7 @@ def test_compiled_probabilities_follow_bayes_rule_and_the_sidecar_says_so(toy, t
     assert "class prior folded into fc8's bias (weight 0.5" in proc.stderr  # the age task's registered weight
     assert "verification vs opencv" in proc.stdout  # the reference ran on the adjusted caffemodel too
     x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
-    core = ov.Core()
-    plain, shifted = (core.compile_model(str(tmp_path / f"{name}.xml"), "CPU")(x)[0][0] for name in ("plain", "prior"))
+    plain, shifted = (infer(tmp_path / f"{name}.xml", x)["prob"][0] for name in ("plain", "prior"))
     frequencies = prior.label_frequencies(natural, 9)
     expected = plain * np.sqrt(frequencies * 9)  # weight 0.5 over a uniform training list
     np.testing.assert_allclose(shifted, expected / expected.sum(), rtol=1e-4)
@@ -132,7 +138,7 @@ def test_a_net_with_two_heads_gets_the_prior_on_the_head_whose_task_has_one(two_
     record = read_metadata(tmp_path / "prior.xml").prior
     assert (record["task"], record["layer"], record["weight"]) == ("age", "fc8_age", 0.5)
     x = np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
-    plain, shifted = (ov.Core().compile_model(str(tmp_path / f"{name}.xml"), "CPU")(x) for name in ("plain", "prior"))
+    plain, shifted = (infer(tmp_path / f"{name}.xml", x) for name in ("plain", "prior"))
     np.testing.assert_allclose(plain["prob_gender"], shifted["prob_gender"], rtol=1e-5)  # gender untouched
     expected = plain["prob_age"][0] * np.sqrt(prior.label_frequencies(natural, 9) * 9)
     np.testing.assert_allclose(shifted["prob_age"][0], expected / expected.sum(), rtol=1e-4)
@@ -151,7 +157,7 @@ def test_prior_head_puts_the_prior_on_the_named_head_and_refuses_a_head_the_net_
     np.testing.assert_allclose(record["bias_added"], np.log([71 / 51, 31 / 51]), atol=1e-5)
     assert run_cli("compile", *common[:6], "--output", tmp_path / "plain").returncode == 0
     x = np.random.default_rng(2).standard_normal((1, 3, 8, 8)).astype(np.float32)
-    plain, shifted = (ov.Core().compile_model(str(tmp_path / f"{name}.xml"), "CPU")(x) for name in ("plain", "g"))
+    plain, shifted = (infer(tmp_path / f"{name}.xml", x) for name in ("plain", "g"))
     np.testing.assert_allclose(plain["prob_age"], shifted["prob_age"], rtol=1e-5)  # age untouched
     expected = plain["prob_gender"][0] * np.array([71, 31]) / 51  # Bayes' rule at weight 1
     np.testing.assert_allclose(shifted["prob_gender"][0], expected / expected.sum(), rtol=1e-4)

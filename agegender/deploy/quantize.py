@@ -105,7 +105,7 @@ def compare_int8(fp32_xml: str | os.PathLike, int8_xml: str | os.PathLike, test_
                  mean: np.ndarray | None, crop: int, classes: Sequence[str], rounds: int = 3) -> dict:
     """FP32 and INT8 side by side on the test LMDB; the accuracy drop is in points (percent). Throughput
     alternates between the two for ``rounds`` rounds and keeps the medians, as the CPU may be shared."""
-    variants = {"fp32": (Path(fp32_xml), FP32_CPU), "int8": (Path(int8_xml), {})}
+    variants = {"fp32": (Path(fp32_xml), FP32_CPU), "int8": (Path(int8_xml), FP32_CPU)}
     compiled = {key: ov.Core().compile_model(str(xml), "CPU", {**config, "PERFORMANCE_HINT": "THROUGHPUT"})
                 for key, (xml, config) in variants.items()}
     sample = np.zeros(tuple(compiled["fp32"].input(0).shape), np.float32)
