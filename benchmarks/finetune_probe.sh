@@ -11,7 +11,9 @@
 # LMDB, an FP16 graph (this NET + graph/'s other net, compiled as compile2Movidius.sh does, AgeNet with its
 # class prior) and FairFace dev end to end (bench_wild.py, UltraFace + O-Net alignment from ../shared, no
 # peer). SEED=N sets random_seed; TRAINED_ON=LIST the list an AgeNet probe trains on, for its class prior
-# (default data/DEF/age_train.txt).
+# (default data/DEF/age_train.txt); FREEZE="conv1 conv2 conv3" trains a copy of the train_test prototxt
+# (data/probe/NAME/NET_train_test.prototxt) whose named layers have lr_mult and decay_mult 0 (Caffe's way
+# of freezing a layer: its weights stay the pre-training's).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=".venv/bin/python"; [ -x "$python" ] || python=python3
@@ -26,8 +28,24 @@ done
 out="data/probe/$name" models="models/probe/$name/$net"
 mkdir -p "$out/graph" "$models"
 solver="$out/${net}_finetune_solver.prototxt"
-solver_copy "prototxt/${net}_finetune_solver.prototxt" "$solver" "$@" "snapshot_prefix: \"$models/$net\"" \
-  ${SEED:+"random_seed: $SEED"}
+frozen=()
+if [ -n "${FREEZE:-}" ]; then
+  "$python" - "prototxt/${net}_train_test.prototxt" "$out/${net}_train_test.prototxt" $FREEZE <<'EOF'
+import sys
+from agegender.caffe.net import read_net, write_prototxt
+net, names = read_net(sys.argv[1]), sys.argv[3:]
+layers = {layer.name: layer for layer in net.layer}
+for name in names:
+    if name not in layers or not layers[name].param:
+        sys.exit(f"finetune_probe.sh: FREEZE names {name}, which {sys.argv[1]} has no learnable layer of")
+    for param in layers[name].param:
+        param.lr_mult, param.decay_mult = 0, 0
+write_prototxt(net, sys.argv[2])
+EOF
+  frozen=("net: \"$out/${net}_train_test.prototxt\"")
+fi
+solver_copy "prototxt/${net}_finetune_solver.prototxt" "$solver" "${frozen[@]}" "$@" \
+  "snapshot_prefix: \"$models/$net\"" ${SEED:+"random_seed: $SEED"}
 start=$(date +%s)
 "$python" -m agegender train --solver "$solver" --weights models/AgeGenderNet_pretrain > "$out/train.log" 2>&1
 echo "$net $(( $(date +%s) - start ))" > "$out/wall_seconds.txt"
