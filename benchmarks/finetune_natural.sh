@@ -8,7 +8,7 @@
 # Needs the pipeline's stages up to "pretrain" (data/lmdb with the val/test/pretrain LMDBs, data/mean,
 # models/AgeGenderNet_pretrain). Writes only under data/natural/ and models/natural/: the lists (same seed, so the
 # same split, validation and 687 test faces as data/DEF), the natural training LMDBs (the other splits linked
-# from data/lmdb), copies of prototxt/{GenderNet,AgeNet}_train_test.prototxt and *_finetune_solver.prototxt
+# from data/lmdb), copies of prototxt/*_finetune_solver.prototxt and the train_test prototxts they name
 # reading them, both nets fine-tuned (models/natural/NET), tested once on the test split
 # (data/natural/{gender,age}.json), compiled as compile2Movidius.sh builds them (data/natural/graph; the INT8
 # choice on the validation faces) and run end to end on FairFace dev (bench_wild.py, UltraFace + O-Net alignment
@@ -16,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=".venv/bin/python"; [ -x "$python" ] || python=python3
+source benchmarks/solver.sh
 for need in models/AgeGenderNet_pretrain data/lmdb/age_val_lmdb data/lmdb/age_test_lmdb data/mean/mean.binaryproto; do
   [ -e "$need" ] || { echo "finetune_natural.sh: no $need; run ./run_pipeline.sh SOURCE --extra DIR first" >&2; exit 2; }
 done
@@ -31,7 +32,8 @@ for task in age gender; do
 done
 for net in GenderNet AgeNet; do
   task=$([ "$net" = GenderNet ] && echo gender || echo age)
-  sed 's#data/lmdb/#data/natural/lmdb/#' "prototxt/${net}_train_test.prototxt" > "$out/prototxt/${net}_train_test.prototxt"
+  sed 's#data/lmdb/#data/natural/lmdb/#' "$(solver_net "prototxt/${net}_finetune_solver.prototxt")" \
+    > "$out/prototxt/${net}_train_test.prototxt"
   grep -v -e '^net:' -e '^snapshot_prefix:' "prototxt/${net}_finetune_solver.prototxt" > "$out/prototxt/${net}_finetune_solver.prototxt"
   printf 'net: "%s"\nsnapshot_prefix: "models/natural/%s/%s"\n' "$out/prototxt/${net}_train_test.prototxt" "$net" "$net" \
     >> "$out/prototxt/${net}_finetune_solver.prototxt"

@@ -11,7 +11,7 @@
 # LMDB, an FP16 graph (this NET + graph/'s other net, compiled as compile2Movidius.sh does, AgeNet with its
 # class prior) and FairFace dev end to end (bench_wild.py, UltraFace + O-Net alignment from ../shared, no
 # peer). SEED=N sets random_seed; TRAINED_ON=LIST the list an AgeNet probe trains on, for its class prior
-# (default data/DEF/age_train.txt); FREEZE="conv1 conv2 conv3" trains a copy of the train_test prototxt
+# (default data/DEF/age_train.txt); FREEZE="conv1 conv2 conv3" trains a copy of the solver's train_test prototxt
 # (data/probe/NAME/NET_train_test.prototxt) whose named layers have lr_mult and decay_mult 0 (Caffe's way
 # of freezing a layer: its weights stay the pre-training's).
 set -euo pipefail
@@ -30,7 +30,7 @@ mkdir -p "$out/graph" "$models"
 solver="$out/${net}_finetune_solver.prototxt"
 frozen=()
 if [ -n "${FREEZE:-}" ]; then
-  "$python" - "prototxt/${net}_train_test.prototxt" "$out/${net}_train_test.prototxt" $FREEZE <<'EOF'
+  "$python" - "$(solver_net "prototxt/${net}_finetune_solver.prototxt")" "$out/${net}_train_test.prototxt" $FREEZE <<'EOF'
 import sys
 from agegender.caffe.net import read_net, write_prototxt
 net, names = read_net(sys.argv[1]), sys.argv[3:]

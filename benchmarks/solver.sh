@@ -20,3 +20,8 @@ final_snapshot() {
   last=$(sed -n 's/^max_iter: *\([0-9]*\).*/\1/p' "$1")
   echo "${prefix}_iter_$last.caffemodel"
 }
+
+# solver_net SOLVER: the train_test prototxt it trains (its net: field).
+solver_net() {
+  sed -n 's/^net: *"\([^"]*\)".*/\1/p' "$1"
+}
