@@ -13,7 +13,8 @@
 # peer). SEED=N sets random_seed; TRAINED_ON=LIST the list an AgeNet probe trains on, for its class prior
 # (default data/DEF/age_train.txt); FREEZE="conv1 conv2 conv3" trains a copy of the solver's train_test prototxt
 # (data/probe/NAME/NET_train_test.prototxt) whose named layers have lr_mult and decay_mult 0 (Caffe's way
-# of freezing a layer: its weights stay the pre-training's).
+# of freezing a layer: its weights stay the pre-training's); PRETRAIN=DIR another pre-training's snapshots
+# (default models/AgeGenderNet_pretrain).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=".venv/bin/python"; [ -x "$python" ] || python=python3
@@ -22,7 +23,8 @@ source benchmarks/solver.sh
 net="$1" name="$2"; shift 2
 case "$net" in AgeNet) task=age other=GenderNet ;; GenderNet) task=gender other=AgeNet ;;
   *) echo "finetune_probe.sh: NET is AgeNet or GenderNet, not $net" >&2; exit 2 ;; esac
-for need in models/AgeGenderNet_pretrain data/mean/mean.binaryproto "graph/$other.xml"; do
+pretrain="${PRETRAIN:-models/AgeGenderNet_pretrain}"
+for need in "$pretrain" data/mean/mean.binaryproto "graph/$other.xml"; do
   [ -e "$need" ] || { echo "finetune_probe.sh: no $need; run ./run_pipeline.sh SOURCE --extra DIR first" >&2; exit 2; }
 done
 out="data/probe/$name" models="models/probe/$name/$net"
@@ -47,7 +49,7 @@ fi
 solver_copy "prototxt/${net}_finetune_solver.prototxt" "$solver" "${frozen[@]}" "$@" \
   "snapshot_prefix: \"$models/$net\"" ${SEED:+"random_seed: $SEED"}
 start=$(date +%s)
-"$python" -m agegender train --solver "$solver" --weights models/AgeGenderNet_pretrain > "$out/train.log" 2>&1
+"$python" -m agegender train --solver "$solver" --weights "$pretrain" > "$out/train.log" 2>&1
 echo "$net $(( $(date +%s) - start ))" > "$out/wall_seconds.txt"
 "$python" -m agegender test --model "prototxt/${net}_deploy.prototxt" --weights "$models" \
   --mean data/mean/mean.binaryproto --lmdb "data/lmdb/${task}_val_lmdb" --labels "$task" --json "$out/val.json" \
