@@ -29,14 +29,14 @@ from agegender.fileio import newest_snapshot  # noqa: E402
 
 def soup(nets: list[caffe_pb2.NetParameter], names: list[str]) -> caffe_pb2.NetParameter:
     """The first net with each learnable blob replaced by the mean of that blob over all nets."""
+    layout = [(layer.name, len(layer.blobs)) for layer in nets[0].layer]
+    for net, name in zip(nets[1:], names[1:]):
+        if [(layer.name, len(layer.blobs)) for layer in net.layer] != layout:
+            raise ValueError(f"{name}: its layers or their blobs differ from {names[0]}'s "
+                             f"({[n for n, _ in layout][:4]}...); soup only fine-tunings of one net")
     out = caffe_pb2.NetParameter()
     out.CopyFrom(nets[0])
     for i, layer in enumerate(out.layer):
-        for net, name in zip(nets[1:], names[1:]):
-            other = net.layer[i] if i < len(net.layer) else None
-            if other is None or other.name != layer.name or len(other.blobs) != len(layer.blobs):
-                raise ValueError(f"{name}: layer {i} is {other.name if other else 'missing'!r}, not {layer.name!r} "
-                                 f"with {len(layer.blobs)} blobs as in {names[0]}; soup only fine-tunings of one net")
         for j, blob in enumerate(layer.blobs):
             arrays = [blob_to_array(net.layer[i].blobs[j]) for net in nets]
             if len({a.shape for a in arrays}) != 1:

@@ -3,9 +3,9 @@ solver ever trains or selects on the test split, and each recipe reads the data 
 from __future__ import annotations
 
 import pytest
-from google.protobuf import text_format
 
 from agegender.caffe import caffe_pb2, read_net
+from agegender.caffe.net import read_solver
 from agegender.layers.net import layer_included
 
 from conftest import ROOT
@@ -38,8 +38,7 @@ def test_the_shared_trunk_pretrains_on_both_labels_of_the_same_faces():
 def test_agenet_finetuning_net_is_agenet_with_its_convolutions_frozen():
     """The fine-tuning copy must not drift from AgeNet_train_test.prototxt: the same layers, data and augmentation,
     only conv1-conv3's lr_mult and decay_mult 0 (Caffe's way of keeping the pre-trained trunk)."""
-    solver = caffe_pb2.SolverParameter()
-    text_format.Parse((ROOT / "prototxt/AgeNet_finetune_solver.prototxt").read_text(), solver)
+    solver = read_solver(ROOT / "prototxt/AgeNet_finetune_solver.prototxt")
     tuned, base = read_net(ROOT / solver.net), read_net(ROOT / "prototxt/AgeNet_train_test.prototxt")
     frozen = [layer.name for layer in tuned.layer if layer.param and all(p.lr_mult == 0 for p in layer.param)]
     assert frozen == ["conv1", "conv2", "conv3"]
