@@ -117,6 +117,13 @@ def test_cnn_detectors_find_the_annotated_faces_and_nothing_on_the_dogs(loaded, 
     assert len(dogs) <= (2 if name == "yunet-ssd" else 0)  # bench_detect.py: YuFaceDetectNet sees 2 faces there
 
 
+@pytest.mark.parametrize("name", ("haar",) + CNN)
+@pytest.mark.parametrize("shape", [(2, 30000), (30000, 2), (1, 1), (3, 5000)])
+def test_degenerate_images_find_no_face_instead_of_failing(loaded, name, shape):
+    """A 30000x2 image downscales to 1280x0 unless each side keeps at least one pixel (OpenCV's resize asserts)."""
+    assert loaded(name).detect(np.zeros(shape + (3,), np.uint8)) == []
+
+
 def test_the_best_installed_detector_is_the_default_else_haar_with_a_one_line_hint(fixtures, tmp_path, ir_cache):
     assert detectors.installed([fixtures]) == list(detectors.PREFERENCE)
     assert detectors.installed([fixtures / "ultraface"]) == ["ultraface"]

@@ -77,7 +77,7 @@ class Detector(Built):
     def detect(self, bgr: np.ndarray) -> list[Detection]:
         height, width = bgr.shape[:2]
         scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
-        small = bgr if scale == 1.0 else cv2.resize(bgr, (round(width * scale), round(height * scale)),
+        small = bgr if scale == 1.0 else cv2.resize(bgr, (max(1, round(width * scale)), max(1, round(height * scale))),
                                                     interpolation=cv2.INTER_AREA)
         min_face = min(small.shape[:2]) * MIN_FACE_FRACTION
         found = [d for d in self._run(small, min_face) if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) >= min_face]
