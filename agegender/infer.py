@@ -80,6 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="5 landmarks for detected faces that have none, so each crop is aligned like the "
                              "training chips: onet (MTCNN's O-Net, files of download.sh --detector mtcnn), none, "
                              "auto (onet when its files are in the detector folder; default)")
+    parser.add_argument("--min-face", "--min_face", dest="min_face", type=float, metavar="PX",
+                        help="find faces down to PX pixels (at least "
+                             f"{detectors.MIN_FACE_PIXELS}; default {detectors.MIN_FACE_DEFAULT:g} with a CNN "
+                             "detector, 0 with Haar): where they are under 1/20 of the photo's short side "
+                             "(crowds, large photos) overlapping windows are searched too; 0: one pass, faces "
+                             "of 1/20 of the short side and more (fastest)")
     parser.add_argument("--mirror", action="store_true",
                         help="also run each face mirrored and average the two predictions (the nets were trained "
                              "on mirrored faces too): a little better age in the wild, twice the nets' time")
@@ -539,8 +545,13 @@ def run_image(args: argparse.Namespace, path: Path, finder: FaceFinder) -> int:
     faces = finder.find(image)
     detect_ms = 1000 * (time.perf_counter() - start)
     if not faces.boxes:
+        if args.json:
+            report.record(Record(str(path), faces))  # --json says so too (exit code 3)
+        min_face = finder.detector.entry.min_face if args.min_face is None else args.min_face
+        small = (f"; for faces under {min_face:g} px give a smaller --min-face" if min_face
+                 else "; for faces under 1/20 of the photo's side give --min-face 16")
         raise AgegenderError(f"no face found in {path} ({image.shape[1]}x{image.shape[0]}, "
-                             f"{finder.detector.entry.title}); if it is a face crop, use --faces none"
+                             f"{finder.detector.entry.title}); if it is a face crop, use --faces none{small}"
                              + (f"; {finder.hint}" if getattr(finder, "hint", None) else ""), exit_code=NO_FACE)
     record = Record(str(path), faces, predict_faces(nets, image, faces, args.jobs))
     report.record(record)
@@ -703,8 +714,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json in (None, "-"):
         return _run(args)
     with contextlib.redirect_stdout(io.StringIO()) as lines:  # --json FILE: the JSON lines, written whole
-        code = _run(args)
-    write_text_atomic(args.json, lines.getvalue())
+        try:
+            code = _run(args)
+        finally:  # also when it stops with an error (no face: exit 3) after some records: no stale file
+            if lines.getvalue():
+                write_text_atomic(args.json, lines.getvalue())
     return code
 
 
@@ -718,6 +732,9 @@ def _run(args: argparse.Namespace) -> int:
                              f"(always answer) to 1")
     if args.workers < 0:
         raise AgegenderError("--workers must be 0 (one per CPU) or more")
+    if args.min_face and not detectors.MIN_FACE_PIXELS <= args.min_face < float("inf"):
+        raise AgegenderError(f"--min-face {args.min_face:g}: give {detectors.MIN_FACE_PIXELS} pixels or more "
+                             f"(smaller faces hold too little for an age or a gender), or 0 for one pass")
     if args.camera is not None:
         kind, source = "camera", args.camera
     else:
@@ -746,7 +763,7 @@ def make_finder(args: argparse.Namespace) -> FaceFinder:
                                                                            else None)
 
     return faces_finder(args.faces, args.detector, detectors.search_dirs(args.detector_dir, args.graph_dir),
-                        placement, args.align)
+                        placement, args.align, getattr(args, "min_face", None))
 
 
 def hint(finder: FaceFinder) -> None:

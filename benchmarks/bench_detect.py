@@ -1,7 +1,10 @@
-"""Face detectors side by side: recall and false positives on dlib's annotated PASCAL VOC photos, faces found
-on the group photos, and time per photo at 320x240, 640x480 and 1280x960.
+"""Face detectors side by side: recall and false positives on dlib's annotated PASCAL VOC photos, the same
+faces made small (each photo 4 times in a canvas twice its size: faces of 1/20 to 1/30 of its short side),
+faces found on the group photos, and time per photo at 320x240, 640x480 and 1280x960; each at every
+--min-face asked ("default": the detector's own, as run_inference uses it; 0: one pass).
 
     .venv/bin/python benchmarks/bench_detect.py [--detector-dir ../shared/caffe-fixtures] [--device CPU] [--repeats 10]
+        [--min-face default,0]
 
 Recall: a detector's raw box (before the chip margins) matches an annotated box of ``training.xml`` when their
 IoU is >= --iou (0.4: dlib's boxes are tight squares, the detectors' boxes are taller), each annotated face at
@@ -58,28 +61,42 @@ def match(found: list[detectors.Detection], truth: np.ndarray, threshold: float)
     return hits, len(found) - hits
 
 
-def evaluate(detector: detectors.Detector, iou_threshold: float, repeats: int) -> dict:
+def small_faces(image: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` 4 times in a grey canvas twice its size (4x its sides), and the boxes moved with it."""
+    height, width = image.shape[:2]
+    canvas, boxes = np.full((4 * height, 4 * width, 3), 120, np.uint8), []
+    for top, left in ((0, 0), (0, 2 * width), (2 * height, width), (3 * height, 3 * width)):
+        canvas[top:top + height, left:left + width] = image
+        boxes.append(truth + [left, top, left, top])
+    return canvas, np.vstack(boxes)
+
+
+def evaluate(detector: detectors.Detector, iou_threshold: float, repeats: int, min_face: float | None) -> dict:
     truth = annotations(ANNOTATED / "training.xml")
-    hits = false = total = 0
+    hits = false = total = small = small_total = 0
     for name, boxes in truth.items():
-        found = detector.detect(cv2.imread(str(ANNOTATED / name)))
-        h, f = match(found, boxes, iou_threshold)
+        image = cv2.imread(str(ANNOTATED / name))
+        h, f = match(detector.detect(image, min_face), boxes, iou_threshold)
         hits, false, total = hits + h, false + f, total + len(boxes)
-    dogs = len(detector.detect(cv2.imread(str(ANNOTATED / "dogs.jpg"))))
-    group = sum(len(detector.detect(cv2.imread(str(p)))) for p in sorted(GROUP.glob("*.jpg")))
+        canvas, moved = small_faces(image, boxes)
+        small += match(detector.detect(canvas, min_face), moved, iou_threshold)[0]
+        small_total += len(moved)
+    dogs = len(detector.detect(cv2.imread(str(ANNOTATED / "dogs.jpg")), min_face))
+    group = sum(len(detector.detect(cv2.imread(str(p)), min_face)) for p in sorted(GROUP.glob("*.jpg")))
     photo = cv2.imread(str(GROUP / "1.jpg"))
     times = {}
     for size in SIZES:
         image = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
-        detector.detect(image)
+        detector.detect(image, min_face)
         runs, cpu = [], []
         for _ in range(repeats):
             start, start_cpu = time.perf_counter(), time.process_time()
-            detector.detect(image)
+            detector.detect(image, min_face)
             runs.append(1000 * (time.perf_counter() - start))
             cpu.append(1000 * (time.process_time() - start_cpu))
         times[size] = (statistics.median(runs), statistics.median(cpu))
-    return {"hits": hits, "total": total, "false": false + dogs, "dogs": dogs, "group": group, "times": times}
+    return {"hits": hits, "total": total, "false": false + dogs, "dogs": dogs, "group": group, "times": times,
+            "small": small, "small_total": small_total}
 
 
 def main() -> int:
@@ -89,6 +106,8 @@ def main() -> int:
     parser.add_argument("--iou", type=float, default=0.4)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--detectors", default=",".join(detectors.REGISTRY))
+    parser.add_argument("--min-face", default="default,0", help="comma-separated: default (the detector's own), "
+                                                                "0 (one pass) or pixels")
     args = parser.parse_args()
     if not ANNOTATED.is_dir():
         sys.exit(f"{ANNOTATED} is absent: the benchmark reads dlib's annotated photos from ../shared")
@@ -99,21 +118,27 @@ def main() -> int:
     for name in args.detectors.split(","):
         try:
             detector = detectors.load(name, [args.detector_dir], args.device, cache)
-            r = evaluate(detector, args.iou, args.repeats)
         except Exception as exc:  # a detector whose layers cannot be compiled yet: say so, measure the others
             print(f"{name}: not measured ({type(exc).__name__}: {str(exc).splitlines()[0]})")
             continue
-        print(f"{name}: {r['hits']}/{r['total']} annotated faces, {r['false']} false positives "
-              f"({r['dogs']} on dogs.jpg), {r['group']} faces on {len(list(GROUP.glob('*.jpg')))} group photos, "
-              + ", ".join(f"{w}x{h} {ms:.1f} ms ({cpu:.1f} CPU ms)" for (w, h), (ms, cpu) in r["times"].items()))
-        rows.append((name, r))
+        for asked in args.min_face.split(","):
+            min_face = detector.entry.min_face if asked == "default" else float(asked)
+            label = f"{name}, --min-face {min_face:g}" + (" (its default)" if asked == "default" else "")
+            r = evaluate(detector, args.iou, args.repeats, min_face or None)
+            print(f"{label}: {r['hits']}/{r['total']} annotated faces, {r['small']}/{r['small_total']} made small, "
+                  f"{r['false']} false positives ({r['dogs']} on dogs.jpg), {r['group']} faces on "
+                  f"{len(list(GROUP.glob('*.jpg')))} group photos, "
+                  + ", ".join(f"{w}x{h} {ms:.1f} ms ({cpu:.1f} CPU ms)" for (w, h), (ms, cpu) in r["times"].items()),
+                  flush=True)
+            rows.append((label, r))
     print(f"load average {os.getloadavg()[0]:.1f} at the end\n")
-    print("| detector | annotated faces found (IoU >= %.1f) | false positives (dogs.jpg) | faces on the 24 group photos "
-          "| ms (CPU ms) per 320x240 | 640x480 | 1280x960 |" % args.iou)
-    print("|---|---|---|---|---|---|---|")
-    for name, r in rows:
+    print("| detector | annotated faces found (IoU >= %.1f) | the same made small | false positives (dogs.jpg) "
+          "| faces on the 24 group photos | ms (CPU ms) per 320x240 | 640x480 | 1280x960 |" % args.iou)
+    print("|---|---|---|---|---|---|---|---|")
+    for label, r in rows:
         t = [f"{r['times'][s][0]:.1f} ({r['times'][s][1]:.1f})" for s in SIZES]
-        print(f"| {name} | {r['hits']}/{r['total']} | {r['false']} ({r['dogs']}) | {r['group']} | {' | '.join(t)} |")
+        print(f"| {label} | {r['hits']}/{r['total']} | {r['small']}/{r['small_total']} | {r['false']} ({r['dogs']}) "
+              f"| {r['group']} | {' | '.join(t)} |")
     return 0
 
 

@@ -3,7 +3,7 @@ detector seam, in the same run: folder mode on UTKFace chips (faces/s) and one 1
 
     .venv/bin/python benchmarks/bench_run_inference.py [--images 200] [--device CPU] [--graph_dir graph]
                      [--now-graph-dir DIR] [--detector NAME] [--detector-dir ../shared/caffe-fixtures] [--workers 0]
-                     [--align auto|onet|none]
+                     [--align auto|onet|none] [--min-face PX]
 
 "before" (run_inference at d12b715): the Haar cascade on every image; in a folder, decoding, detecting and
 preprocessing on the calling thread while both nets' async queues run; for one photo, its faces one at a
@@ -199,6 +199,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=20, help="runs of the single-photo measurement")
     parser.add_argument("--align", choices=detectors.ALIGN_MODES, default="auto",
                         help="now: landmarks for aligned crops, as run_inference.py's --align (default auto)")
+    parser.add_argument("--min-face", type=float, help="now: run_inference.py's --min-face (default: the "
+                                                       "detector's own; 0: one detector pass per photo)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     if not UTKFACE.is_dir():
@@ -211,7 +213,7 @@ def main() -> int:
         detector = detectors.load(args.detector, [args.detector_dir], args.device, cache)
         before = FaceFinder("auto", detectors.load("haar", []), no_detect_side=0)
         landmarker = detectors.load_landmarker(args.align, [args.detector_dir], lambda: (args.device, cache))
-        now = FaceFinder("auto", detector, landmarker=landmarker)
+        now = FaceFinder("auto", detector, landmarker=landmarker, min_face=args.min_face)
         print(f"graphs: {which}")
         print(f"detectors: before haar, now {detector.name} ({detector.source})"
               + (f" + {landmarker.name} landmarks (aligned crops)" if landmarker else ""))

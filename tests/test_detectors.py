@@ -124,6 +124,51 @@ def test_degenerate_images_find_no_face_instead_of_failing(loaded, name, shape):
     assert loaded(name).detect(np.zeros(shape + (3,), np.uint8)) == []
 
 
+def test_windows_hold_every_face_size_whole_in_a_window_whose_band_keeps_it():
+    """--min-face's pyramid: any face of min_face px or more, anywhere, lies whole in a window whose one pass
+    keeps its size (side / 20 <= size < largest), so cutting faces at window sides never loses one."""
+    rng = np.random.default_rng(0)
+    for height, width, min_face in ((675, 1024, 24), (3000, 4000, 24), (353, 490, 12), (960, 1280, 40)):
+        found = detectors.windows(height, width, min_face)
+        assert found[-1] == ((0, 0, width, height), float("inf"))
+        for _ in range(300):
+            size = min_face * 2 ** rng.uniform(0, np.log2(min(height, width) / min_face))
+            x, y = rng.uniform(0, width - size), rng.uniform(0, height - size)
+            assert any(x0 <= x and y0 <= y and x + size <= x1 and y + size <= y1
+                       and (x1 - x0) * detectors.MIN_FACE_FRACTION <= size < largest
+                       for (x0, y0, x1, y1), largest in found), (height, width, min_face, size, x, y)
+    assert len(detectors.windows(200, 200, 24)) == 1  # a UTKFace chip: one pass, as the training crops were found
+    with pytest.raises(AgegenderError, match="--min-face 8: .*give 12 or more"):
+        detectors.windows(1000, 1000, 8)
+    with pytest.raises(AgegenderError, match="needs over 1024 detector passes; give a larger --min-face"):
+        detectors.windows(10000, 10000, 12)
+
+
+@pytest.mark.parametrize("name", CNN)
+def test_small_faces_of_a_large_photo_are_found_by_the_default_min_face_and_not_in_one_pass(loaded, name):
+    """The annotated photos four times in a canvas twice their size: faces of 1/20 to 1/30 of its short side,
+    which one pass misses (some or all); the default --min-face (24 px) finds each once, and nothing else."""
+    detector = loaded(name)
+    for photo in ("2008_001009.jpg", "2008_001322.jpg"):
+        image, truth = cv2.imread(str(ANNOTATED / photo)), annotated(photo)
+        height, width = image.shape[:2]
+        canvas, boxes = np.full((4 * height, 4 * width, 3), 120, np.uint8), []
+        for top, left in ((0, 0), (0, 2 * width), (2 * height, width), (3 * height, 3 * width)):
+            canvas[top:top + height, left:left + width] = image
+            boxes.append(truth + [left, top, left, top])
+        boxes = np.vstack(boxes)
+        assert len(detector.detect(canvas)) < len(boxes)
+        found = detector.detect(canvas, detector.entry.min_face)
+        assert len(found) == len(boxes)
+        assert (iou(boxes, np.array([d.box for d in found])).max(1) >= 0.4).all(), photo
+
+
+def test_a_window_showing_part_of_a_large_face_does_not_call_the_part_a_face(loaded):
+    chip = cv2.imread(str(sorted(need_shared(UTKFACE).glob("*.jpg"))[3]))
+    found = loaded("ultraface").detect(chip_in_photo(chip, 0), 24)  # windows cut the 300-px face in two
+    assert len(found) == 1
+
+
 def test_the_best_installed_detector_is_the_default_else_haar_with_a_one_line_hint(fixtures, tmp_path, ir_cache):
     assert detectors.installed([fixtures]) == list(detectors.PREFERENCE)
     assert detectors.installed([fixtures / "ultraface"]) == ["ultraface"]

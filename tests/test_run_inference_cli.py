@@ -127,6 +127,17 @@ def test_no_face_is_exit_code_3_with_one_line(graph, tmp_path):
     assert infer(graph, "--image_path", square).returncode == 0  # auto: looks like a face crop, used whole
 
 
+def test_no_face_is_also_a_json_record_and_min_face_is_checked_up_front(graph, tmp_path):
+    blank = tmp_path / "wall.jpg"
+    cv2.imwrite(str(blank), np.full((480, 640, 3), 200, np.uint8))
+    out = tmp_path / "out.json"
+    out.write_text("an earlier run's\n")
+    assert infer(graph, "--image_path", blank, "--json", out).returncode == 3
+    record = json.loads(out.read_text())  # not the earlier run's file: scripts read this run's answer
+    assert record["detected"] == 0 and record["faces"] == []
+    assert_one_line_error(infer(graph, "--image_path", blank, "--min-face", "5"), "--min-face 5", "12 pixels or more")
+
+
 def test_absent_device_falls_back_to_cpu_with_one_notice(graph, chips):
     proc = infer(graph, "--image_path", chips[0], "--device", "GPU")
     assert proc.returncode == 0

@@ -118,12 +118,15 @@ class FaceFinder:
     workers share one finder."""
 
     def __init__(self, mode: str = "auto", detector: detectors.Detector | None = None,
-                 no_detect_side: int = CROP_NO_DETECT_SIDE, landmarker: detectors.Landmarker | None = None):
+                 no_detect_side: int = CROP_NO_DETECT_SIDE, landmarker: detectors.Landmarker | None = None,
+                 min_face: float | None = None):
         """``no_detect_side`` 0: auto detects on every image (as before face crops skipped the detector).
-        ``landmarker``: gives landmarks to the faces the detector found without (their crops are then aligned)."""
+        ``landmarker``: gives landmarks to the faces the detector found without (their crops are then aligned).
+        ``min_face``: --min-face, the smallest face searched for, in pixels (Detector.detect); 0: one pass;
+        None: the detector's default (its registry entry's ``min_face``)."""
         if mode not in FACE_MODES:
             raise AgegenderError(f"--faces {mode!r}: choose one of {', '.join(FACE_MODES)}")
-        self.mode, self.no_detect_side = mode, no_detect_side
+        self.mode, self.no_detect_side, self.min_face = mode, no_detect_side, min_face
         if mode != "none" and (detector is None or (mode == "haar" and detector.name != "haar")):
             detector = detectors.load("haar", [])
         self.detector = detector if mode != "none" else None
@@ -151,7 +154,8 @@ class FaceFinder:
         height, width = bgr.shape[:2]
         self.detected_any = True
         out = []
-        found = self.detector.detect(bgr)
+        min_face = self.detector.entry.min_face if self.min_face is None else self.min_face
+        found = self.detector.detect(bgr, min_face or None)
         if self.landmarker is not None:
             found = self.landmarker.add(bgr, found)
         for det in found:
@@ -162,12 +166,13 @@ class FaceFinder:
 
 
 def make_finder(faces: str, detector: str | None, dirs: list,
-                placement: Callable[[], tuple[str, object]] | None = None, align: str = "none") -> FaceFinder:
+                placement: Callable[[], tuple[str, object]] | None = None, align: str = "none",
+                min_face: float | None = None) -> FaceFinder:
     """The face finder of ``--faces`` with ``--detector`` (None: the best installed in ``dirs``, else Haar with a
     one-line ``hint``) and ``--align`` (detectors.ALIGN_MODES: "auto" aligns with the first landmark model found
     in ``dirs``): run_inference.py and the LMDB stage build theirs here, so a training image and a photo are
     cropped alike. CNNs are compiled for the (device, IR cache folder) ``placement()`` returns (default: CPU, no
-    cache), asked only when one is used, so Haar alone never starts an OpenVINO device."""
+    cache), asked only when one is used, so Haar alone never starts an OpenVINO device. ``min_face``: --min-face."""
     if faces == "none":
         return FaceFinder("none")
     name = "haar" if faces == "haar" else detector
@@ -175,10 +180,10 @@ def make_finder(faces: str, detector: str | None, dirs: list,
     place = placement or (lambda: ("CPU", None))
     landmarker = detectors.load_landmarker(align, dirs, place)
     if name == "haar" or fallback:
-        finder = FaceFinder(faces, detectors.load("haar", dirs), landmarker=landmarker)
+        finder = FaceFinder(faces, detectors.load("haar", dirs), landmarker=landmarker, min_face=min_face)
         finder.hint = f"a CNN face detector finds more faces than Haar: {detectors.fetch_hint()}" if fallback else None
         return finder
-    finder = FaceFinder(faces, detectors.load(name, dirs, *place()), landmarker=landmarker)
+    finder = FaceFinder(faces, detectors.load(name, dirs, *place()), landmarker=landmarker, min_face=min_face)
     if align == "auto" and landmarker is None and not finder.detector.entry.landmarks:
         finder.hint = (f"faces were cropped without alignment (no landmark model in {', '.join(map(str, dirs))}); "
                        f"aligned crops give better ages: ./download.sh --detector mtcnn")

@@ -16,11 +16,17 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from agegender.deploy.detectors.boxes import nms
 from agegender.errors import AgegenderError
 
 Margins = tuple[float, float, float, float]  # left, top, right, bottom, as fractions of the box's width/height
 DETECT_MAX_SIDE = 640       # larger photos are detected on a downscaled copy (faces are cropped at full size)
 MIN_FACE_FRACTION = 1 / 20  # smallest face searched for, as a fraction of the detection image's short side
+MIN_FACE_PIXELS = 12        # the smallest --min-face: a smaller face holds too little for an age or a gender
+MIN_FACE_DEFAULT = 24       # the CNN detectors' default --min-face: faces this small are searched for in any photo
+MAX_WINDOWS = 1024          # --min-face on a huge photo: refused beyond this many detector passes (time bound)
+WINDOW_NMS = 0.4            # IoU above which two windows' boxes are one face (the higher score kept)
+NESTED = 0.6                # a box this much inside a larger one is a part of that face, not a face
 LANDMARKS = ("left eye", "right eye", "nose", "mouth left", "mouth right")  # as the person faces the camera: image left first
 
 
@@ -52,6 +58,7 @@ class Entry(Model):
     build: Callable[[dict[str, Path], str, Path | None], Callable[[np.ndarray], list[Detection]]]
     measured: str = ""  # how the margins were measured: chips with one face, of how many
     template: tuple[tuple[float, float], ...] = field(default=())  # median landmarks on a 200x200 UTKFace chip
+    min_face: float = MIN_FACE_DEFAULT  # the default --min-face (0: one pass; Haar's windows would cost seconds)
 
 
 class Built:
@@ -66,15 +73,40 @@ class Built:
 
 
 class Detector(Built):
-    """A built detector: ``detect(bgr)`` -> detections sorted left to right, in full-image pixels.
-    Photos larger than DETECT_MAX_SIDE are detected on a downscaled copy; faces smaller than
-    MIN_FACE_FRACTION of the detection image's short side are not searched for (MTCNN) or dropped."""
+    """A built detector: ``detect(bgr, min_face)`` -> detections sorted left to right, in full-image pixels.
+    Each pass sees at most a DETECT_MAX_SIDE copy and keeps faces of MIN_FACE_FRACTION of its short side and
+    more (smaller ones are not searched for (MTCNN) or dropped); faces down to ``min_face`` px are found by
+    passes over overlapping windows of the photo (``windows``), as tiled inference does for small objects."""
 
     @property
     def margins(self) -> Margins:
         return self.entry.margins
 
-    def detect(self, bgr: np.ndarray) -> list[Detection]:
+    def detect(self, bgr: np.ndarray, min_face: float | None = None) -> list[Detection]:
+        """The faces of ``bgr``: one pass finds those of at least MIN_FACE_FRACTION of its short side;
+        ``min_face`` (pixels of ``bgr``, --min-face) smaller than that searches overlapping windows()."""
+        height, width = bgr.shape[:2]
+        if min_face is None or min_face >= min(height, width) * MIN_FACE_FRACTION:
+            return self._once(bgr)
+        found: list[Detection] = []
+        for (x0, y0, x1, y1), largest in windows(height, width, min_face):
+            inner = (x0 > 0, y0 > 0, x1 < width, y1 < height)  # window sides inside the photo
+            for d in self._once(bgr[y0:y1, x0:x1]):
+                bx0, by0, bx1, by1 = d.box
+                cut = (bx0 <= 1, by0 <= 1, bx1 >= x1 - x0 - 1, by1 >= y1 - y0 - 1)  # touches the window's side
+                if min(bx1 - bx0, by1 - by0) >= largest or any(c and i for c, i in zip(cut, inner)):
+                    continue  # a larger face, or part of a face: a coarser or an overlapping window has it whole
+                found.append(Detection((bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), d.score,
+                                       None if d.landmarks is None else d.landmarks + [x0, y0]))
+        if not found:
+            return []
+        boxes, scores = np.array([d.box for d in found]), np.array([d.score for d in found])
+        keep = nms(boxes, scores, WINDOW_NMS)  # one face seen by several windows
+        areas = (boxes[keep, 2] - boxes[keep, 0]) * (boxes[keep, 3] - boxes[keep, 1])
+        keep = keep[nms(boxes[keep], areas, NESTED, method="min")]  # a part of a face seen in a window
+        return sorted((found[i] for i in keep), key=lambda d: (d.box[0], d.box[1]))
+
+    def _once(self, bgr: np.ndarray) -> list[Detection]:
         height, width = bgr.shape[:2]
         scale = min(1.0, DETECT_MAX_SIDE / max(height, width))
         small = bgr if scale == 1.0 else cv2.resize(bgr, (max(1, round(width * scale)), max(1, round(height * scale))),
@@ -85,6 +117,37 @@ class Detector(Built):
             found = [Detection(tuple(v / scale for v in d.box), d.score,
                                None if d.landmarks is None else d.landmarks / scale) for d in found]
         return sorted(found, key=lambda d: (d.box[0], d.box[1]))
+
+
+def windows(height: int, width: int, min_face: float) -> list[tuple[tuple[int, int, int, int], float]]:
+    """The windows ((x0, y0, x1, y1), largest) --min-face searches, a pyramid of levels: at level k, squares
+    of side m / MIN_FACE_FRACTION, m = min_face * 2^k (so one pass in a window keeps faces of m px and more),
+    overlapping by 2 m: a face under 2 m px lies whole in one of them, and a larger one in a window of the
+    next level; the last level is the whole photo. A window keeps faces under ``largest`` (4 m: larger ones
+    are a coarser level's, and a window showing part of a large face must not call that part a face); a face
+    cut by a window's side is left to the others. Refused (one line) past MAX_WINDOWS windows, or under
+    MIN_FACE_PIXELS."""
+    if min_face < MIN_FACE_PIXELS:
+        raise AgegenderError(f"--min-face {min_face:g}: faces under {MIN_FACE_PIXELS} px are not searched for "
+                             f"(too small for an age or a gender); give {MIN_FACE_PIXELS} or more")
+    out, m = [], float(min_face)
+    while (side := round(m / MIN_FACE_FRACTION)) < min(height, width):
+        step = side - round(2 * m)
+        out += [((x, y, x + side, y + side), 4 * m)
+                for y in _starts(height, side, step) for x in _starts(width, side, step)]
+        if len(out) > MAX_WINDOWS:
+            raise AgegenderError(f"--min-face {min_face:g} on a {width}x{height} photo needs over {MAX_WINDOWS} "
+                                 f"detector passes; give a larger --min-face (or a smaller photo)")
+        m *= 2
+    return out + [((0, 0, width, height), float("inf"))]
+
+
+def _starts(length: int, side: int, step: int) -> list[int]:
+    """Window starts along one axis: every ``step`` px, the last one flush with the far edge."""
+    if side >= length:
+        return [0]
+    starts = list(range(0, length - side, step))
+    return starts + [length - side]
 
 
 def _rows(boxes: np.ndarray, landmarks: np.ndarray | None = None) -> list[Detection]:
@@ -149,7 +212,7 @@ _YU = "https://raw.githubusercontent.com/ShiqiYu/libfacedetection/2a28111f3963f0
 
 REGISTRY: dict[str, Entry] = {entry.name: entry for entry in (
     Entry("haar", "OpenCV Haar cascade (frontal faces)", "BSD (OpenCV)", {}, (), (0.10, 0.03, 0.11, 0.18), False,
-          _haar, "205 of 430 UTKFace chips with one face"),
+          _haar, "205 of 430 UTKFace chips with one face", min_face=0),
     Entry("mtcnn", "MTCNN P-, R-, O-Net (kpzhang93), 5 landmarks", "MIT", {
         "det1.prototxt": (_MTCNN + "det1.prototxt", "adc1756d8515d3ca3a6a186c0fadab66fcae04bd8d3c6388e2fe8797a626dde4"),
         "det1.caffemodel": (_MTCNN + "det1.caffemodel", "d6085e7f48ba7e6b6f1b58964595f6bce5b97bcc4866751f7b4bdc98f920c096"),
