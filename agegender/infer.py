@@ -29,6 +29,7 @@ from agegender import images as dataset_images
 from agegender.deploy import detectors
 from agegender.deploy.faces import FACE_MODES, Box, FaceFinder, Faces, draw
 from agegender.deploy.faces import make_finder as faces_finder
+from agegender.deploy.tracking import Tracker
 from agegender.devices import add_device_argument
 from agegender.errors import AgegenderError, run_guarded
 from agegender.fileio import (
@@ -86,6 +87,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "detector, 0 with Haar): where they are under 1/20 of the photo's short side "
                              "(crowds, large photos) overlapping windows are searched too; 0: one pass, faces "
                              "of 1/20 of the short side and more (fastest)")
+    parser.add_argument("--track", type=int, default=15, metavar="N",
+                        help="video and camera: follow each face across frames and answer with the mean of its "
+                             "last N frames' predictions (default %(default)s; 1: track ids without averaging; "
+                             "0: each frame alone)")
     parser.add_argument("--mirror", action="store_true",
                         help="also run each face mirrored and average the two predictions (the nets were trained "
                              "on mirrored faces too): a little better age in the wild, twice the nets' time")
@@ -333,6 +338,8 @@ class FaceResult:
     age: np.ndarray | None = None
     gender: np.ndarray | None = None
     ms: float | None = None
+    track: int | None = None   # video, --track: the face's track, and how many frames its answer averages
+    frames: int | None = None
 
 
 @dataclass
@@ -405,6 +412,8 @@ class Report:
                     entry[task]["sure"] = self.sure(p)
             if face.ms is not None:
                 entry["ms"] = round(face.ms, 3)
+            if face.track is not None:
+                entry["track"], entry["frames"] = face.track, face.frames
             faces.append(entry)
         return {"image": record.name, "device": self.nets.age.device, "faces_from": record.faces.source,
                 "detected": record.faces.detected, "faces": faces}
@@ -414,7 +423,7 @@ class Report:
         return f"{gender[0] if self.sure(gender[1]) else gender[0] + '?'}, {age[0]}"
 
     def frame(self, record: Record, fps: float | None) -> None:
-        """A video frame on one line: "frame 12 (14.2 fps): Female 96.30%, 20-29 87.12%; Male ..."."""
+        """A video frame on one line: "frame 12 (14.2 fps): #1 Female 96.30%, 20-29 87.12%; #2 Male ..."."""
         if self.as_json:
             self.record(record)
             return
@@ -423,7 +432,8 @@ class Report:
         faces = []
         for face in record.results:
             (age, p_age), (gender, p_gender) = self.top(face)
-            faces.append(f"{self.gender_text((gender, p_gender), ' ')}, {age} {100 * p_age:.2f}%")
+            who = f"#{face.track} " if face.track is not None else ""
+            faces.append(f"{who}{self.gender_text((gender, p_gender), ' ')}, {age} {100 * p_age:.2f}%")
         live = f" ({fps:.1f} fps)" if fps else ""
         print(f"{record.name}{live}: {'; '.join(faces) or 'no face'}", flush=True)
 
@@ -593,12 +603,15 @@ def run_video(args: argparse.Namespace, source: str | int, finder: FaceFinder) -
     progress = _progress(args, min(count, args.max_frames or count), label, "frames")
     writer = VideoOutput(args.output, capture.get(cv2.CAP_PROP_FPS)) if args.output else None
     recent: collections.deque[float] = collections.deque(maxlen=30)  # the live fps is over the last 30 frames
+    tracker = Tracker(args.track) if getattr(args, "track", 0) else None
     stopped = False
     try:
         for record in stream(nets, finder, frames(capture, args.max_frames), writer is not None, args.jobs,
                              args.workers):
             recent.append(time.perf_counter())
             fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else None
+            if tracker is not None:
+                follow(tracker, record)
             report.frame(record, fps)
             if writer is not None:
                 writer.write(annotated(report, record.image, record))
@@ -618,6 +631,15 @@ def run_video(args: argparse.Namespace, source: str | int, finder: FaceFinder) -
     if not stopped:
         check_complete(source, count, progress.done, args.max_frames)
     return 0
+
+
+def follow(tracker: Tracker, record: Record) -> None:
+    """--track: each face of a frame continues its track (or starts one); its answer becomes the track's mean."""
+    results = record.results
+    boxes = [(r.box.x, r.box.y, r.box.x + r.box.w, r.box.y + r.box.h) for r in results]
+    for result, (track, frames, age, gender) in zip(results, tracker.update(boxes, [r.age for r in results],
+                                                                              [r.gender for r in results])):
+        result.track, result.frames, result.age, result.gender = track, frames, age, gender
 
 
 def check_complete(source: str | int, declared: int, read: int, limit: int | None) -> None:
@@ -732,6 +754,8 @@ def _run(args: argparse.Namespace) -> int:
                              f"(always answer) to 1")
     if args.workers < 0:
         raise AgegenderError("--workers must be 0 (one per CPU) or more")
+    if args.track < 0:
+        raise AgegenderError("--track must be 0 (each frame alone) or more frames")
     if args.min_face and not detectors.MIN_FACE_PIXELS <= args.min_face < float("inf"):
         raise AgegenderError(f"--min-face {args.min_face:g}: give {detectors.MIN_FACE_PIXELS} pixels or more "
                              f"(smaller faces hold too little for an age or a gender), or 0 for one pass")

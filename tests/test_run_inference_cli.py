@@ -194,7 +194,7 @@ def test_video_file_one_line_per_frame_with_live_fps_and_annotated_output(graph,
     video = write_video(tmp_path / "clip.avi", chips[:4])
     proc = infer(graph, "--image_path", video, "--output", tmp_path / "out.avi")
     assert proc.returncode == 0, proc.stderr
-    frames = re.findall(r"^frame (\d+)(?: \(([\d.]+) fps\))?: (Male|Female) [\d.]+%, \d+-\d+ [\d.]+%$",
+    frames = re.findall(r"^frame (\d+)(?: \(([\d.]+) fps\))?: #\d+ (Male|Female) [\d.]+%, \d+-\d+ [\d.]+%$",
                         proc.stdout, re.M)
     assert [int(f[0]) for f in frames] == list(range(8))
     assert all(float(f[1]) > 0 for f in frames[1:])
@@ -209,6 +209,31 @@ def test_video_max_frames_and_json(graph, chips, tmp_path):
     proc = infer(graph, "--image_path", video, "--max_frames", "3", "--json")
     assert proc.returncode == 0, proc.stderr
     assert [json.loads(line)["image"] for line in proc.stdout.splitlines()] == ["frame 0", "frame 1", "frame 2"]
+
+
+def test_video_faces_carry_their_track_and_answer_with_its_mean(graph, chips, tmp_path):
+    """One person on a fixed camera (the chip's frames, a little noise each): one track; --track 3 answers
+    each frame with the mean of its last 3 frames' probabilities (--track 1), --track 0 has no tracks."""
+    rng = np.random.default_rng(0)
+    video = tmp_path / "one.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (200, 200))
+    for _ in range(6):
+        noisy = cv2.imread(str(chips[1])).astype(np.int16) + rng.integers(-25, 26, (200, 200, 3))
+        writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
+    writer.release()
+    runs = {}
+    for window in ("0", "1", "3"):
+        proc = infer(graph, "--image_path", video, "--json", "--track", window)
+        assert proc.returncode == 0, proc.stderr
+        runs[window] = [json.loads(line)["faces"][0] for line in proc.stdout.splitlines()]
+    assert all("track" not in face for face in runs["0"])
+    assert [(f["track"], f["frames"]) for f in runs["3"]] == [(1, 1), (1, 2), (1, 3), (1, 3), (1, 3), (1, 3)]
+    raw = [np.array(list(f["gender"]["probabilities"].values())) for f in runs["1"]]
+    assert raw[4][0] != pytest.approx(raw[5][0], abs=1e-4)  # the noise moves each frame's answer
+    for i, face in enumerate(runs["3"]):
+        mean = np.mean(raw[max(0, i - 2):i + 1], axis=0)
+        np.testing.assert_allclose(list(face["gender"]["probabilities"].values()), mean, atol=2e-6)
+    assert_one_line_error(infer(graph, "--image_path", video, "--track", "-1"), "--track must be 0")
 
 
 def test_camera_frames_go_through_the_same_pipeline(graph, chips, tmp_path, monkeypatch, capsys):
@@ -440,7 +465,7 @@ def test_min_gender_confidence_says_unsure_below_it_in_text_json_video_and_pictu
     assert cv2.imread(str(tmp_path / "out.png")) is not None
     video = infer(graph, "--image_path", write_video(tmp_path / "v.avi", [folder / unsure["image"]], 1),
                   "--min-gender-confidence", 1).stdout  # the frame is re-encoded: its probability moves a little
-    assert re.search(r"^frame 0: unsure \((Male|Female) \d+\.\d\d%\), \d+-\d+ ", video, re.M)
+    assert re.search(r"^frame 0: #1 unsure \((Male|Female) \d+\.\d\d%\), \d+-\d+ ", video, re.M)
 
 
 def test_min_gender_confidence_outside_half_to_one_is_a_one_line_error(graph, chips):

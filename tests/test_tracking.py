@@ -1,0 +1,58 @@
+"""--track: faces followed across video frames by IoU (SORT's association without its motion model) and
+their predictions averaged over each track's last N frames."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agegender.deploy.tracking import MAX_MISSED, Tracker
+
+
+def probs(*values: float) -> np.ndarray:
+    return np.array(values, np.float64)
+
+
+def test_two_moving_faces_keep_their_tracks_and_answer_with_the_mean_of_their_last_frames():
+    tracker = Tracker(window=3)
+    seen = []
+    for frame in range(6):  # two faces walking right 6 px a frame, side by side; the gender of each flickers
+        boxes = [(10 + 6 * frame, 20, 60 + 6 * frame, 80), (200 + 6 * frame, 20, 250 + 6 * frame, 80)]
+        male = 0.9 if frame % 2 else 0.3
+        out = tracker.update(boxes, [probs(0.2, 0.8), probs(0.7, 0.3)], [probs(male, 1 - male), probs(0.1, 0.9)])
+        seen.append([(track, frames) for track, frames, _, _ in out])
+        last = out
+    assert seen[0] == [(1, 1), (2, 1)] and seen[1] == [(1, 2), (2, 2)] and seen[5] == [(1, 3), (2, 3)]
+    np.testing.assert_allclose(last[0][3], probs(0.7, 0.3))  # frames 3-5: (0.9 + 0.3 + 0.9) / 3
+    np.testing.assert_allclose(last[0][2], probs(0.2, 0.8))
+    np.testing.assert_allclose(last[1][3], probs(0.1, 0.9))
+
+
+def test_window_1_gives_each_frames_own_answer_with_track_ids():
+    tracker = Tracker(window=1)
+    tracker.update([(0, 0, 50, 50)], [probs(1, 0)], [probs(1, 0)])
+    (track, frames, age, gender), = tracker.update([(2, 0, 52, 50)], [probs(0, 1)], [probs(0.4, 0.6)])
+    assert (track, frames) == (1, 1)
+    np.testing.assert_allclose(gender, probs(0.4, 0.6))
+
+
+def test_a_face_elsewhere_or_gone_too_long_starts_a_new_track():
+    tracker = Tracker(window=15)
+    p = probs(0.5, 0.5)
+    assert [t[0] for t in tracker.update([(0, 0, 50, 50), (300, 0, 350, 50)], [p, p], [p, p])] == [1, 2]
+    for _ in range(MAX_MISSED - 1):
+        tracker.update([], [], [])
+    assert tracker.update([(0, 0, 50, 50)], [p], [p])[0][:2] == (1, 2)  # missed MAX_MISSED - 1 frames: continues
+    for _ in range(MAX_MISSED):
+        tracker.update([], [], [])
+    assert tracker.update([(300, 0, 350, 50)], [p], [p])[0][:2] == (3, 1)  # track 2 gone longer: a new track
+    assert tracker.update([(600, 0, 650, 50)], [p], [p])[0][:2] == (4, 1)  # overlapping no track: a new one
+
+
+def test_each_track_takes_one_box_the_best_overlapping_one():
+    tracker = Tracker(window=5)
+    p = probs(0.5, 0.5)
+    tracker.update([(0, 0, 100, 100)], [p], [p])
+    out = tracker.update([(40, 0, 140, 100), (5, 0, 105, 100)], [p, p], [p, p])  # both overlap track 1
+    assert [track for track, *_ in out] == [2, 1]
+    with pytest.raises(ValueError):
+        Tracker(window=0)
