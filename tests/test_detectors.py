@@ -301,3 +301,18 @@ def test_threads_that_detect_at_once_on_a_fresh_detector_never_deadlock(fixtures
     for _ in range(4):
         proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr[-500:]
+
+
+# ------------------------------------------------------------------------------------------ drawing
+
+def test_labels_of_small_faces_stay_near_their_box_width_and_boxes_are_drawn_under_labels():
+    from agegender.deploy.faces import Box, draw
+
+    photo = np.full((960, 1280, 3), 255, np.uint8)
+    small, large = Box(100, 300, 24, 30), Box(600, 300, 300, 360)
+    out = draw(photo, [(small, "Female, 20-29"), (large, "Male, 30-39")])
+    label_rows = np.where((out[:, :, 1] == 200) & (out[:, :, 0] == 0))  # the green label backgrounds and boxes
+    near_small = label_rows[1][(label_rows[1] < 400) & (label_rows[0] < 300)]
+    assert near_small.size and near_small.max() - small.x < 100  # the legible minimum, not the photo's 330 px
+    near_large = label_rows[1][(label_rows[1] >= 600) & (label_rows[0] < 300)]
+    assert near_large.max() - large.x > 150  # a large face keeps the photo-sized font

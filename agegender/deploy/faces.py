@@ -195,16 +195,25 @@ def largest(faces: Faces) -> int | None:
     return max(range(len(faces.boxes)), key=lambda index: faces.boxes[index].area) if faces.boxes else None
 
 
+MIN_LABEL_SCALE = 0.3  # OpenCV's Hershey font below this is not legible
+
+
 def draw(image: np.ndarray, labelled: list[tuple[Box, str]]) -> np.ndarray:
-    """A copy of ``image`` with each box and its label ("Female, 20-29") drawn on it."""
+    """A copy of ``image`` with each box and its label ("Female, 20-29") drawn on it: the label's text at most
+    1.5 times its box's width (down to a legible minimum), so the labels of a crowd's small faces do not hide
+    the faces; every box first, then every label."""
     out = image.copy()
     thickness = max(1, round(max(out.shape[:2]) / 400))
     font_scale = max(0.4, max(out.shape[:2]) / 1000)
-    for box, label in labelled:
+    for box, _ in labelled:
         cv2.rectangle(out, (box.x, box.y), (box.x + box.w - 1, box.y + box.h - 1), (0, 200, 0), thickness)
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
+    for box, label in labelled:
+        unit = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)[0][0]
+        scale = min(font_scale, max(MIN_LABEL_SCALE, 1.5 * box.w / unit))
+        weight = max(1, round(thickness * scale / font_scale))
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, weight)
         top = box.y - th - base - 4 if box.y >= th + base + 4 else box.y
         cv2.rectangle(out, (box.x, top), (box.x + tw + 4, top + th + base + 4), (0, 200, 0), cv2.FILLED)
-        cv2.putText(out, label, (box.x + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0),
-                    thickness, cv2.LINE_AA)
+        cv2.putText(out, label, (box.x + 2, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+                    weight, cv2.LINE_AA)
     return out
