@@ -10,6 +10,8 @@ from agegender.imagesize import pixel_cap_problem
 _MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"BM": "BMP", b"GIF8": "GIF", b"II*\x00": "TIFF",
           b"MM\x00*": "TIFF", b"RIFF": "WebP"}
 
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
+
 
 class BadImage(ValueError):
     """A file that is not a usable image; the message is the reason reported to the user."""
@@ -25,6 +27,11 @@ def check_image_bytes(data: bytes) -> str:
         raise BadImage("empty file")
     fmt = image_format(data)
     if fmt is None:
+        brand = data[8:12] if data[4:8] == b"ftyp" else b""
+        if brand in _HEIF_BRANDS:
+            kind = "AVIF" if brand.startswith(b"avi") else "HEIC/HEIF (a phone's photo format)"
+            raise BadImage(f"{kind} is not readable by OpenCV: convert it to JPEG or PNG first "
+                           f"(e.g. heif-convert or ImageMagick)")
         raise BadImage("not an image file (no JPEG/PNG/BMP/GIF/TIFF/WebP header)")
     return fmt
 

@@ -303,6 +303,9 @@ def test_broken_video_file_is_one_clear_line(graph, chips, tmp_path):
     (b"GIF89a but not really", "is not a usable image: corrupt GIF"),
     (b"plain text, named .jpg", "is not a usable image: not an image file"),
     (b"\xff\xd8\xff\xe0 a JPEG cut short", "is not a usable image: truncated JPEG"),
+    (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "HEIC/HEIF (a phone's photo format) is not readable "
+                                                          "by OpenCV: convert it to JPEG or PNG"),
+    (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1", "AVIF is not readable by OpenCV"),
 ])
 def test_bad_image_path_is_one_line_exit_2(graph, tmp_path, content, message):
     path = tmp_path / "image.jpg"
