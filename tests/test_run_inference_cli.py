@@ -258,6 +258,11 @@ def test_camera_frames_go_through_the_same_pipeline(graph, chips, tmp_path, monk
     assert opened == [0]
     assert len(re.findall(r"^frame \d+", out, re.M)) == 5 and "camera 0: 5 frames, 5 faces" in out
     assert (tmp_path / "camera_out.mp4").stat().st_size > 0
+    one_pass = infer_module.make_finder(parser.parse_args(["--camera", "0", "--faces", "haar"]))
+    assert one_pass.min_face == 0  # a camera keeps one detector pass per frame: its frame rate
+    assert infer_module.make_finder(parser.parse_args(["--image_path", "x.jpg", "--faces", "haar"])).min_face is None
+    asked = parser.parse_args(["--camera", "0", "--faces", "haar", "--min-face", "16"])
+    assert infer_module.make_finder(asked).min_face == 16
 
 
 def test_a_video_that_fails_partway_leaves_no_output(graph, chips, tmp_path, monkeypatch):
