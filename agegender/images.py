@@ -29,7 +29,8 @@ def check_image_bytes(data: bytes) -> str:
     if fmt is None:
         brand = data[8:12] if data[4:8] == b"ftyp" else b""
         if brand in _HEIF_BRANDS:
-            kind = "AVIF" if brand.startswith(b"avi") else "HEIC/HEIF (a phone's photo format)"
+            kind = ("AVIF" if brand.startswith(b"avi") or b"avif" in data[16:64]
+                    else "HEIC/HEIF (a phone's photo format)")
             raise BadImage(f"{kind} is not readable by OpenCV: convert it to JPEG or PNG first "
                            f"(e.g. heif-convert or ImageMagick)")
         raise BadImage("not an image file (no JPEG/PNG/BMP/GIF/TIFF/WebP header)")

@@ -83,10 +83,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "auto (onet when its files are in the detector folder; default)")
     parser.add_argument("--min-face", "--min_face", dest="min_face", type=float, metavar="PX",
                         help="find faces down to PX pixels (at least "
-                             f"{detectors.MIN_FACE_PIXELS}; default {detectors.MIN_FACE_DEFAULT:g} with a CNN "
-                             "detector, 0 with Haar or a camera): where they are under 1/20 of the photo's short side "
-                             "(crowds, large photos) overlapping windows are searched too; 0: one pass, faces "
-                             "of 1/20 of the short side and more (fastest)")
+                             f"{detectors.MIN_FACE_PIXELS}; default {detectors.MIN_FACE_DEFAULT:g} for photos "
+                             "with a CNN detector; 0 with Haar, for a video or a camera): where one pass would "
+                             "miss them (crowds, large photos), overlapping windows are searched too; 0: one "
+                             "pass, faces of 1/20 of the short side and more (fastest)")
     parser.add_argument("--track", type=int, default=15, metavar="N",
                         help="video and camera: follow each face across frames and answer with the mean of its "
                              "last N frames' predictions (default %(default)s; 1: track ids without averaging; "
@@ -557,9 +557,7 @@ def run_image(args: argparse.Namespace, path: Path, finder: FaceFinder) -> int:
     if not faces.boxes:
         if args.json:
             report.record(Record(str(path), faces))  # --json says so too (exit code 3)
-        min_face = finder.detector.entry.min_face if args.min_face is None else args.min_face
-        small = (f"; for faces under {min_face:g} px give a smaller --min-face" if min_face
-                 else "; for faces under 1/20 of the photo's side give --min-face 16")
+        small = small_faces_hint(finder, image.shape[0], image.shape[1])
         raise AgegenderError(f"no face found in {path} ({image.shape[1]}x{image.shape[0]}, "
                              f"{finder.detector.entry.title}); if it is a face crop, use --faces none{small}"
                              + (f"; {finder.hint}" if getattr(finder, "hint", None) else ""), exit_code=NO_FACE)
@@ -570,6 +568,17 @@ def run_image(args: argparse.Namespace, path: Path, finder: FaceFinder) -> int:
     if args.output:
         write_image(args.output, annotated(report, image, record))
     return 0
+
+
+def small_faces_hint(finder: FaceFinder, height: int, width: int) -> str:
+    """What to give when no face was found and smaller faces might be there: "" when nothing would help."""
+    if finder.detector.name == "haar":  # its cascade looks for 24 px and more; the fallback's hint says the rest
+        return "" if getattr(finder, "hint", None) else f"; for small faces use a CNN detector: {detectors.fetch_hint()}"
+    searched = finder.detector.entry.min_face if finder.min_face is None else finder.min_face
+    smallest = searched or detectors.one_pass_floor(height, width)
+    if smallest <= detectors.MIN_FACE_PIXELS * detectors.WINDOW_SLACK or min(height, width) < 2 * smallest:
+        return ""
+    return f"; for faces under {smallest:.0f} px give --min-face {detectors.MIN_FACE_PIXELS}"
 
 
 def run_folder(args: argparse.Namespace, folder: Path, finder: FaceFinder) -> int:
@@ -765,7 +774,7 @@ def _run(args: argparse.Namespace) -> int:
         source = Path(args.image_path)
         kind = source_kind(source)
     check_output(args, kind)
-    finder = make_finder(args)
+    finder = make_finder(args, kind)
     if kind == "image":
         code = run_image(args, source, finder)
     elif kind == "folder":
@@ -776,13 +785,14 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
-def make_finder(args: argparse.Namespace) -> FaceFinder:
+def make_finder(args: argparse.Namespace, kind: str | None = None) -> FaceFinder:
     """The face finder of --faces with --detector (default: the best installed, else Haar with a one-line
     hint), its CNN run on the nets' device and its IRs kept in the model cache. --min-face: the detector's
-    default, except for a camera, whose frame rate one pass per frame keeps (22 passes cost a 1080p camera
-    9 instead of 61 frames/s here)."""
+    default for photos; one pass per frame for a video or a camera (``kind``), for their frame rate (22
+    passes cost a 1080p video 9 instead of 61 frames/s here) and their false positives."""
+    kind = kind or ("camera" if getattr(args, "camera", None) is not None else "image")
     min_face = getattr(args, "min_face", None)
-    if min_face is None and getattr(args, "camera", None) is not None:
+    if min_face is None and kind in ("video", "camera"):
         min_face = 0
 
     def placement() -> tuple[str, Path | None]:

@@ -48,6 +48,8 @@ def main() -> int:
     parser.add_argument("--windows", default="1,15", help="the --track values compared (default 1,15)")
     parser.add_argument("--infer-args", default=f"--detector-dir {ROOT.parent / 'shared' / 'caffe-fixtures'}")
     args = parser.parse_args()
+    if any(int(w) < 1 for w in args.windows.split(",")):
+        sys.exit("--windows: give --track values of 1 or more (0 has no tracks to follow)")
     if not args.video.is_file():
         sys.exit(f"{args.video} is absent: the benchmark reads the video of ../shared/photos/video")
     print(f"video {args.video.name}; run_inference.py --json {args.infer_args}")

@@ -124,20 +124,36 @@ def test_degenerate_images_find_no_face_instead_of_failing(loaded, name, shape):
     assert loaded(name).detect(np.zeros(shape + (3,), np.uint8)) == []
 
 
+def holds(window, largest, face, height, width) -> bool:
+    """The window has the face whole, clear of its sides inside the photo, and its pass keeps that size."""
+    (x0, y0, x1, y1), (fx0, fy0, fx1, fy1) = window, face
+    size = min(fx1 - fx0, fy1 - fy0)
+    tol = detectors.CUT_TOLERANCE * size + 1
+    clear = ((x0 == 0 or fx0 - x0 > tol) and (y0 == 0 or fy0 - y0 > tol)
+             and (x1 == width or x1 - fx1 > tol) and (y1 == height or y1 - fy1 > tol))
+    return clear and detectors.one_pass_floor(y1 - y0, x1 - x0) <= size < largest
+
+
 def test_windows_hold_every_face_size_whole_in_a_window_whose_band_keeps_it():
-    """--min-face's pyramid: any face of min_face px or more, anywhere, lies whole in a window whose one pass
-    keeps its size (side / 20 <= size < largest), so cutting faces at window sides never loses one."""
+    """--min-face's pyramid: any face of min_face px or more (10% slack), anywhere, as wide or 1.3 times as
+    tall as wide (UltraFace's boxes), lies whole in a window, clear of the window's inner sides, whose one
+    pass keeps its size (one_pass_floor(window) <= size < largest): cutting faces at window sides loses none."""
     rng = np.random.default_rng(0)
-    for height, width, min_face in ((675, 1024, 24), (3000, 4000, 24), (353, 490, 12), (960, 1280, 40)):
+    for height, width, min_face in ((675, 1024, 24), (3000, 4000, 24), (353, 490, 12), (960, 1280, 40),
+                                    (448, 1600, 24), (1080, 1920, 16)):
         found = detectors.windows(height, width, min_face)
         assert found[-1] == ((0, 0, width, height), float("inf"))
-        for _ in range(300):
-            size = min_face * 2 ** rng.uniform(0, np.log2(min(height, width) / min_face))
-            x, y = rng.uniform(0, width - size), rng.uniform(0, height - size)
-            assert any(x0 <= x and y0 <= y and x + size <= x1 and y + size <= y1
-                       and (x1 - x0) * detectors.MIN_FACE_FRACTION <= size < largest
-                       for (x0, y0, x1, y1), largest in found), (height, width, min_face, size, x, y)
+        for _ in range(400):
+            top = min(height, width) / 1.3 / detectors.WINDOW_SLACK / min_face
+            size = min_face * detectors.WINDOW_SLACK * 2 ** rng.uniform(0, np.log2(top))
+            tall = size * rng.choice([1.0, 1.3])
+            x, y = rng.uniform(0, width - size), rng.uniform(0, height - tall)
+            face = (x, y, x + size, y + tall)
+            assert any(holds(window, largest, face, height, width) for window, largest in found), (
+                height, width, min_face, face)
     assert len(detectors.windows(200, 200, 24)) == 1  # a UTKFace chip: one pass, as the training crops were found
+    assert len(detectors.windows(481, 481, 24)) == 1  # faces within 10% of one pass's floor: not worth windows
+    assert len(detectors.windows(13, 1600, 24)) == 1  # no 24-px face fits
     with pytest.raises(AgegenderError, match="--min-face 8: .*give 12 or more"):
         detectors.windows(1000, 1000, 8)
     with pytest.raises(AgegenderError, match="needs over 1024 detector passes; give a larger --min-face"):

@@ -14,7 +14,7 @@ from test_run_inference import build_graph, copy_graph, edit_sidecar, mean_image
 
 from agegender.caffe.mean import write_mean
 
-from conftest import assert_one_line_error, run_cli
+from conftest import FIXTURES, assert_one_line_error, need_shared, run_cli
 
 LINE = {"age": re.compile(r"^Age predicted: (\d+-\d+), (\d+\.\d\d)%$", re.M),
         "gender": re.compile(r"^Gender predicted: (Male|Female), (\d+\.\d\d)%$", re.M),
@@ -136,6 +136,9 @@ def test_no_face_is_also_a_json_record_and_min_face_is_checked_up_front(graph, t
     record = json.loads(out.read_text())  # not the earlier run's file: scripts read this run's answer
     assert record["detected"] == 0 and record["faces"] == []
     assert_one_line_error(infer(graph, "--image_path", blank, "--min-face", "5"), "--min-face 5", "12 pixels or more")
+    cnn = ("--detector-dir", need_shared(FIXTURES), "--detector", "ultraface")
+    assert "give --min-face 12" in infer(graph, "--image_path", blank, *cnn).stderr  # smaller faces may be there
+    assert "--min-face" not in infer(graph, "--image_path", blank, *cnn, "--min-face", "12").stderr  # none smaller
 
 
 def test_absent_device_falls_back_to_cpu_with_one_notice(graph, chips):
@@ -260,6 +263,8 @@ def test_camera_frames_go_through_the_same_pipeline(graph, chips, tmp_path, monk
     assert (tmp_path / "camera_out.mp4").stat().st_size > 0
     one_pass = infer_module.make_finder(parser.parse_args(["--camera", "0", "--faces", "haar"]))
     assert one_pass.min_face == 0  # a camera keeps one detector pass per frame: its frame rate
+    assert infer_module.make_finder(parser.parse_args(["--image_path", "v.mp4", "--faces", "haar"]),
+                                    "video").min_face == 0
     assert infer_module.make_finder(parser.parse_args(["--image_path", "x.jpg", "--faces", "haar"])).min_face is None
     asked = parser.parse_args(["--camera", "0", "--faces", "haar", "--min-face", "16"])
     assert infer_module.make_finder(asked).min_face == 16
@@ -311,6 +316,7 @@ def test_broken_video_file_is_one_clear_line(graph, chips, tmp_path):
     (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "HEIC/HEIF (a phone's photo format) is not readable "
                                                           "by OpenCV: convert it to JPEG or PNG"),
     (b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1", "AVIF is not readable by OpenCV"),
+    (b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avif", "AVIF is not readable by OpenCV"),
 ])
 def test_bad_image_path_is_one_line_exit_2(graph, tmp_path, content, message):
     path = tmp_path / "image.jpg"

@@ -39,13 +39,23 @@ def test_a_face_elsewhere_or_gone_too_long_starts_a_new_track():
     tracker = Tracker(window=15)
     p = probs(0.5, 0.5)
     assert [t[0] for t in tracker.update([(0, 0, 50, 50), (300, 0, 350, 50)], [p, p], [p, p])] == [1, 2]
-    for _ in range(MAX_MISSED - 1):
-        tracker.update([], [], [])
-    assert tracker.update([(0, 0, 50, 50)], [p], [p])[0][:2] == (1, 2)  # missed MAX_MISSED - 1 frames: continues
     for _ in range(MAX_MISSED):
+        tracker.update([], [], [])
+    assert tracker.update([(0, 0, 50, 50)], [p], [p])[0][:2] == (1, 2)  # missed MAX_MISSED frames: continues
+    for _ in range(MAX_MISSED + 1):
         tracker.update([], [], [])
     assert tracker.update([(300, 0, 350, 50)], [p], [p])[0][:2] == (3, 1)  # track 2 gone longer: a new track
     assert tracker.update([(600, 0, 650, 50)], [p], [p])[0][:2] == (4, 1)  # overlapping no track: a new one
+
+
+def test_max_missed_counts_the_frames_a_track_went_unseen():
+    p = probs(0.5, 0.5)
+    for missed, continues in ((0, True), (1, True), (2, False)):
+        tracker = Tracker(window=3, max_missed=1)
+        tracker.update([(0, 0, 50, 50)], [p], [p])
+        for _ in range(missed):
+            tracker.update([], [], [])
+        assert (tracker.update([(0, 0, 50, 50)], [p], [p])[0][0] == 1) == continues, missed
 
 
 def test_each_track_takes_one_box_the_best_overlapping_one():

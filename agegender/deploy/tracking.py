@@ -43,7 +43,7 @@ class Tracker:
     def update(self, boxes: list[tuple[float, float, float, float]], ages: list[np.ndarray],
                genders: list[np.ndarray]) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
         self.frame += 1
-        self.tracks = [t for t in self.tracks if self.frame - t.last <= self.max_missed]
+        self.tracks = [t for t in self.tracks if self.frame - t.last - 1 <= self.max_missed]  # frames missed
         assigned = self._match(np.asarray(boxes, np.float64).reshape(-1, 4))
         out = []
         for index, (box, age, gender) in enumerate(zip(boxes, ages, genders)):

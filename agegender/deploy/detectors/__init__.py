@@ -27,6 +27,9 @@ MIN_FACE_DEFAULT = 24       # the CNN detectors' default --min-face: faces this 
 MAX_WINDOWS = 1024          # --min-face on a huge photo: refused beyond this many detector passes (time bound)
 WINDOW_NMS = 0.4            # IoU above which two windows' boxes are one face (the higher score kept)
 NESTED = 0.6                # a box this much inside a larger one is a part of that face, not a face
+WINDOW_OVERLAP = 3.0        # windows of a level overlap by this many times its smallest face
+WINDOW_SLACK = 1.1          # no windows for faces within 10% of what one pass over the whole photo finds
+CUT_TOLERANCE = 0.08        # a box this near a window's side (times its own size) may be a face cut short
 LANDMARKS = ("left eye", "right eye", "nose", "mouth left", "mouth right")  # as the person faces the camera: image left first
 
 
@@ -83,17 +86,19 @@ class Detector(Built):
         return self.entry.margins
 
     def detect(self, bgr: np.ndarray, min_face: float | None = None) -> list[Detection]:
-        """The faces of ``bgr``: one pass finds those of at least MIN_FACE_FRACTION of its short side;
-        ``min_face`` (pixels of ``bgr``, --min-face) smaller than that searches overlapping windows()."""
+        """The faces of ``bgr``: one pass finds those of one_pass_floor() px and more; a smaller ``min_face``
+        (pixels of ``bgr``, --min-face) also searches overlapping windows()."""
         height, width = bgr.shape[:2]
-        if min_face is None or min_face >= min(height, width) * MIN_FACE_FRACTION:
+        spots = windows(height, width, min_face) if min_face else []
+        if len(spots) <= 1:
             return self._once(bgr)
         found: list[Detection] = []
-        for (x0, y0, x1, y1), largest in windows(height, width, min_face):
+        for (x0, y0, x1, y1), largest in spots:
             inner = (x0 > 0, y0 > 0, x1 < width, y1 < height)  # window sides inside the photo
             for d in self._once(bgr[y0:y1, x0:x1]):
                 bx0, by0, bx1, by1 = d.box
-                cut = (bx0 <= 1, by0 <= 1, bx1 >= x1 - x0 - 1, by1 >= y1 - y0 - 1)  # touches the window's side
+                tol = max(1.0, CUT_TOLERANCE * min(bx1 - bx0, by1 - by0))
+                cut = (bx0 <= tol, by0 <= tol, bx1 >= x1 - x0 - tol, by1 >= y1 - y0 - tol)  # at the window's side
                 if min(bx1 - bx0, by1 - by0) >= largest or any(c and i for c, i in zip(cut, inner)):
                     continue  # a larger face, or part of a face: a coarser or an overlapping window has it whole
                 found.append(Detection((bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), d.score,
@@ -119,25 +124,42 @@ class Detector(Built):
         return sorted(found, key=lambda d: (d.box[0], d.box[1]))
 
 
+def one_pass_floor(height: int, width: int) -> float:
+    """The smallest face (px) one pass over a whole photo keeps: 1/20 of its short side, and 3/80 of its long
+    side (a pass sees at most a 640-px copy, which UltraFace stretches to 320x240: a strip's faces shrink)."""
+    return max(min(height, width), 0.75 * max(height, width)) * MIN_FACE_FRACTION
+
+
 def windows(height: int, width: int, min_face: float) -> list[tuple[tuple[int, int, int, int], float]]:
     """The windows ((x0, y0, x1, y1), largest) --min-face searches, a pyramid of levels: at level k, squares
     of side m / MIN_FACE_FRACTION, m = min_face * 2^k (so one pass in a window keeps faces of m px and more),
-    overlapping by 2 m: a face under 2 m px lies whole in one of them, and a larger one in a window of the
-    next level; the last level is the whole photo. A window keeps faces under ``largest`` (4 m: larger ones
-    are a coarser level's, and a window showing part of a large face must not call that part a face); a face
-    cut by a window's side is left to the others. Refused (one line) past MAX_WINDOWS windows, or under
+    overlapping by WINDOW_OVERLAP m: a face of m to 2 m px (UltraFace's boxes are 1.3 times as tall as wide)
+    lies whole in one of them, a larger one in a window of the next level; levels go on while one pass over
+    the whole photo, the last window, would miss faces of m px (by more than WINDOW_SLACK). A window keeps
+    faces under ``largest`` (4 m: larger ones are a coarser level's, and a window showing part of a large face
+    must not call that part a face); a face cut by a window's side is left to the others. Where a level's
+    squares would not fit the short side (a strip), they are as tall as it, overlap enough for faces up to the
+    whole photo's floor, and are the last level. Refused (one line) past MAX_WINDOWS windows, or under
     MIN_FACE_PIXELS."""
     if min_face < MIN_FACE_PIXELS:
         raise AgegenderError(f"--min-face {min_face:g}: faces under {MIN_FACE_PIXELS} px are not searched for "
                              f"(too small for an age or a gender); give {MIN_FACE_PIXELS} or more")
+    floor, short = one_pass_floor(height, width), min(height, width)
     out, m = [], float(min_face)
-    while (side := round(m / MIN_FACE_FRACTION)) < min(height, width):
-        step = side - round(2 * m)
-        out += [((x, y, x + side, y + side), 4 * m)
-                for y in _starts(height, side, step) for x in _starts(width, side, step)]
+    while m * WINDOW_SLACK < floor:
+        side, overlap, largest = round(m / MIN_FACE_FRACTION), round(WINDOW_OVERLAP * m), 4 * m
+        if side >= short:  # a strip: squares as tall as it, the last level
+            if short < m:
+                break  # no face of m px fits in it
+            side, largest = short, float("inf")
+            overlap = min(side // 2, round(max(overlap, 1.5 * floor)))
+        out += [((x, y, x + side, y + side), largest)
+                for y in _starts(height, side, side - overlap) for x in _starts(width, side, side - overlap)]
         if len(out) > MAX_WINDOWS:
             raise AgegenderError(f"--min-face {min_face:g} on a {width}x{height} photo needs over {MAX_WINDOWS} "
                                  f"detector passes; give a larger --min-face (or a smaller photo)")
+        if largest == float("inf"):
+            break
         m *= 2
     return out + [((0, 0, width, height), float("inf"))]
 
