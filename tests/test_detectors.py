@@ -179,6 +179,26 @@ def test_small_faces_of_a_large_photo_are_found_by_the_default_min_face_and_not_
         assert (iou(boxes, np.array([d.box for d in found])).max(1) >= 0.4).all(), photo
 
 
+def test_faces_of_a_strip_are_found_wherever_they_stand(loaded):
+    """A 1600x448 panorama: one pass stretches it to 320x240 and misses faces; the strip's windows (as tall as
+    it, a quarter-side step) find each chip, 60 to 300 px, at every place along it."""
+    detector = loaded("ultraface")
+    chips = sorted(need_shared(UTKFACE).glob("*.jpg"))[::200][:3]
+    background = cv2.GaussianBlur(np.random.default_rng(0).integers(60, 200, (448, 1600, 3)).astype(np.uint8),
+                                  (0, 0), 8)
+    missed = []
+    for size in (60, 200, 300):
+        for chip in chips:
+            face = cv2.resize(cv2.imread(str(chip)), (size, size), interpolation=cv2.INTER_AREA)
+            for x in np.linspace(0, 1600 - size, 6).astype(int)[1:-1]:
+                photo, y = background.copy(), (448 - size) // 2
+                photo[y:y + size, x:x + size] = face
+                boxes = np.array([d.box for d in detector.detect(photo, 24)]).reshape(-1, 4)
+                if not len(boxes) or iou(np.array([[x, y, x + size, y + size]]), boxes).max() <= 0.4:
+                    missed.append((size, chip.name, int(x)))
+    assert not missed
+
+
 def test_a_window_showing_part_of_a_large_face_does_not_call_the_part_a_face(loaded):
     chip = cv2.imread(str(sorted(need_shared(UTKFACE).glob("*.jpg"))[3]))
     found = loaded("ultraface").detect(chip_in_photo(chip, 0), 24)  # windows cut the 300-px face in two

@@ -138,8 +138,9 @@ def windows(height: int, width: int, min_face: float) -> list[tuple[tuple[int, i
     the whole photo, the last window, would miss faces of m px (by more than WINDOW_SLACK). A window keeps
     faces under ``largest`` (4 m: larger ones are a coarser level's, and a window showing part of a large face
     must not call that part a face); a face cut by a window's side is left to the others. Where a level's
-    squares would not fit the short side (a strip), they are as tall as it, overlap enough for faces up to the
-    whole photo's floor, and are the last level. Refused (one line) past MAX_WINDOWS windows, or under
+    squares would not fit the short side (a strip), they are as tall as it, step by a quarter of it (a face up
+    to 3/4 of the strip lies whole in one: one pass over a strip, stretched to 320x240, misses many), and are
+    the last level. Refused (one line) past MAX_WINDOWS windows, or under
     MIN_FACE_PIXELS."""
     if min_face < MIN_FACE_PIXELS:
         raise AgegenderError(f"--min-face {min_face:g}: faces under {MIN_FACE_PIXELS} px are not searched for "
@@ -151,8 +152,8 @@ def windows(height: int, width: int, min_face: float) -> list[tuple[tuple[int, i
         if side >= short:  # a strip: squares as tall as it, the last level
             if short < m:
                 break  # no face of m px fits in it
-            side, largest = short, float("inf")
-            overlap = min(side // 2, round(max(overlap, 1.5 * floor)))
+            side, largest = short, float("inf")  # a quarter-side step: a face up to 3/4 of it lies whole in one
+            overlap = side - max(1, side // 4)  # (the whole pass stretches a strip's faces and misses many)
         out += [((x, y, x + side, y + side), largest)
                 for y in _starts(height, side, side - overlap) for x in _starts(width, side, side - overlap)]
         if len(out) > MAX_WINDOWS:
