@@ -74,3 +74,24 @@ def test_faces_none_keeps_the_whole_image(tmp_path):
     train = records(tmp_path / "lmdb" / "gender_train_lmdb")
     assert sorted(train) == sorted(images)
     assert np.array_equal(train["photo.png"], resize_like_lmdb(images["photo.png"], 256, 256))
+
+
+def test_the_lmdb_stage_finds_small_faces_as_run_inference_does_and_min_face_0_does_not(tmp_path):
+    """A 40-px face in a 1280x960 photo: under one pass's 48-px floor, found by the default --min-face (24)."""
+    chip = cv2.imread(str(sorted(need_shared(UTKFACE).glob("*.jpg"))[3]))
+    photo = np.full((960, 1280, 3), 100, np.uint8)
+    photo[500:540, 700:740] = cv2.resize(chip, (40, 40), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(tmp_path / "small.png"), photo)
+    (tmp_path / "DEF").mkdir()
+    for task in ("age", "gender"):
+        (tmp_path / "DEF" / f"{task}_train.txt").write_text("small.png 1\n")
+        (tmp_path / "DEF" / f"{task}_test.txt").write_text("small.png 1\n")
+    common = ["--lists", tmp_path / "DEF", "--root", tmp_path, "--splits", "train", "--detector", "ultraface",
+              "--detector-dir", str(need_shared(FIXTURES))]
+    proc = run_cli("lmdb", *common, "--out", tmp_path / "lmdb")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(records(tmp_path / "lmdb" / "age_train_lmdb")) == ["small.png"]
+    proc = run_cli("lmdb", *common, "--out", tmp_path / "lmdb0", "--min-face", "0")
+    assert "no face found" in proc.stdout + proc.stderr  # one pass: the face is under its floor
+    proc = run_cli("lmdb", *common, "--out", tmp_path / "lmdb5", "--min-face", "5")
+    assert proc.returncode == 2 and "--min-face 5: give 12 pixels or more" in proc.stderr

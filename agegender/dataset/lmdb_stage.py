@@ -239,6 +239,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of the CNN detectors' Caffe files (default: graph/detectors)")
     parser.add_argument("--align", choices=detectors.ALIGN_MODES, default="auto",
                         help="landmarks for detected faces without, to align their crops, as run_inference.py's")
+    parser.add_argument("--min-face", dest="min_face", type=float, metavar="PX",
+                        help="smallest face searched for in a photo, as run_inference.py's (default: the detector's, "
+                             f"{detectors.MIN_FACE_DEFAULT:g} px with a CNN; 0: one pass)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -247,8 +250,11 @@ def run(args: argparse.Namespace) -> int:
     listed = [s for s in SPLITS if all((args.lists / t.list_name(s)).is_file() for t in TASKS.values())]
     splits = args.splits or [s for s in SPLITS if s in REQUIRED_SPLITS or s in listed]
     stamp = lists_digest(args.lists / task.list_name(split) for task in TASKS.values() for split in SPLITS)
+    if args.min_face and args.min_face < detectors.MIN_FACE_PIXELS:
+        raise AgegenderError(f"--min-face {args.min_face:g}: give {detectors.MIN_FACE_PIXELS} pixels or more, "
+                             f"or 0 for one pass")
     finder = make_finder(args.faces, args.detector, detectors.search_dirs(args.detector_dir, "graph"),
-                         align=args.align)
+                         align=args.align, min_face=args.min_face)
     with atomic_directories() as staged:  # the LMDBs of a run replace the old ones together, at the end
         for split in splits:
             crash_point(f"lmdb-{split}")
