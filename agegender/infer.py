@@ -84,7 +84,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-face", "--min_face", dest="min_face", type=float, metavar="PX",
                         help="find faces down to PX pixels (at least "
                              f"{detectors.MIN_FACE_PIXELS}; default {detectors.MIN_FACE_DEFAULT:g} for photos "
-                             "with a CNN detector; 0 with Haar, for a video or a camera): where one pass would "
+                             "with a CNN detector, or 1/60 of a short side over 1440 px; 0 with Haar, for a video "
+                             "or a camera): where one pass would "
                              "miss them (crowds, large photos), overlapping windows are searched too; 0: one "
                              "pass, faces of 1/20 of the short side and more (fastest)")
     parser.add_argument("--track", type=int, default=15, metavar="N",
@@ -574,7 +575,8 @@ def small_faces_hint(finder: FaceFinder, height: int, width: int) -> str:
     """What to give when no face was found and smaller faces might be there: "" when nothing would help."""
     if finder.detector.name == "haar":  # its cascade looks for 24 px and more; the fallback's hint says the rest
         return "" if getattr(finder, "hint", None) else f"; for small faces use a CNN detector: {detectors.fetch_hint()}"
-    searched = finder.detector.entry.min_face if finder.min_face is None else finder.min_face
+    searched = (detectors.default_min_face(finder.detector.entry, height, width) if finder.min_face is None
+                else finder.min_face)
     smallest = searched or detectors.one_pass_floor(height, width)
     if smallest <= detectors.MIN_FACE_PIXELS * detectors.WINDOW_SLACK or min(height, width) < 2 * smallest:
         return ""

@@ -160,6 +160,15 @@ def test_windows_hold_every_face_size_whole_in_a_window_whose_band_keeps_it():
         detectors.windows(10000, 10000, 12)
 
 
+def test_default_min_face_is_24_px_or_a_60th_of_a_large_photos_short_side_and_one_pass_for_haar():
+    ultraface, haar = detectors.REGISTRY["ultraface"], detectors.REGISTRY["haar"]
+    assert detectors.default_min_face(ultraface, 200, 200) == 24
+    assert detectors.default_min_face(ultraface, 960, 1280) == 24
+    assert detectors.default_min_face(ultraface, 3000, 4000) == 50  # a phone photo: 27 windows, not 107
+    assert len(detectors.windows(3000, 4000, 50)) == 27 and len(detectors.windows(3000, 4000, 24)) == 107
+    assert detectors.default_min_face(haar, 3000, 4000) == 0
+
+
 @pytest.mark.parametrize("name", CNN)
 def test_small_faces_of_a_large_photo_are_found_by_the_default_min_face_and_not_in_one_pass(loaded, name):
     """The annotated photos four times in a canvas twice their size: faces of 1/20 to 1/30 of its short side,

@@ -123,7 +123,7 @@ class FaceFinder:
         """``no_detect_side`` 0: auto detects on every image (as before face crops skipped the detector).
         ``landmarker``: gives landmarks to the faces the detector found without (their crops are then aligned).
         ``min_face``: --min-face, the smallest face searched for, in pixels (Detector.detect); 0: one pass;
-        None: the detector's default (its registry entry's ``min_face``)."""
+        None: the detector's default for the photo (``detectors.default_min_face``)."""
         if mode not in FACE_MODES:
             raise AgegenderError(f"--faces {mode!r}: choose one of {', '.join(FACE_MODES)}")
         self.mode, self.no_detect_side, self.min_face = mode, no_detect_side, min_face
@@ -154,7 +154,8 @@ class FaceFinder:
         height, width = bgr.shape[:2]
         self.detected_any = True
         out = []
-        min_face = self.detector.entry.min_face if self.min_face is None else self.min_face
+        min_face = (detectors.default_min_face(self.detector.entry, height, width) if self.min_face is None
+                    else self.min_face)
         found = self.detector.detect(bgr, min_face or None)
         if self.landmarker is not None:
             found = self.landmarker.add(bgr, found)
