@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
-from agegender.errors import run_guarded
+from agegender.errors import OneLineParser, run_guarded
 
 COMMANDS = {
     "inspect": ("agegender.inspect", "layer table of a prototxt: shapes, parameters, MACs; checks a caffemodel"),
@@ -32,7 +32,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="agegender", description=(
+    parser = OneLineParser(prog="agegender", description=(
         "Age and gender CNNs from Caffe prototxts to OpenVINO edge devices: dataset, train, test, compile, infer."))
     sub = parser.add_subparsers(dest="command", metavar="command", required=True)
     for name, (module, help_text) in COMMANDS.items():

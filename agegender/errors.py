@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -36,6 +37,10 @@ def run_guarded(prog: str, run: Callable[[Any], int | None], args: Any) -> int:
     except AgegenderError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # stdout closed by its reader (`| head`): stop quietly, as a shell tool does
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
         print(f"{prog}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
@@ -49,6 +54,14 @@ def run_guarded(prog: str, run: Callable[[Any], int | None], args: Any) -> int:
     finally:
         if installed:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors on one line (what, and where to read more), not the whole usage block first:
+    "run_inference.py: error: argument --track: invalid int value: 'abc' (see run_inference.py --help)"."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def non_negative_int(text: str) -> int:

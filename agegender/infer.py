@@ -31,7 +31,7 @@ from agegender.deploy.faces import FACE_MODES, Box, FaceFinder, Faces, draw
 from agegender.deploy.faces import make_finder as faces_finder
 from agegender.deploy.tracking import Tracker
 from agegender.devices import add_device_argument
-from agegender.errors import AgegenderError, run_guarded
+from agegender.errors import AgegenderError, OneLineParser, run_guarded
 from agegender.fileio import (
     broken_link,
     check_writable,
@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # the runtime imports openvino: only when a command runs, so 
 NO_FACE = 3
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v"}  # what --output may write for a video or camera
+MAX_TRACK = 10_000  # --track: frames a face's answer may average (each kept: memory grows with it)
 CAMERA_FPS = 15.0  # written to --output when the camera does not say
 
 
@@ -765,8 +766,8 @@ def _run(args: argparse.Namespace) -> int:
                              f"(always answer) to 1")
     if args.workers < 0:
         raise AgegenderError("--workers must be 0 (one per CPU) or more")
-    if args.track < 0:
-        raise AgegenderError("--track must be 0 (each frame alone) or more frames")
+    if not 0 <= args.track <= MAX_TRACK:
+        raise AgegenderError(f"--track must be 0 (each frame alone) to {MAX_TRACK} frames")
     if args.min_face and not detectors.MIN_FACE_PIXELS <= args.min_face < float("inf"):
         raise AgegenderError(f"--min-face {args.min_face:g}: give {detectors.MIN_FACE_PIXELS} pixels or more "
                              f"(smaller faces hold too little for an age or a gender), or 0 for one pass")
@@ -817,7 +818,7 @@ def hint(finder: FaceFinder) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``run_inference.py``: the original project's entry point, without the rest of the toolkit's CLI
     (so a Raspberry Pi with only requirements-edge.txt runs it)."""
-    parser = argparse.ArgumentParser(prog="run_inference.py", description=__doc__,
+    parser = OneLineParser(prog="run_inference.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     return run_guarded("run_inference.py", run, parser.parse_args(argv))

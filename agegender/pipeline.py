@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from agegender.errors import AgegenderError, run_guarded
+from agegender.errors import AgegenderError, OneLineParser, run_guarded
 from agegender.tasks import TASKS, Task, training_order
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,7 +153,7 @@ def run(source: str, quick: bool, start: str | None = None, extra: Sequence[str]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="run_pipeline.sh", description=__doc__)
+    parser = OneLineParser(prog="run_pipeline.sh", description=__doc__)
     parser.add_argument("source", nargs="?", default="../shared/datasets/utkface-asian",
                         help="UTKFace .tar.gz, folder or URL (default ../shared/datasets/utkface-asian)")
     parser.add_argument("--quick", action="store_true",

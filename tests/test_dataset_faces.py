@@ -93,5 +93,6 @@ def test_the_lmdb_stage_finds_small_faces_as_run_inference_does_and_min_face_0_d
     assert sorted(records(tmp_path / "lmdb" / "age_train_lmdb")) == ["small.png"]
     proc = run_cli("lmdb", *common, "--out", tmp_path / "lmdb0", "--min-face", "0")
     assert "no face found" in proc.stdout + proc.stderr  # one pass: the face is under its floor
-    proc = run_cli("lmdb", *common, "--out", tmp_path / "lmdb5", "--min-face", "5")
-    assert proc.returncode == 2 and "--min-face 5: give 12 pixels or more" in proc.stderr
+    for bad in ("5", "nan", "inf"):
+        proc = run_cli("lmdb", *common, "--out", tmp_path / "lmdb5", "--min-face", bad)
+        assert proc.returncode == 2 and f"--min-face {bad}: give 12 pixels or more" in proc.stderr, bad

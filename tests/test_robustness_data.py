@@ -141,3 +141,22 @@ def test_bad_arguments_are_usage_errors_not_internal_errors(args, fragment, caps
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert fragment in err and "internal error" not in err and "Traceback" not in err
+
+
+def test_malformed_arguments_are_one_line_naming_help(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["lmdb", "--seed", "abc"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["agegender lmdb: error: argument --seed: invalid non_negative_int value: 'abc' "
+                                "(see agegender lmdb --help)"]
+
+
+def test_a_closed_stdout_stops_quietly_with_sigpipes_code(capsys):
+    """`run_inference.py ... | head -1`: the reader goes away; no "internal error", exit 141 as a shell tool."""
+    from agegender.errors import run_guarded
+
+    def run(_):
+        raise BrokenPipeError(32, "Broken pipe")
+    assert run_guarded("run_inference.py", run, None) == 141
+    assert capsys.readouterr().err == ""

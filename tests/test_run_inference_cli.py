@@ -237,6 +237,8 @@ def test_video_faces_carry_their_track_and_answer_with_its_mean(graph, chips, tm
         mean = np.mean(raw[max(0, i - 2):i + 1], axis=0)
         np.testing.assert_allclose(list(face["gender"]["probabilities"].values()), mean, atol=2e-6)
     assert_one_line_error(infer(graph, "--image_path", video, "--track", "-1"), "--track must be 0")
+    assert_one_line_error(infer(graph, "--image_path", video, "--track", str(2 ** 63)), "--track must be 0")
+    assert_one_line_error(infer(graph, "--image_path", video, "--track", "2.5"), "invalid int value", "--help")
 
 
 def test_camera_frames_go_through_the_same_pipeline(graph, chips, tmp_path, monkeypatch, capsys):

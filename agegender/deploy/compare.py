@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agegender.errors import AgegenderError, run_guarded
+from agegender.errors import AgegenderError, OneLineParser, run_guarded
 from agegender.fileio import require_file
 
 TASKS = ("age", "gender")
@@ -81,7 +81,7 @@ def _compare_face(where: str, a: dict, b: dict, tolerance: float, result: Compar
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agegender.deploy.compare", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="python -m agegender.deploy.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("reference", help="JSON lines of the reference run (e.g. x86)")
     parser.add_argument("other", help="JSON lines of the run to check")
     parser.add_argument("--tolerance", type=float, default=1e-5, help="largest probability difference allowed")
