@@ -160,8 +160,8 @@ def windows(height: int, width: int, min_face: float) -> list[tuple[tuple[int, i
     while m * WINDOW_SLACK < floor:
         side, overlap, largest = round(m / MIN_FACE_FRACTION), round(WINDOW_OVERLAP * m), 4 * m
         if side >= short:  # a strip: squares as tall as it, the last level
-            if short < m:
-                break  # no face of m px fits in it
+            if short < 2 * m:
+                break  # hardly a face of m px fits in it (a 6000x40 banner would take 598 passes)
             side, largest = short, float("inf")  # a quarter-side step: a face up to 3/4 of it lies whole in one
             overlap = side - max(1, side // 4)  # (the whole pass stretches a strip's faces and misses many)
         out += [((x, y, x + side, y + side), largest)
