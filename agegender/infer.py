@@ -576,9 +576,7 @@ def small_faces_hint(finder: FaceFinder, height: int, width: int) -> str:
     """What to give when no face was found and smaller faces might be there: "" when nothing would help."""
     if finder.detector.name == "haar":  # its cascade looks for 24 px and more; the fallback's hint says the rest
         return "" if getattr(finder, "hint", None) else f"; for small faces use a CNN detector: {detectors.fetch_hint()}"
-    searched = (detectors.default_min_face(finder.detector.entry, height, width) if finder.min_face is None
-                else finder.min_face)
-    smallest = searched or detectors.one_pass_floor(height, width)
+    smallest = finder.min_face_for(height, width) or detectors.one_pass_floor(height, width)
     if smallest <= detectors.MIN_FACE_PIXELS * detectors.WINDOW_SLACK or min(height, width) < 2 * smallest:
         return ""
     return f"; for faces under {smallest:.0f} px give --min-face {detectors.MIN_FACE_PIXELS}"
@@ -768,9 +766,7 @@ def _run(args: argparse.Namespace) -> int:
         raise AgegenderError("--workers must be 0 (one per CPU) or more")
     if not 0 <= args.track <= MAX_TRACK:
         raise AgegenderError(f"--track must be 0 (each frame alone) to {MAX_TRACK} frames")
-    if args.min_face and not detectors.MIN_FACE_PIXELS <= args.min_face < float("inf"):
-        raise AgegenderError(f"--min-face {args.min_face:g}: give {detectors.MIN_FACE_PIXELS} pixels or more "
-                             f"(smaller faces hold too little for an age or a gender), or 0 for one pass")
+    detectors.check_min_face(args.min_face)
     if args.camera is not None:
         kind, source = "camera", args.camera
     else:

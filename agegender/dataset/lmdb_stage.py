@@ -250,9 +250,7 @@ def run(args: argparse.Namespace) -> int:
     listed = [s for s in SPLITS if all((args.lists / t.list_name(s)).is_file() for t in TASKS.values())]
     splits = args.splits or [s for s in SPLITS if s in REQUIRED_SPLITS or s in listed]
     stamp = lists_digest(args.lists / task.list_name(split) for task in TASKS.values() for split in SPLITS)
-    if args.min_face and not detectors.MIN_FACE_PIXELS <= args.min_face < float("inf"):
-        raise AgegenderError(f"--min-face {args.min_face:g}: give {detectors.MIN_FACE_PIXELS} pixels or more, "
-                             f"or 0 for one pass")
+    detectors.check_min_face(args.min_face)
     finder = make_finder(args.faces, args.detector, detectors.search_dirs(args.detector_dir, "graph"),
                          align=args.align, min_face=args.min_face)
     with atomic_directories() as staged:  # the LMDBs of a run replace the old ones together, at the end

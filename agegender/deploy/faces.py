@@ -147,6 +147,13 @@ class FaceFinder:
                 return Faces([whole(image)], "crop", len(boxes))
         return Faces(boxes, "detected", len(boxes), [points for _, points in found])
 
+    def min_face_for(self, height: int, width: int) -> float:
+        """The smallest face searched for in a height x width photo: --min-face, else the detector's default
+        for it (``detectors.default_min_face``); 0: one pass."""
+        if self.min_face is not None:
+            return self.min_face
+        return detectors.default_min_face(self.detector.entry, height, width)
+
     def detect(self, image: np.ndarray) -> list[tuple[Box, np.ndarray | None]]:
         """The detector's faces, each box framed like the training chips (in full-resolution pixels, left to
         right) with its landmarks or None."""
@@ -154,9 +161,7 @@ class FaceFinder:
         height, width = bgr.shape[:2]
         self.detected_any = True
         out = []
-        min_face = (detectors.default_min_face(self.detector.entry, height, width) if self.min_face is None
-                    else self.min_face)
-        found = self.detector.detect(bgr, min_face or None)
+        found = self.detector.detect(bgr, self.min_face_for(height, width) or None)
         if self.landmarker is not None:
             found = self.landmarker.add(bgr, found)
         for det in found:

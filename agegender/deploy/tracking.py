@@ -23,8 +23,8 @@ MAX_MISSED = 15   # frames a track may go unseen (a missed detection, a head tur
 @dataclass
 class Track:
     id: int
-    box: np.ndarray                   # x0, y0, x1, y1 in the last frame it was seen
-    last: int                         # the frame it was last seen in
+    box: np.ndarray | None = None     # x0, y0, x1, y1 in the last frame it was seen
+    last: int = -1                    # the frame it was last seen in
     history: collections.deque = field(default_factory=collections.deque)  # (age, gender) probabilities
 
 
@@ -49,8 +49,7 @@ class Tracker:
         for index, (box, age, gender) in enumerate(zip(boxes, ages, genders)):
             track = assigned.get(index)
             if track is None:
-                track = Track(self.next_id, np.asarray(box, np.float64), self.frame,
-                              collections.deque(maxlen=self.window))
+                track = Track(self.next_id, history=collections.deque(maxlen=self.window))
                 self.next_id += 1
                 self.tracks.append(track)
             track.box, track.last = np.asarray(box, np.float64), self.frame

@@ -125,6 +125,14 @@ class Detector(Built):
         return sorted(found, key=lambda d: (d.box[0], d.box[1]))
 
 
+def check_min_face(value: float | None) -> None:
+    """A --min-face as given (run_inference.py, agegender lmdb): None (the default), 0 (one pass), or
+    MIN_FACE_PIXELS and more; NaN and infinity refused too. One line saying what to give."""
+    if value and not MIN_FACE_PIXELS <= value < float("inf"):
+        raise AgegenderError(f"--min-face {value:g}: give {MIN_FACE_PIXELS} pixels or more, or 0 for one pass "
+                             f"(smaller faces hold too little for an age or a gender)")
+
+
 def default_min_face(entry: Entry, height: int, width: int) -> float:
     """The --min-face a photo gets when none is given: the detector's (0: one pass, Haar), and for photos over
     ~1440 px on the short side 1/60 of it (a 4000x3000 phone photo: 50 px, 27 windows instead of 107 at 24 px;
