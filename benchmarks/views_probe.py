@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agegender.deploy import detectors  # noqa: E402
-from agegender.deploy.faces import CHIP_SIZE, largest, make_finder, similarity  # noqa: E402
+from agegender.deploy.faces import CHIP_SIZE, align, largest, make_finder  # noqa: E402
 from agegender.deploy.runtime import Classifier  # noqa: E402
 from agegender.preprocess import oversample, resize_like_lmdb, to_bgr, transform  # noqa: E402
 from agegender.wild import EAST_SOUTHEAST_ASIAN, age_exact, age_one_off, fairface_targets  # noqa: E402
@@ -41,8 +41,7 @@ def jittered(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
         a, scale, shift = np.deg2rad(rng.uniform(-5, 5)), rng.uniform(0.95, 1.05), rng.uniform(-4, 4, 2)
         turn = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
         points = (template - centre) @ turn.T * scale + centre + shift
-        out.append(cv2.warpAffine(image, similarity(landmarks, points), (CHIP_SIZE, CHIP_SIZE),
-                                  flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+        out.append(align(image, landmarks, template=points.tolist()))  # run_inference's alignment, moved
     return out
 
 
