@@ -14,7 +14,8 @@
 # (default data/DEF/age_train.txt); FREEZE="conv1 conv2 conv3" trains a copy of the solver's train_test prototxt
 # (data/probe/NAME/NET_train_test.prototxt) whose named layers have lr_mult and decay_mult 0 (Caffe's way
 # of freezing a layer: its weights stay the pre-training's); PRETRAIN=DIR another pre-training's snapshots
-# (default models/AgeGenderNet_pretrain).
+# (default models/AgeGenderNet_pretrain); PROTOTXT_DIR=DIR another copy of prototxt/ (default prototxt; e.g. the
+# nets without pool0 that benchmarks/full_res/prototxts.py writes).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=".venv/bin/python"; [ -x "$python" ] || python=python3
@@ -24,6 +25,7 @@ net="$1" name="$2"; shift 2
 case "$net" in AgeNet) task=age other=GenderNet ;; GenderNet) task=gender other=AgeNet ;;
   *) echo "finetune_probe.sh: NET is AgeNet or GenderNet, not $net" >&2; exit 2 ;; esac
 pretrain="${PRETRAIN:-models/AgeGenderNet_pretrain}"
+protodir="${PROTOTXT_DIR:-prototxt}"
 for need in "$pretrain" data/mean/mean.binaryproto "graph/$other.xml"; do
   [ -e "$need" ] || { echo "finetune_probe.sh: no $need; run ./run_pipeline.sh SOURCE --extra DIR first" >&2; exit 2; }
 done
@@ -32,7 +34,7 @@ mkdir -p "$out/graph" "$models"
 solver="$out/${net}_finetune_solver.prototxt"
 frozen=()
 if [ -n "${FREEZE:-}" ]; then
-  "$python" - "$(solver_net "prototxt/${net}_finetune_solver.prototxt")" "$out/${net}_train_test.prototxt" $FREEZE <<'EOF'
+  "$python" - "$(solver_net "$protodir/${net}_finetune_solver.prototxt")" "$out/${net}_train_test.prototxt" $FREEZE <<'EOF'
 import sys
 from agegender.caffe.net import read_net, write_prototxt
 net, names = read_net(sys.argv[1]), sys.argv[3:]
@@ -46,19 +48,19 @@ write_prototxt(net, sys.argv[2])
 EOF
   frozen=("net: \"$out/${net}_train_test.prototxt\"")
 fi
-solver_copy "prototxt/${net}_finetune_solver.prototxt" "$solver" "${frozen[@]}" "$@" \
+solver_copy "$protodir/${net}_finetune_solver.prototxt" "$solver" "${frozen[@]}" "$@" \
   "snapshot_prefix: \"$models/$net\"" ${SEED:+"random_seed: $SEED"}
 start=$(date +%s)
 "$python" -m agegender train --solver "$solver" --weights "$pretrain" > "$out/train.log" 2>&1
 echo "$net $(( $(date +%s) - start ))" > "$out/wall_seconds.txt"
-"$python" -m agegender test --model "prototxt/${net}_deploy.prototxt" --weights "$models" \
+"$python" -m agegender test --model "$protodir/${net}_deploy.prototxt" --weights "$models" \
   --mean data/mean/mean.binaryproto --lmdb "data/lmdb/${task}_val_lmdb" --labels "$task" --json "$out/val.json" \
   | grep -E "^(Accuracy|1-off)" | sed "s/^/$name $net, validation: /"
 cp "graph/$other".xml "graph/$other".bin "graph/$other".json graph/age_gender_mean.npy "$out/graph/"
 prior=()
 [ "$task" = age ] && [ -f data/DEF/age_train_natural.txt ] && \
   prior=(--prior data/DEF/age_train_natural.txt --trained-on "${TRAINED_ON:-data/DEF/age_train.txt}")
-"$python" -m agegender compile --model "prototxt/${net}_deploy.prototxt" --weights "$models" --labels "$task" \
+"$python" -m agegender compile --model "$protodir/${net}_deploy.prototxt" --weights "$models" --labels "$task" \
   --mean data/mean/mean.binaryproto --output "$out/graph/$net" --check none "${prior[@]}" > "$out/compile.log" 2>&1
 "$python" benchmarks/bench_wild.py --graph_dir "$out/graph" --no-peer --json "$out/wild.json" \
   --infer-args "--detector ultraface --detector-dir ${DETECTOR_DIR:-../shared/caffe-fixtures}" > "$out/wild.txt"
