@@ -190,18 +190,36 @@ def _ignore_interrupts(_worker_id: int) -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def broadcast(tensor: torch.Tensor) -> bool:
+    """A tensor with no memory behind most of its elements (a silenced top's expanded zeros)."""
+    return 0 in tensor.stride()
+
+
+def pin_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Page-locked copies for fast copies to a GPU, done here rather than by the DataLoader: its pinning
+    refuses broadcast tensors ("more than one element ... refers to a single memory location")."""
+    return {k: v if broadcast(v) else v.pin_memory() for k, v in batch.items()}
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """The batch on ``device``; a broadcast tensor is made there (expanded zeros) instead of copied in full."""
+    return {k: torch.zeros((), dtype=v.dtype, device=device).expand(v.shape) if broadcast(v)
+            else v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 def iterate_batches(feeds: Sequence[DataFeed], start: int, stop: int, workers: int,
                     pin_memory: bool = False, prefetch: int = 4) -> Iterator[dict[str, torch.Tensor]]:
     """Batches ``start`` .. ``stop - 1``, prepared ``prefetch`` batches ahead by ``workers`` processes
     (in this process when 0); a worker's AgegenderError comes back as that one-line error."""
     loader = DataLoader(NetBatches(feeds), batch_size=None, sampler=range(start, stop), num_workers=workers,
-                        pin_memory=pin_memory, prefetch_factor=max(1, prefetch // max(workers, 1)) if workers else None,
+                        prefetch_factor=max(1, prefetch // max(workers, 1)) if workers else None,
                         worker_init_fn=_ignore_interrupts if workers else None)
     iterator = iter(loader)
     try:
         while True:
             try:
-                yield next(iterator)
+                batch = next(iterator)
+                yield pin_batch(batch) if pin_memory else batch
             except StopIteration:
                 return
             except AgegenderError as exc:

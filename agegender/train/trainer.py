@@ -20,7 +20,7 @@ from agegender.caffe import caffe_pb2, read_net, read_solverstate, write_caffemo
 from agegender.errors import AgegenderError
 from agegender.layers.net import Net
 from agegender.layers.torch_net import TorchNet
-from agegender.train.data import DataFeed, iterate_batches
+from agegender.train.data import DataFeed, iterate_batches, to_device
 from agegender.train.log import duration, g
 from agegender.train.solvers import Solver
 
@@ -270,7 +270,7 @@ class Trainer:
         batch = next(self._batches)
         self.data_seconds += time.perf_counter() - began
         self._check_labels(batch)
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        return to_device(batch, self.device)
 
     def forward_backward(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Caffe's ForwardBackward, iter_size times (gradients add up; the solver divides by iter_size)."""
@@ -318,7 +318,7 @@ class Trainer:
         loss = torch.zeros((), device=self.device)
         batches = iterate_batches(test.feeds, 0, test.iterations, self.workers, pin_memory=self.device.type == "cuda")
         for batch in batches:
-            outputs = test.net({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
+            outputs = test.net(to_device(batch, self.device))
             for name, value in outputs.items():
                 scores[name] = scores.get(name, 0) + value.detach().reshape(-1).double()
             if self.param.test_compute_loss:
