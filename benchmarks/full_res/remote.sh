@@ -3,7 +3,8 @@
 # pre-training and validation LMDBs from pack.py's pack, then pre-train AgeGenderNet without pool0 (227x227 input)
 # and, as the control on the same data and machine, with pool0, for each seed in SEEDS, all at once; export each
 # final snapshot as float16 (weights.py) and the logs to $OUT as one tar split in 15 MiB parts.
-# Env: SEEDS (default "42 7"), NETS (default "full pool0"), WORKERS per run (default 3), LIMIT seconds after which
+# Env: SEEDS (default "42 7"), NETS (default "full pool0"), WORKERS per run (default 3; WORKERS_FULL for the nets
+# without pool0), LIMIT seconds after which
 # trainings are stopped (default 450; the latest snapshot of a stopped run is exported), MAX_ITER (smoke tests).
 set -uo pipefail
 start=$(date +%s)
@@ -13,7 +14,7 @@ exec > >(tee -a "$log") 2>&1
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || { echo "wheel install failed"; exit 1; }
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 OPENCV_FOR_THREADS_NUM=1 OMP_NUM_THREADS=2
-nvidia-smi -L 2>/dev/null; nproc
+nvidia-smi -L 2>/dev/null; echo "$(getconf _NPROCESSORS_ONLN) CPUs"
 python3 -c "import torch, cv2, PIL, lmdb, google.protobuf as p; print('torch', torch.__version__, torch.cuda.is_available(), 'cv2', cv2.__version__, 'PIL', PIL.__version__, 'protobuf', p.__version__)"
 mkdir -p data/mean && cp .gpu/mean.binaryproto data/mean/mean.binaryproto
 df -h /dev/shm . | sed 1d
@@ -34,7 +35,8 @@ for net in ${NETS:-full pool0}; do
     solver_copy "$dir/AgeGenderNet_pretrain_solver.prototxt" "$solver" \
       "snapshot_prefix: \"models/full_res/$name/AgeGenderNet_pretrain\"" "random_seed: $seed" "snapshot: 500" \
       ${MAX_ITER:+"max_iter: $MAX_ITER"}
-    python3 -m agegender train --solver "$solver" --device "${DEVICE:-GPU}" --workers "${WORKERS:-3}" \
+    workers="${WORKERS:-3}"; [ "$net" = full ] && workers="${WORKERS_FULL:-$workers}"
+    python3 -m agegender train --solver "$solver" --device "${DEVICE:-GPU}" --workers "$workers" \
       > "data/full_res/logs/$name.train.log" 2>&1 &
     pids+=($!) solvers+=("$solver")
   done
