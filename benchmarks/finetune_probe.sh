@@ -9,7 +9,7 @@
 # only under data/probe/NAME/ and models/probe/NAME/: prototxt/NET_finetune_solver.prototxt with the given
 # fields replaced (or added), NET fine-tuned from models/AgeGenderNet_pretrain, its caffemodel on the validation
 # LMDB, an FP16 graph (this NET + graph/'s other net, compiled as compile2Movidius.sh does, AgeNet with its
-# class prior) and FairFace dev end to end (bench_wild.py, UltraFace + O-Net alignment from ../shared, no
+# class prior), that graph's NET on the validation LMDB (ir_val.json) and FairFace dev end to end (bench_wild.py, UltraFace + O-Net alignment from ../shared, no
 # peer). SEED=N sets random_seed; TRAINED_ON=LIST the list an AgeNet probe trains on, for its class prior
 # (default data/DEF/age_train.txt); FREEZE="conv1 conv2 conv3" trains a copy of the solver's train_test prototxt
 # (data/probe/NAME/NET_train_test.prototxt) whose named layers have lr_mult and decay_mult 0 (Caffe's way
@@ -62,6 +62,8 @@ prior=()
   prior=(--prior data/DEF/age_train_natural.txt --trained-on "${TRAINED_ON:-data/DEF/age_train.txt}")
 "$python" -m agegender compile --model "$protodir/${net}_deploy.prototxt" --weights "$models" --labels "$task" \
   --mean data/mean/mean.binaryproto --output "$out/graph/$net" --check none "${prior[@]}" > "$out/compile.log" 2>&1
+"$python" -m agegender test --ir "$out/graph/$net.xml" --lmdb "data/lmdb/${task}_val_lmdb" --json "$out/ir_val.json" \
+  | grep -E "^(Accuracy|1-off)" | sed "s/^/$name $net IR, validation: /"
 "$python" benchmarks/bench_wild.py --graph_dir "$out/graph" --no-peer --json "$out/wild.json" \
   --infer-args "--detector ultraface --detector-dir ${DETECTOR_DIR:-../shared/caffe-fixtures}" > "$out/wild.txt"
 sed "s/^/$name: /" "$out/wild.txt"

@@ -24,3 +24,9 @@ def test_pin_batch_leaves_broadcast_tensors_alone(monkeypatch):
     silenced = torch.zeros(()).expand(4, 3, 8, 8)
     out = pin_batch({"data_g": silenced, "label": torch.zeros(4)})
     assert out["data_g"] is silenced and pinned == [(4,)]
+
+
+def test_to_device_keeps_the_values_of_a_broadcast_tensor():
+    rows = torch.arange(4, dtype=torch.float32).unsqueeze(1).expand(4, 3)
+    moved = to_device({"x": rows}, torch.device("cpu"))["x"]
+    assert torch.equal(moved, rows) and broadcast(moved)

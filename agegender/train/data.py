@@ -191,7 +191,7 @@ def _ignore_interrupts(_worker_id: int) -> None:
 
 
 def broadcast(tensor: torch.Tensor) -> bool:
-    """A tensor with no memory behind most of its elements (a silenced top's expanded zeros)."""
+    """A tensor with no memory behind most of its elements (an expanded view, e.g. a silenced top's zeros)."""
     return 0 in tensor.stride()
 
 
@@ -202,9 +202,15 @@ def pin_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """The batch on ``device``; a broadcast tensor is made there (expanded zeros) instead of copied in full."""
-    return {k: torch.zeros((), dtype=v.dtype, device=device).expand(v.shape) if broadcast(v)
-            else v.to(device, non_blocking=True) for k, v in batch.items()}
+    """The batch on ``device``; a broadcast tensor is sent as the values behind it and expanded there, not
+    copied in full."""
+    return {k: _distinct(v).to(device).expand(v.shape) if broadcast(v) else v.to(device, non_blocking=True)
+            for k, v in batch.items()}
+
+
+def _distinct(tensor: torch.Tensor) -> torch.Tensor:
+    """The elements of a broadcast tensor that own memory: index 0 along each expanded (stride 0) axis."""
+    return tensor[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in tensor.stride())]
 
 
 def iterate_batches(feeds: Sequence[DataFeed], start: int, stop: int, workers: int,

@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 python=".venv/bin/python"; [ -x "$python" ] || python=python3
+[ $# -ge 1 ] && ls "$1"/weights.tar.* > /dev/null 2>&1 || {
+  echo "usage: benchmarks/full_res/finetune.sh PARTS_DIR [NAME ...] (PARTS_DIR holds remote.sh's weights.tar.*)" >&2; exit 2; }
 parts="$1"; shift
 names=("$@"); [ ${#names[@]} -gt 0 ] || names=(full_42 full_7 pool0_42 pool0_7)
 mkdir -p data/full_res
@@ -14,7 +16,7 @@ cat "$parts"/weights.tar.* | tar xf - -C data/full_res
 PYTHONPATH=. "$python" benchmarks/full_res/prototxts.py data/full_res/prototxt
 for name in "${names[@]}"; do
   mkdir -p "models/full_res/$name"
-  npz=$(ls data/full_res/"${name}"_iter_*.npz)
+  npz=$(ls -v data/full_res/"${name}"_iter_*.npz | tail -1)  # the latest, if an earlier run left one
   PYTHONPATH=. "$python" benchmarks/full_res/weights.py import "$npz" \
     "models/full_res/$name/AgeGenderNet_pretrain_$(basename "$npz" .npz | sed 's/.*_\(iter_[0-9]*\)$/\1/').caffemodel"
 done

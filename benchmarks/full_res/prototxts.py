@@ -1,6 +1,6 @@
 """The Levi & Hassner nets at their own 227x227 input: every prototxt/ net without its pool0 (conv1 reads
 ``data``), and every solver pointing at those copies, written to OUT_DIR (fc6's input grows from 384x3x3 to
-384x7x7).
+384x7x7); the solvers snapshot under models/full_res/.
 
     python benchmarks/full_res/prototxts.py OUT_DIR
 """
@@ -33,6 +33,8 @@ def main() -> int:
     for src in sorted((ROOT / "prototxt").glob("*.prototxt")):
         if "solver" in src.name:
             text = re.sub(r'^net: "prototxt/', f'net: "{out.as_posix()}/', src.read_text(), flags=re.M)
+            # snapshots of their own, beside (never over) the pool0 nets' models/NAME/
+            text = re.sub(r'^snapshot_prefix: "models/', 'snapshot_prefix: "models/full_res/', text, flags=re.M)
             (out / src.name).write_text(text)
         else:
             without_pool0(src, out / src.name)

@@ -16,7 +16,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 OPENCV_FOR_THREADS_NUM=1 OMP_NUM_THREADS=2
 nvidia-smi -L 2>/dev/null; echo "$(getconf _NPROCESSORS_ONLN) CPUs"
 python3 -c "import torch, cv2, PIL, lmdb, google.protobuf as p; print('torch', torch.__version__, torch.cuda.is_available(), 'cv2', cv2.__version__, 'PIL', PIL.__version__, 'protobuf', p.__version__)"
-mkdir -p data/mean && cp .gpu/mean.binaryproto data/mean/mean.binaryproto
+[ -e data/mean/mean.binaryproto ] || { mkdir -p data/mean && cp .gpu/mean.binaryproto data/mean/mean.binaryproto; }
 df -h /dev/shm . | sed 1d
 # the four LMDBs take ~18 GB of raw Datums: in RAM when /dev/shm has room (disk writes can be slow there)
 if [ ! -e data/lmdb ] && [ "$(df -k --output=avail /dev/shm 2>/dev/null | tail -1)" -gt 25000000 ] 2>/dev/null; then

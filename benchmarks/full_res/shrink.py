@@ -15,8 +15,12 @@ from PIL import Image
 
 
 def main() -> int:
+    if len(sys.argv) not in (3, 5) or (len(sys.argv) == 5 and sys.argv[3] != "--quality") \
+            or not (Path(sys.argv[1]) / "pack.json").is_file():
+        sys.exit("usage: shrink.py PACK_DIR BUDGET_BYTES [--quality Q] (PACK_DIR holds pack.py's pack.json, "
+                 "not yet shrunk)")
     pack, budget = Path(sys.argv[1]), int(sys.argv[2])
-    quality = int(sys.argv[4]) if len(sys.argv) > 4 else 50
+    quality = int(sys.argv[4]) if len(sys.argv) == 5 else 50
     meta = json.loads((pack / "pack.json").read_text())
     blob = (pack / "pack.bin").read_bytes()
     records = meta["records"]

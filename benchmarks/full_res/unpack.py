@@ -35,9 +35,16 @@ def decode(job: tuple[int, int, int]) -> bytes:
 
 
 def main() -> int:
+    if len(sys.argv) != 2 or not (Path(sys.argv[1]) / "pack.json.gz").is_file():
+        sys.exit("usage: unpack.py PACK_DIR (a folder holding pack.py's pack.bin and shrink.py's pack.json.gz)")
     pack = Path(sys.argv[1])
     meta = json.loads(gzip.decompress((pack / "pack.json.gz").read_bytes()))
     size = meta["size"]
+    for split in meta["stamps"]:
+        for task in ("age", "gender"):
+            if Path(f"data/lmdb/{task}_{split}_lmdb").exists():
+                sys.exit(f"unpack.py: data/lmdb/{task}_{split}_lmdb exists; unpack only in a fresh checkout on the "
+                         f"GPU machine (it would replace real LMDBs with the lossy pack)")
     for split, stamp in meta["stamps"].items():
         rows = [r for r in meta["records"] if r[0] == split]
         with Pool(min(16, max(1, len(rows) // 500 + 1)), initializer=_load, initargs=(str(pack / "pack.bin"),)) as pool:

@@ -24,7 +24,7 @@ def export(model: Path, out: Path) -> None:
     arrays, layers = {}, []
     for layer in net.layer:
         if layer.blobs:
-            layers.append([layer.name, layer.type, len(layer.blobs)])
+            layers.append([layer.name, layer.type, len(layer.blobs), [not b.HasField("shape") for b in layer.blobs]])
             for i, blob in enumerate(layer.blobs):
                 arrays[f"{layer.name}/{i}"] = blob_to_array(blob).astype(np.float16)
     np.savez(out, __layers__=np.frombuffer(json.dumps([net.name, layers]).encode(), np.uint8), **arrays)
@@ -34,13 +34,14 @@ def import_(npz: Path, out: Path) -> None:
     data = np.load(npz)
     name, layers = json.loads(data["__layers__"].tobytes())
     net = caffe_pb2.NetParameter(name=name)
-    for layer_name, layer_type, count in layers:
+    for layer_name, layer_type, count, legacy in layers:
         layer = net.layer.add(name=layer_name, type=layer_type)
         for i in range(count):
-            layer.blobs.append(array_to_blob(data[f"{layer_name}/{i}"].astype(np.float32)))
+            layer.blobs.append(array_to_blob(data[f"{layer_name}/{i}"].astype(np.float32), legacy=legacy[i]))
     write_caffemodel(net, out)
 
 
 if __name__ == "__main__":
-    verb, src, dst = sys.argv[1:4]
-    {"export": export, "import": import_}[verb](Path(src), Path(dst))
+    if len(sys.argv) != 4 or sys.argv[1] not in ("export", "import") or not Path(sys.argv[2]).is_file():
+        sys.exit("usage: weights.py export MODEL.caffemodel OUT.npz | import IN.npz OUT.caffemodel (an existing input)")
+    {"export": export, "import": import_}[sys.argv[1]](Path(sys.argv[2]), Path(sys.argv[3]))
