@@ -17,8 +17,9 @@ PYTHONPATH=. "$python" benchmarks/full_res/prototxts.py data/full_res/prototxt
 for name in "${names[@]}"; do
   mkdir -p "models/full_res/$name"
   npz=$(ls -v data/full_res/"${name}"_iter_*.npz | tail -1)  # the latest, if an earlier run left one
-  PYTHONPATH=. "$python" benchmarks/full_res/weights.py import "$npz" \
-    "models/full_res/$name/AgeGenderNet_pretrain_$(basename "$npz" .npz | sed 's/.*_\(iter_[0-9]*\)$/\1/').caffemodel"
+  model="models/full_res/$name/AgeGenderNet_pretrain_iter_${npz##*_iter_}"
+  model="${model%.npz}.caffemodel"
+  [ -f "$model" ] || PYTHONPATH=. "$python" benchmarks/full_res/weights.py import "$npz" "$model"  # once
 done
 for name in "${names[@]}"; do
   protodir=prototxt; [ "${name%%_*}" = full ] && protodir=data/full_res/prototxt

@@ -20,6 +20,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from agegender.caffe.datum import datum_to_array, read_lmdb  # noqa: E402
+from agegender.lmdb_set import read_stamp  # noqa: E402
 
 SPLITS = {"pretrain": "data/lmdb/{}_pretrain_lmdb", "val": "data/lmdb/{}_val_lmdb"}  # never the test split
 
@@ -64,7 +65,7 @@ def main() -> int:
                 offset += len(encoded)
                 if n % 2000 == 0:
                     print(f"{split}: {n}/{len(rows)}, {offset / 2**20:.1f} MiB", flush=True)
-    stamps = {split: json.loads(Path(SPLITS[split].format("age"), "agegender.json").read_text()) for split in SPLITS}
+    stamps = {split: read_stamp(Path(SPLITS[split].format("age"))) for split in SPLITS}  # the lists' sha256
     meta = {"stored": args.stored, "quality": args.quality, "size": 256, "stamps": stamps, "records": index}
     (args.out / "pack.json").write_text(json.dumps(meta))
     print(f"{len(index)} faces, {offset / 2**20:.1f} MiB")

@@ -18,6 +18,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from agegender.caffe.datum import array_to_datum, write_lmdb  # noqa: E402
+from agegender.lmdb_set import write_stamp  # noqa: E402
 
 BLOB: bytes = b""
 
@@ -54,7 +55,7 @@ def main() -> int:
             records = ((r[1].encode(), array_to_datum(np.frombuffer(img, np.uint8).reshape(3, size, size), r[column]))
                        for r, img in zip(rows, images))
             count = write_lmdb(target, records)
-            (target / "agegender.json").write_text(json.dumps(stamp))
+            write_stamp(target, stamp, Path(f"(unpacked from {pack})"))
             print(f"{target}: {count} faces", flush=True)
     return 0
 

@@ -7,7 +7,6 @@ a float32 caffemodel that ``agegender train --weights`` copies by layer name.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -15,29 +14,29 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from agegender.caffe import caffe_pb2  # noqa: E402
-from agegender.caffe.blob import array_to_blob, blob_to_array  # noqa: E402
+from agegender.caffe.blob import blob_to_array  # noqa: E402
 from agegender.caffe.net import read_caffemodel, write_caffemodel  # noqa: E402
 
 
 def export(model: Path, out: Path) -> None:
+    """The caffemodel itself with its blobs' values taken out (names, types, shapes, legacy dims stay) + each
+    blob's values as float16."""
     net = read_caffemodel(model)
-    arrays, layers = {}, []
-    for layer in net.layer:
-        if layer.blobs:
-            layers.append([layer.name, layer.type, len(layer.blobs), [not b.HasField("shape") for b in layer.blobs]])
-            for i, blob in enumerate(layer.blobs):
-                arrays[f"{layer.name}/{i}"] = blob_to_array(blob).astype(np.float16)
-    np.savez(out, __layers__=np.frombuffer(json.dumps([net.name, layers]).encode(), np.uint8), **arrays)
+    arrays = {}
+    for i, layer in enumerate(net.layer):
+        for j, blob in enumerate(layer.blobs):
+            arrays[f"{i}/{j}"] = blob_to_array(blob).astype(np.float16)
+            for values in ("data", "diff", "double_data", "double_diff"):
+                blob.ClearField(values)
+    np.savez(out, __net__=np.frombuffer(net.SerializeToString(), np.uint8), **arrays)
 
 
 def import_(npz: Path, out: Path) -> None:
     data = np.load(npz)
-    name, layers = json.loads(data["__layers__"].tobytes())
-    net = caffe_pb2.NetParameter(name=name)
-    for layer_name, layer_type, count, legacy in layers:
-        layer = net.layer.add(name=layer_name, type=layer_type)
-        for i in range(count):
-            layer.blobs.append(array_to_blob(data[f"{layer_name}/{i}"].astype(np.float32), legacy=legacy[i]))
+    net = caffe_pb2.NetParameter.FromString(data["__net__"].tobytes())
+    for i, layer in enumerate(net.layer):
+        for j, blob in enumerate(layer.blobs):
+            blob.data.extend(data[f"{i}/{j}"].astype(np.float32).ravel())
     write_caffemodel(net, out)
 
 
