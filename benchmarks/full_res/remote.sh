@@ -3,7 +3,8 @@
 # pre-training and validation LMDBs from pack.py's pack, then pre-train AgeGenderNet without pool0 (227x227 input)
 # and, as the control on the same data and machine, with pool0, for each seed in SEEDS, all at once; export each
 # final snapshot as float16 (weights.py) and the logs to $OUT as one tar split in 15 MiB parts.
-# Env: SEEDS (default "42 7"), NETS (default "full pool0"), WORKERS per run (default 3; WORKERS_FULL for the nets
+# Env: SEEDS (default "42 7"), NETS (default "full pool0"; "strong": pool0 with strong.py's stronger augmentation),
+# SNAPSHOT interval (default 500), WORKERS per run (default 3; WORKERS_FULL for the nets
 # without pool0), LIMIT seconds after which
 # trainings are stopped (default 450; the latest snapshot of a stopped run is exported), MAX_ITER (smoke tests).
 set -uo pipefail
@@ -22,18 +23,21 @@ df -h /dev/shm . | sed 1d
 if [ ! -e data/lmdb ] && [ "$(df -k --output=avail /dev/shm 2>/dev/null | tail -1)" -gt 25000000 ] 2>/dev/null; then
   mkdir -p /dev/shm/lmdb && ln -s /dev/shm/lmdb data/lmdb
 fi
-python3 benchmarks/full_res/unpack.py .gpu || { echo "unpack failed"; exit 1; }
+# a warm machine keeps an earlier call's unpacked LMDBs (their stamps say so): used again
+if grep -qs "unpacked from" data/lmdb/age_pretrain_lmdb/agegender.json; then echo "LMDBs unpacked by an earlier call"
+else python3 benchmarks/full_res/unpack.py .gpu || { echo "unpack failed"; exit 1; }; fi
 python3 benchmarks/full_res/prototxts.py data/full_res/prototxt || exit 1
+python3 benchmarks/full_res/strong.py data/full_res/strong_prototxt || exit 1
 mkdir -p data/full_res/logs
 echo "setup took $(( $(date +%s) - start )) s"
 source benchmarks/solver.sh
 pids=() solvers=()
 for net in ${NETS:-full pool0}; do
-  dir=prototxt; [ "$net" = full ] && dir=data/full_res/prototxt
+  dir=prototxt; [ "$net" = full ] && dir=data/full_res/prototxt; [ "$net" = strong ] && dir=data/full_res/strong_prototxt
   for seed in ${SEEDS:-42 7}; do
     name="${net}_$seed" solver="data/full_res/${net}_$seed.solver.prototxt"
     solver_copy "$dir/AgeGenderNet_pretrain_solver.prototxt" "$solver" \
-      "snapshot_prefix: \"models/full_res/$name/AgeGenderNet_pretrain\"" "random_seed: $seed" "snapshot: 500" \
+      "snapshot_prefix: \"models/full_res/$name/AgeGenderNet_pretrain\"" "random_seed: $seed" "snapshot: ${SNAPSHOT:-500}" \
       ${MAX_ITER:+"max_iter: $MAX_ITER"}
     workers="${WORKERS:-3}"; [ "$net" = full ] && workers="${WORKERS_FULL:-$workers}"
     python3 -m agegender train --solver "$solver" --device "${DEVICE:-GPU}" --workers "$workers" \
