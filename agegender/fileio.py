@@ -143,6 +143,12 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def partial_path(path: str | os.PathLike) -> Path:
+    """Where an interrupted run's output goes, beside the complete one's name: results.json -> results.partial.json."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 

@@ -2,8 +2,10 @@
 decodes to 25000x25000, 1.9 GB of BGR) is refused in one line instead of taking a small device's memory.
 
 Reads what each format's specification puts first: PNG's IHDR, JPEG's SOFn segment, GIF's logical screen,
-BMP's BITMAPINFOHEADER (or BITMAPCOREHEADER), WebP's VP8/VP8L/VP8X chunk. TIFF (dimensions in tagged
-directories) is left to OpenCV's own limit, OPENCV_IO_MAX_IMAGE_PIXELS, set to the same cap here.
+BMP's BITMAPINFOHEADER (or BITMAPCOREHEADER), WebP's VP8/VP8L/VP8X chunk, TIFF's first image file
+directory. Whatever a header does not say (BigTIFF, a JPEG without a frame header before its scan) is left
+to OpenCV's own limit, OPENCV_IO_MAX_IMAGE_PIXELS, set to the same cap by agegender/__init__.py before any
+module imports cv2 (OpenCV reads it once, when it loads).
 """
 from __future__ import annotations
 
@@ -12,17 +14,21 @@ import struct
 import zlib
 
 MAX_PIXELS = 100_000_000  # 100 MP: larger than any camera photo most people take (a 12000x8000 sensor is 96 MP)
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))  # (agegender/__init__.py sets it first)
 
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 def _jpeg(data: bytes) -> tuple[int, int] | None:
-    """Width and height of the first SOFn segment (JPEG, ITU T.81 B.2.2)."""
+    """Width and height of the first SOFn segment (JPEG, ITU T.81 B.2.2). Bytes between segments that are no
+    marker are skipped, as libjpeg's next_marker() skips them (it decodes such a file with a warning)."""
     i = 2
     while i + 9 <= len(data):
         if data[i] != 0xFF:
-            return None
+            i = data.find(b"\xff", i)
+            if i < 0:
+                return None
+            continue
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
@@ -75,6 +81,39 @@ def _bmp(data: bytes) -> tuple[int, int] | None:
     return abs(width), abs(height)  # a negative height is a top-down bitmap
 
 
+def _tiff_directories(data: bytes) -> list[tuple[int, int] | None]:
+    """(width, height) of each image file directory of a classic TIFF (TIFF 6.0 section 2: ImageWidth 256 and
+    ImageLength 257, SHORT or LONG), None where a directory lacks them; [] for BigTIFF or a broken header.
+    At most 1,000 directories, each once (a loop of offsets ends)."""
+    if len(data) < 8 or data[:2] not in (b"II", b"MM"):
+        return []
+    order = "<" if data[:2] == b"II" else ">"
+    if struct.unpack(order + "H", data[2:4])[0] != 42:
+        return []
+    out, seen = [], set()
+    offset = struct.unpack(order + "I", data[4:8])[0]
+    while offset and offset + 2 <= len(data) and offset not in seen and len(out) < 1000:
+        seen.add(offset)
+        count = struct.unpack(order + "H", data[offset:offset + 2])[0]
+        end = offset + 2 + 12 * count
+        if end + 4 > len(data):
+            break
+        size = {}
+        for entry in range(offset + 2, end, 12):
+            tag, kind, n = struct.unpack(order + "HHI", data[entry:entry + 8])
+            if tag in (256, 257) and n == 1 and kind in (3, 4):
+                width = 2 if kind == 3 else 4  # SHORT or LONG, left-justified in the value field
+                size[tag] = int.from_bytes(data[entry + 8:entry + 8 + width], "little" if order == "<" else "big")
+        out.append((size[256], size[257]) if len(size) == 2 else None)
+        offset = struct.unpack(order + "I", data[end:end + 4])[0]
+    return out
+
+
+def pages(data: bytes, fmt: str) -> int:
+    """How many images a TIFF holds (its directories); 1 for every other format. OpenCV reads the first."""
+    return max(1, len(_tiff_directories(data))) if fmt == "TIFF" else 1
+
+
 def image_size(data: bytes, fmt: str) -> tuple[int, int] | None:
     """(width, height) from the header of a ``fmt`` image (see images.image_format); None when not known."""
     if fmt == "PNG":
@@ -87,6 +126,8 @@ def image_size(data: bytes, fmt: str) -> tuple[int, int] | None:
         return _bmp(data)
     if fmt == "WebP" and data[8:12] == b"WEBP":
         return _webp(data)
+    if fmt == "TIFF":
+        return next(iter(_tiff_directories(data)), None)
     return None
 
 

@@ -36,12 +36,15 @@ from agegender.fileio import (
     broken_link,
     check_writable,
     clean_stale,
+    crash_point,
     make_parent,
+    partial_path,
     staged_files,
     temporary_prefix,
     write_bytes_atomic,
     write_text_atomic,
 )
+from agegender.imagesize import pages
 from agegender.progress import Progress
 from agegender.quiet import quiet_stderr
 
@@ -52,6 +55,7 @@ NO_FACE = 3
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v"}  # what --output may write for a video or camera
 MAX_TRACK = 10_000  # --track: frames a face's answer may average (each kept: memory grows with it)
+MAX_JOBS = 256  # --jobs and --workers: each request holds its inputs, each worker an image (memory grows with them)
 CAMERA_FPS = 15.0  # written to --output when the camera does not say
 
 
@@ -136,10 +140,15 @@ def read_image(path: Path) -> np.ndarray:
     if broken_link(path):  # reported as a skipped file, not silently left out
         raise AgegenderError(f"{path} is a {broken_link(path)}")
     try:
+        data = dataset_images.read_bytes(str(path))
         with opencv_quiet():
-            return dataset_images.read_image(str(path))
+            image = dataset_images.decode_image(data)
     except dataset_images.BadImage as exc:
         raise AgegenderError(f"{path} is not a usable image: {exc}") from None
+    count = pages(data, dataset_images.image_format(data))
+    if count > 1:  # OpenCV's IMREAD_COLOR reads the first; a multi-page scan's others would be silently left out
+        print(f"notice: {path} holds {count} images (TIFF pages); only the first is read", file=sys.stderr)
+    return image
 
 
 def source_kind(path: Path) -> str:
@@ -496,7 +505,11 @@ def prepare(nets: Nets, finder: FaceFinder, name: str, load: Loader, keep_image:
     image, error = load()
     record, inputs = Record(name, error=error), []
     if image is not None:
-        record.faces = finder.find(image)
+        try:
+            record.faces = finder.find(image)
+        except AgegenderError as exc:  # e.g. --min-face too fine for this photo: this image is skipped, named
+            record.error = f"{name}: {exc}"
+            return record, inputs
         record.results = [FaceResult(box) for box in record.faces.boxes]
         inputs = [nets.inputs(crop) for crop in record.faces.crops(image)]
         record.pending = nets.requests_per_face * len(inputs)
@@ -595,8 +608,9 @@ def run_folder(args: argparse.Namespace, folder: Path, finder: FaceFinder) -> in
         for record in stream(nets, finder, folder_images(folder), output is not None, args.jobs, args.workers):
             report.record(record)
             if staged is not None and record.image is not None:
-                write_image(staged.path(record.name), annotated(report, record.image, record))
+                write_image(staged.path(output_name(record.name)), annotated(report, record.image, record))
             progress.update()
+            crash_point("infer-record")
     report.summary(str(folder), progress.close(), "image")
     if report.images == 0:
         raise AgegenderError(f"no file in {folder} is a usable image (JPEG, PNG, BMP, GIF, TIFF or WebP)")
@@ -620,14 +634,22 @@ def run_video(args: argparse.Namespace, source: str | int, finder: FaceFinder) -
                              args.workers):
             recent.append(time.perf_counter())
             fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 else None
+            if record.error:  # a frame's faces cannot be searched as asked (--min-face): nor can the next ones'
+                raise AgegenderError(record.error)
             if tracker is not None:
                 follow(tracker, record)
             report.frame(record, fps)
             if writer is not None:
                 writer.write(annotated(report, record.image, record))
             progress.update()
+            crash_point("infer-frame")
     except KeyboardInterrupt:  # how a camera is stopped: the output and the summary are still written
         print(file=sys.stderr)
+        if isinstance(source, str):  # a video file stopped early: not its whole output, nor exit 0
+            if writer is not None:
+                writer.keep_partial(progress.done)
+            report.summary(label, progress.close(), "frame")
+            raise
         stopped = True
     except BaseException:  # a failure mid-video: no partial output is left as if it were the whole
         if writer is not None:
@@ -701,6 +723,22 @@ class VideoOutput:
             self.writer.release()
         self.tmp.unlink(missing_ok=True)
 
+    def keep_partial(self, frames: int) -> None:
+        """An interrupted video file's frames so far, beside (never over) the output's name."""
+        if self.writer is None:
+            return self.discard()
+        self.writer.release()
+        partial = partial_path(self.path)
+        os.replace(self.tmp, partial)
+        print(f"{frames} annotated frames so far written to {partial} ({self.path} left as it was)", file=sys.stderr)
+
+
+def output_name(name: str) -> str:
+    """The annotated copy's name in an --output folder: the image's own, or with .jpg added when OpenCV cannot
+    write its suffix (a photo saved without one, .jfif, .gif)."""
+    suffix = Path(name).suffix
+    return name if suffix and cv2.haveImageWriter(name) else f"{name}.jpg"
+
 
 def write_image(path: str | Path, image: np.ndarray) -> None:
     path = Path(path)
@@ -712,6 +750,8 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
 
 
 def _check_image_output(path: Path) -> None:
+    if path.is_dir():
+        raise AgegenderError(f"--output {path} is a folder; for one image give a file name such as out.jpg")
     if not path.suffix or not cv2.haveImageWriter(str(path)):
         raise AgegenderError(f"--output {path}: OpenCV cannot write {path.suffix or 'files without a suffix'}; "
                              f"use .jpg or .png")
@@ -745,31 +785,50 @@ def _same_file(output: Path, source: Path) -> bool:
 def run(args: argparse.Namespace) -> int:
     if args.json in (None, "-"):
         return _run(args)
+    if not args.json.strip():
+        raise AgegenderError("--json needs a file name (or none, for JSON lines on stdout)")
+    check_writable(args.json, "--json")  # before any work, as --output
     with contextlib.redirect_stdout(io.StringIO()) as lines:  # --json FILE: the JSON lines, written whole
         try:
             code = _run(args)
-        finally:  # also when it stops with an error (no face: exit 3) after some records: no stale file
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM: FILE keeps an earlier complete run; the records so far
+            keep_partial(args.json, lines.getvalue(), "records")
+            raise
+        except BaseException:  # an error (no face: exit 3) after some records: no stale file
             if lines.getvalue():
                 write_text_atomic(args.json, lines.getvalue())
+            raise
+    if lines.getvalue():
+        write_text_atomic(args.json, lines.getvalue())
     return code
+
+
+def keep_partial(path: str | Path, text: str, what: str) -> None:
+    """An interrupted run's output, written beside the complete one's name (never over it), and said."""
+    if text:
+        partial = write_text_atomic(partial_path(path), text)
+        print(f"{what} so far written to {partial} ({path} left as it was)", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise AgegenderError("--max_frames must be at least 1")
-    if args.jobs < 0:
-        raise AgegenderError("--jobs must be 0 (the device's optimal number) or more")
+    if not 0 <= args.jobs <= MAX_JOBS:
+        raise AgegenderError(f"--jobs must be 0 (the device's optimal number) to {MAX_JOBS}")
     if args.min_gender_confidence and not 0.5 <= args.min_gender_confidence <= 1:
         raise AgegenderError(f"--min-gender-confidence {args.min_gender_confidence:g}: give a probability from 0.5 "
                              f"(always answer) to 1")
-    if args.workers < 0:
-        raise AgegenderError("--workers must be 0 (one per CPU) or more")
+    if not 0 <= args.workers <= MAX_JOBS:
+        raise AgegenderError(f"--workers must be 0 (one per CPU) to {MAX_JOBS}")
+    check_cache_dir(args.cache_dir)
     if not 0 <= args.track <= MAX_TRACK:
         raise AgegenderError(f"--track must be 0 (each frame alone) to {MAX_TRACK} frames")
     detectors.check_min_face(args.min_face)
     if args.camera is not None:
         kind, source = "camera", args.camera
     else:
+        if not (args.image_path or "").strip():
+            raise AgegenderError("--image_path is empty; give an image, a folder or a video (or --camera N)")
         source = Path(args.image_path)
         kind = source_kind(source)
     check_output(args, kind)
@@ -782,6 +841,17 @@ def _run(args: argparse.Namespace) -> int:
         code = run_video(args, source if kind == "camera" else str(source), finder)
     hint(finder)
     return code
+
+
+def check_cache_dir(cache_dir: str | None) -> None:
+    """A --cache-dir that cannot be a folder fails at the start, in one line (OpenVINO would fail mid-run)."""
+    if not cache_dir:
+        return
+    try:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AgegenderError(f"--cache-dir {cache_dir} cannot be used ({exc.strerror or exc}); give a writable "
+                             f"folder, or \"\" for no cache") from None
 
 
 def make_finder(args: argparse.Namespace, kind: str | None = None) -> FaceFinder:

@@ -4,7 +4,7 @@ faces found on the group photos, and time per photo at 320x240, 640x480 and 1280
 --min-face asked ("default": the detector's own, as run_inference uses it; 0: one pass).
 
     .venv/bin/python benchmarks/bench_detect.py [--detector-dir ../shared/caffe-fixtures] [--device CPU] [--repeats 10]
-        [--min-face default,0]
+        [--min-face default,0] [--align onet]
 
 Recall: a detector's raw box (before the chip margins) matches an annotated box of ``training.xml`` when their
 IoU is >= --iou (0.4: dlib's boxes are tight squares, the detectors' boxes are taller), each annotated face at
@@ -12,7 +12,9 @@ most once, best score first; every unmatched detection on the 4 photos, and ever
 is a false positive. Times: the median of --repeats runs of ``Detector.detect`` (downscale, detect, decode)
 on group photo 1.jpg resized to each size, after one warm-up run that compiles the IR for that size: wall ms,
 and the process's CPU ms (all threads; less disturbed by other work on a loaded machine than wall time).
-The last lines are a Markdown table for the README.
+The last lines are a Markdown table for the README. ``--align onet``: each detector's boxes also go through
+MTCNN's O-Net as run_inference's default ``--align auto`` sends them (landmarks; a box only a --min-face window
+found is dropped when O-Net scores it under detectors.MIN_WINDOW_FACE_SCORE); times then include O-Net.
 """
 from __future__ import annotations
 
@@ -71,6 +73,16 @@ def small_faces(image: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.nd
     return canvas, np.vstack(boxes)
 
 
+class Aligned:
+    """A detector whose boxes then go through a landmark model, as FaceFinder.detect sends them."""
+
+    def __init__(self, detector: detectors.Detector, landmarker: detectors.Landmarker):
+        self.detector, self.landmarker, self.entry = detector, landmarker, detector.entry
+
+    def detect(self, bgr: np.ndarray, min_face: float | None = None) -> list[detectors.Detection]:
+        return self.landmarker.add(bgr, self.detector.detect(bgr, min_face))
+
+
 def evaluate(detector: detectors.Detector, iou_threshold: float, repeats: int, min_face: float | None) -> dict:
     truth = annotations(ANNOTATED / "training.xml")
     hits = false = total = small = small_total = 0
@@ -108,6 +120,9 @@ def main() -> int:
     parser.add_argument("--detectors", default=",".join(detectors.REGISTRY))
     parser.add_argument("--min-face", default="default,0", help="comma-separated: default (the detector's own), "
                                                                 "0 (one pass) or pixels")
+    parser.add_argument("--align", choices=("none", "onet"), default="none",
+                        help="onet: boxes also through O-Net, as run_inference's --align auto (its files in "
+                             "--detector-dir)")
     args = parser.parse_args()
     if not ANNOTATED.is_dir():
         sys.exit(f"{ANNOTATED} is absent: the benchmark reads dlib's annotated photos from ../shared")
@@ -118,12 +133,16 @@ def main() -> int:
     for name in args.detectors.split(","):
         try:
             detector = detectors.load(name, [args.detector_dir], args.device, cache)
+            if args.align == "onet" and not detector.entry.landmarks:
+                detector = Aligned(detector, detectors.load_landmarker("onet", [args.detector_dir],
+                                                                       lambda: (args.device, cache)))
         except Exception as exc:  # a detector whose layers cannot be compiled yet: say so, measure the others
             print(f"{name}: not measured ({type(exc).__name__}: {str(exc).splitlines()[0]})")
             continue
         for asked in args.min_face.split(","):
             min_face = detector.entry.min_face if asked == "default" else float(asked)
-            label = f"{name}, --min-face {min_face:g}" + (" (its default)" if asked == "default" else "")
+            label = (f"{name}{' + O-Net' if isinstance(detector, Aligned) else ''}, --min-face {min_face:g}"
+                     + (" (its default)" if asked == "default" else ""))
             r = evaluate(detector, args.iou, args.repeats, min_face or None)
             print(f"{label}: {r['hits']}/{r['total']} annotated faces, {r['small']}/{r['small_total']} made small, "
                   f"{r['false']} false positives ({r['dogs']} on dogs.jpg), {r['group']} faces on "

@@ -312,7 +312,9 @@ def test_align_auto_aligns_ultraface_crops_when_onet_is_installed_and_none_frame
     framed = make_finder("detect", "ultraface", [fixtures], place, "none")
     assert aligned.landmarker.name == "onet" and framed.landmarker is None
     faces = aligned.find(photo)
-    assert faces.landmarks[0] is not None and faces.boxes == framed.find(photo).boxes
+    framed_boxes = framed.find(photo).boxes
+    # the face, in the same framed box; what else a --min-face window took for a face O-Net drops
+    assert len(faces.boxes) == 1 and faces.landmarks[0] is not None and faces.boxes[0] in framed_boxes
     crop = faces.crop(photo, 0)
     inner = (slice(30, 170), slice(30, 170))
     error = np.abs(crop[inner].astype(float) - chip[inner]).mean()

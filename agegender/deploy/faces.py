@@ -136,7 +136,7 @@ class FaceFinder:
 
     def find(self, image: np.ndarray) -> Faces:
         if self.mode == "none":
-            return Faces([whole(image)], "whole", 0)
+            return Faces([whole(image)], "whole", None)  # no detector ran
         if self.mode == "auto" and looks_like_face_crop(image, self.no_detect_side):
             return Faces([whole(image)], "crop", None)
         found = self.detect(image)

@@ -40,6 +40,7 @@ class Detection:
     box: tuple[float, float, float, float]
     score: float
     landmarks: np.ndarray | None = None
+    windowed: bool = False  # found in a window of --min-face's pyramid, not by the pass over the whole photo
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class Detector(Built):
         found: list[Detection] = []
         for (x0, y0, x1, y1), largest in spots:
             inner = (x0 > 0, y0 > 0, x1 < width, y1 < height)  # window sides inside the photo
+            windowed = any(inner)
             for d in self._once(bgr[y0:y1, x0:x1]):
                 bx0, by0, bx1, by1 = d.box
                 tol = max(1.0, CUT_TOLERANCE * min(bx1 - bx0, by1 - by0))
@@ -103,7 +105,7 @@ class Detector(Built):
                 if min(bx1 - bx0, by1 - by0) >= largest or any(c and i for c, i in zip(cut, inner)):
                     continue  # a larger face, or part of a face: a coarser or an overlapping window has it whole
                 found.append(Detection((bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), d.score,
-                                       None if d.landmarks is None else d.landmarks + [x0, y0]))
+                                       None if d.landmarks is None else d.landmarks + [x0, y0], windowed))
         if not found:
             return []
         boxes, scores = np.array([d.box for d in found]), np.array([d.score for d in found])
@@ -136,10 +138,17 @@ def check_min_face(value: float | None) -> None:
 def default_min_face(entry: Entry, height: int, width: int) -> float:
     """The --min-face a photo gets when none is given: the detector's (0: one pass, Haar), and for photos over
     ~1440 px on the short side 1/60 of it (a 4000x3000 phone photo: 50 px, 27 windows instead of 107 at 24 px;
-    smaller faces there hold ~1% of its height)."""
+    smaller faces there hold ~1% of its height), doubled while its windows would be over MAX_WINDOWS (a
+    panorama or a long strip): a default never makes a photo fail, only a --min-face given does."""
     if not entry.min_face:
         return 0.0
-    return max(entry.min_face, min(height, width) * MIN_FACE_DEFAULT_FRACTION)
+    min_face = max(entry.min_face, min(height, width) * MIN_FACE_DEFAULT_FRACTION)
+    while True:
+        try:
+            windows(height, width, min_face)
+            return min_face
+        except AgegenderError:
+            min_face *= 2
 
 
 def one_pass_floor(height: int, width: int) -> float:
@@ -283,6 +292,7 @@ PREFERENCE = ("ultraface", "mtcnn", "yunet-ssd")
 # ------------------------------------------------------------------------------------------- landmarks
 
 MIN_LANDMARK_SCORE = 0.5  # O-Net's face score below which its landmarks are not trusted (the box is framed instead)
+MIN_WINDOW_FACE_SCORE = 0.1  # a box only a window found, O-Net scoring it below this, is dropped: not a face
 
 
 @dataclass(frozen=True)
@@ -295,18 +305,22 @@ class LandmarkEntry(Model):
 
 class Landmarker(Built):
     """``add(bgr, detections)``: the detections, each without landmarks given this model's (when it trusts
-    them: O-Net's face score >= MIN_LANDMARK_SCORE)."""
+    them: O-Net's face score >= MIN_LANDMARK_SCORE). A second opinion on what --min-face's windows found:
+    a windowed box O-Net scores under MIN_WINDOW_FACE_SCORE is dropped (a small window shows the detector
+    hands, arms and shirts it does not see in the whole photo; docs/inference.md "Small faces")."""
 
     def add(self, bgr: np.ndarray, found: list[Detection]) -> list[Detection]:
         todo = [i for i, d in enumerate(found) if d.landmarks is None]
         if not todo:
             return found
         points, scores = self._run(bgr, np.array([found[i].box for i in todo], np.float64))
-        out = list(found)
+        out: list[Detection | None] = list(found)
         for k, i in enumerate(todo):
             if scores[k] >= MIN_LANDMARK_SCORE:
-                out[i] = Detection(found[i].box, found[i].score, points[k])
-        return out
+                out[i] = Detection(found[i].box, found[i].score, points[k], found[i].windowed)
+            elif found[i].windowed and scores[k] < MIN_WINDOW_FACE_SCORE:
+                out[i] = None
+        return [d for d in out if d is not None]
 
 
 def _onet(files, device, cache_dir):
@@ -345,8 +359,12 @@ def load_landmarker(align: str, dirs: Sequence[Path],
 
 
 def search_dirs(detector_dir: str | Path | None, graph_dir: str | Path | None) -> list[Path]:
-    """Where detector files are looked for: --detector-dir if given, else ``<graph_dir>/detectors``."""
+    """Where detector files are looked for: --detector-dir if given (a folder: a mistyped one would silently
+    give the Haar fallback), else ``<graph_dir>/detectors``."""
     if detector_dir:
+        if not Path(detector_dir).is_dir():
+            raise AgegenderError(f"--detector-dir {detector_dir}: no such folder; give the folder that holds the "
+                                 f"detector's files (see: python -m agegender detectors list)")
         return [Path(detector_dir)]
     return [Path(graph_dir or "graph") / "detectors"]
 
