@@ -12,7 +12,7 @@ from agegender.imagesize import MAX_PIXELS, pixel_cap_problem
 MAX_FILE_BYTES = 1 << 30  # no photo of MAX_PIXELS needs more (an uncompressed 16-bit 100 MP TIFF is 600 MB)
 
 _MAGIC = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"BM": "BMP", b"GIF8": "GIF", b"II*\x00": "TIFF",
-          b"MM\x00*": "TIFF", b"RIFF": "WebP"}
+          b"MM\x00*": "TIFF", b"II+\x00": "TIFF", b"MM\x00+": "TIFF", b"RIFF": "WebP"}
 
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
 
@@ -72,7 +72,9 @@ def read_bytes(path: str) -> bytes:
         with open(path, "rb") as f:
             if os.fstat(f.fileno()).st_size > MAX_FILE_BYTES:
                 raise too_big
-            data = f.read(MAX_FILE_BYTES + 1)  # a pipe's size is not known in advance
+            head = f.read(64)
+            check_image_bytes(head)  # a stream of anything else (/dev/zero) is refused before it is read
+            data = head + f.read(MAX_FILE_BYTES + 1 - len(head))  # a pipe's size is not known in advance
         if len(data) > MAX_FILE_BYTES:
             raise too_big
         return data

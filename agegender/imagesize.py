@@ -3,7 +3,7 @@ decodes to 25000x25000, 1.9 GB of BGR) is refused in one line instead of taking 
 
 Reads what each format's specification puts first: PNG's IHDR, JPEG's SOFn segment, GIF's logical screen,
 BMP's BITMAPINFOHEADER (or BITMAPCOREHEADER), WebP's VP8/VP8L/VP8X chunk, TIFF's first image file
-directory. Whatever a header does not say (BigTIFF, a JPEG without a frame header before its scan) is left
+directory. Whatever a header does not say (a BigTIFF, a JPEG without a frame header before its scan) is left
 to OpenCV's own limit, OPENCV_IO_MAX_IMAGE_PIXELS, set to the same cap by agegender/__init__.py before any
 module imports cv2 (OpenCV reads it once, when it loads).
 """
@@ -16,6 +16,7 @@ import zlib
 MAX_PIXELS = 100_000_000  # 100 MP: larger than any camera photo most people take (a 12000x8000 sensor is 96 MP)
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))  # (agegender/__init__.py sets it first)
 
+_NO_LENGTH = {0x00, 0x01, *range(0xD0, 0xD8)}  # stuffed zero, TEM, RSTn: no segment length follows
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
@@ -32,6 +33,9 @@ def _jpeg(data: bytes) -> tuple[int, int] | None:
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
+            continue
+        if marker in _NO_LENGTH:  # a marker without a length field (FF00 is a stuffed byte, not a marker)
+            i += 2
             continue
         if marker in _SOF:
             height, width = struct.unpack(">HH", data[i + 5:i + 9])
@@ -81,37 +85,46 @@ def _bmp(data: bytes) -> tuple[int, int] | None:
     return abs(width), abs(height)  # a negative height is a top-down bitmap
 
 
-def _tiff_directories(data: bytes) -> list[tuple[int, int] | None]:
-    """(width, height) of each image file directory of a classic TIFF (TIFF 6.0 section 2: ImageWidth 256 and
-    ImageLength 257, SHORT or LONG), None where a directory lacks them; [] for BigTIFF or a broken header.
-    At most 1,000 directories, each once (a loop of offsets ends)."""
+def _tiff_chain(data: bytes) -> tuple[str, list[int]]:
+    """A classic TIFF's byte order and the offsets of its image file directories (TIFF 6.0 section 2), each
+    whole in ``data``, at most 1,000, each once (a loop of offsets ends); ("", []) for BigTIFF or a broken
+    header. Only each directory's entry count and next offset are read: cheap on any file."""
     if len(data) < 8 or data[:2] not in (b"II", b"MM"):
-        return []
+        return "", []
     order = "<" if data[:2] == b"II" else ">"
     if struct.unpack(order + "H", data[2:4])[0] != 42:
-        return []
-    out, seen = [], set()
+        return "", []
+    out: list[int] = []
     offset = struct.unpack(order + "I", data[4:8])[0]
-    while offset and offset + 2 <= len(data) and offset not in seen and len(out) < 1000:
-        seen.add(offset)
-        count = struct.unpack(order + "H", data[offset:offset + 2])[0]
-        end = offset + 2 + 12 * count
+    while offset and offset + 2 <= len(data) and offset not in out and len(out) < 1000:
+        end = offset + 2 + 12 * struct.unpack(order + "H", data[offset:offset + 2])[0]
         if end + 4 > len(data):
             break
-        size = {}
-        for entry in range(offset + 2, end, 12):
-            tag, kind, n = struct.unpack(order + "HHI", data[entry:entry + 8])
-            if tag in (256, 257) and n == 1 and kind in (3, 4):
-                width = 2 if kind == 3 else 4  # SHORT or LONG, left-justified in the value field
-                size[tag] = int.from_bytes(data[entry + 8:entry + 8 + width], "little" if order == "<" else "big")
-        out.append((size[256], size[257]) if len(size) == 2 else None)
+        out.append(offset)
         offset = struct.unpack(order + "I", data[end:end + 4])[0]
-    return out
+    return order, out
+
+
+def _tiff(data: bytes) -> tuple[int, int] | None:
+    """ImageWidth (256) and ImageLength (257), SHORT or LONG, of the first directory: the image OpenCV reads.
+    Entries are sorted by tag, so the scan stops past 257."""
+    order, chain = _tiff_chain(data)
+    if not chain:
+        return None
+    size, count = {}, struct.unpack(order + "H", data[chain[0]:chain[0] + 2])[0]
+    for entry in range(chain[0] + 2, chain[0] + 2 + 12 * count, 12):
+        tag, kind, n = struct.unpack(order + "HHI", data[entry:entry + 8])
+        if tag > 257:
+            break
+        if tag in (256, 257) and n == 1 and kind in (3, 4) and tag not in size:  # libtiff keeps the first
+            width = 2 if kind == 3 else 4  # SHORT or LONG, left-justified in the value field
+            size[tag] = int.from_bytes(data[entry + 8:entry + 8 + width], "little" if order == "<" else "big")
+    return (size[256], size[257]) if len(size) == 2 else None
 
 
 def pages(data: bytes, fmt: str) -> int:
     """How many images a TIFF holds (its directories); 1 for every other format. OpenCV reads the first."""
-    return max(1, len(_tiff_directories(data))) if fmt == "TIFF" else 1
+    return max(1, len(_tiff_chain(data)[1])) if fmt == "TIFF" else 1
 
 
 def image_size(data: bytes, fmt: str) -> tuple[int, int] | None:
@@ -127,7 +140,7 @@ def image_size(data: bytes, fmt: str) -> tuple[int, int] | None:
     if fmt == "WebP" and data[8:12] == b"WEBP":
         return _webp(data)
     if fmt == "TIFF":
-        return next(iter(_tiff_directories(data)), None)
+        return _tiff(data)
     return None
 
 

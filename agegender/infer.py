@@ -370,6 +370,7 @@ class Report:
     def __init__(self, nets: Nets, as_json: bool, min_gender: float = 0.0):
         self.nets, self.as_json, self.min_gender = nets, as_json, min_gender
         self.images = self.faces = self.skipped = 0
+        self.first_error: str | None = None
 
     def sure(self, probability: float) -> bool:
         """Whether a gender this probable is said (--min-gender-confidence), or called unsure."""
@@ -389,6 +390,7 @@ class Report:
     def record(self, record: Record) -> None:
         if record.error:
             self.skipped += 1
+            self.first_error = self.first_error or record.error
             print(f"skipped {record.error}", file=sys.stderr)
             if self.as_json:
                 print(json.dumps({"image": record.name, "error": record.error}), flush=True)
@@ -596,7 +598,8 @@ def small_faces_hint(finder: FaceFinder, height: int, width: int) -> str:
 
 
 def run_folder(args: argparse.Namespace, folder: Path, finder: FaceFinder) -> int:
-    total = len(_folder_files(folder))
+    files = _folder_files(folder)
+    total, names = len(files), output_names(path.name for path in files)
     output = Path(args.output) if args.output else None
     if output is not None and output.resolve() == folder.resolve():
         raise AgegenderError(f"--output {output} is the input folder; annotated copies would replace the images")
@@ -608,12 +611,13 @@ def run_folder(args: argparse.Namespace, folder: Path, finder: FaceFinder) -> in
         for record in stream(nets, finder, folder_images(folder), output is not None, args.jobs, args.workers):
             report.record(record)
             if staged is not None and record.image is not None:
-                write_image(staged.path(output_name(record.name)), annotated(report, record.image, record))
+                write_image(staged.path(names[record.name]), annotated(report, record.image, record))
             progress.update()
             crash_point("infer-record")
     report.summary(str(folder), progress.close(), "image")
     if report.images == 0:
-        raise AgegenderError(f"no file in {folder} is a usable image (JPEG, PNG, BMP, GIF, TIFF or WebP)")
+        raise AgegenderError(f"no file in {folder} could be used (JPEG, PNG, BMP, GIF, TIFF or WebP); the first "
+                             f"skipped: {report.first_error}")
     return 0 if report.faces else NO_FACE
 
 
@@ -733,11 +737,20 @@ class VideoOutput:
         print(f"{frames} annotated frames so far written to {partial} ({self.path} left as it was)", file=sys.stderr)
 
 
-def output_name(name: str) -> str:
-    """The annotated copy's name in an --output folder: the image's own, or with .jpg added when OpenCV cannot
-    write its suffix (a photo saved without one, .jfif, .gif)."""
-    suffix = Path(name).suffix
-    return name if suffix and cv2.haveImageWriter(name) else f"{name}.jpg"
+def output_names(names: Iterable[str]) -> dict[str, str]:
+    """Each image's annotated copy's name in an --output folder: its own, or with .jpg added when OpenCV cannot
+    write its suffix (a photo saved without one, .jfif), then .1.jpg, .2.jpg ... where that is another's."""
+    names = list(names)
+    writable = {name for name in names if Path(name).suffix and cv2.haveImageWriter(name)}
+    taken, out = set(writable), {}
+    for name in names:
+        candidate, k = name, 0
+        while name not in writable and (k == 0 or candidate in taken):
+            k += 1
+            candidate = f"{name}.jpg" if k == 1 else f"{name}.{k - 1}.jpg"
+        taken.add(candidate)
+        out[name] = candidate
+    return out
 
 
 def write_image(path: str | Path, image: np.ndarray) -> None:
@@ -774,6 +787,21 @@ def check_output(args: argparse.Namespace, kind: str) -> None:
         raise AgegenderError(f"--output {output}: a video is written as {' or '.join(VIDEO_CODECS)}")
 
 
+def check_json(args: argparse.Namespace, kind: str) -> None:
+    """Refuse a --json FILE the run could not write, or that is its input or --output, before any work."""
+    if args.json in (None, "-"):
+        return
+    if not args.json.strip():
+        raise AgegenderError("--json needs a file name (or none, for JSON lines on stdout)")
+    path = Path(args.json)
+    if kind != "camera" and _same_file(path, Path(args.image_path)):
+        raise AgegenderError(f"--json {path} is the input {kind} itself, which it would overwrite; choose another "
+                             f"file name")
+    if args.output and _same_file(path, Path(args.output)):
+        raise AgegenderError(f"--json {path} is also the --output file; give each its own name")
+    check_writable(path, "--json")
+
+
 def _same_file(output: Path, source: Path) -> bool:
     """The same file, also through another spelling of the path or a link."""
     try:
@@ -785,9 +813,6 @@ def _same_file(output: Path, source: Path) -> bool:
 def run(args: argparse.Namespace) -> int:
     if args.json in (None, "-"):
         return _run(args)
-    if not args.json.strip():
-        raise AgegenderError("--json needs a file name (or none, for JSON lines on stdout)")
-    check_writable(args.json, "--json")  # before any work, as --output
     with contextlib.redirect_stdout(io.StringIO()) as lines:  # --json FILE: the JSON lines, written whole
         try:
             code = _run(args)
@@ -820,7 +845,6 @@ def _run(args: argparse.Namespace) -> int:
                              f"(always answer) to 1")
     if not 0 <= args.workers <= MAX_JOBS:
         raise AgegenderError(f"--workers must be 0 (one per CPU) to {MAX_JOBS}")
-    check_cache_dir(args.cache_dir)
     if not 0 <= args.track <= MAX_TRACK:
         raise AgegenderError(f"--track must be 0 (each frame alone) to {MAX_TRACK} frames")
     detectors.check_min_face(args.min_face)
@@ -832,6 +856,8 @@ def _run(args: argparse.Namespace) -> int:
         source = Path(args.image_path)
         kind = source_kind(source)
     check_output(args, kind)
+    check_json(args, kind)
+    check_cache_dir(args.cache_dir)
     finder = make_finder(args, kind)
     if kind == "image":
         code = run_image(args, source, finder)

@@ -70,6 +70,29 @@ def test_tiff_sizes_and_pages_come_from_its_directories(order):
         ((300, 200), 3, 1)
 
 
+def test_a_hostile_tiff_chain_is_read_in_bounded_time():
+    """1,000 overlapping directories of 65,535 entries each in 790 KB: only the first directory's entries are read
+    (for its size), the others' counts and next offsets (for the pages), each at most once."""
+    import struct
+    import time
+
+    span = 2 + 12 * 0xFFFF
+    data = bytearray(b"II" + struct.pack("<HI", 42, 8) + bytes(8 + 4 * 1000 + span + 8))
+    for k in range(1000):
+        offset = 8 + 4 * k
+        data[offset:offset + 2] = struct.pack("<H", 0xFFFF)
+        following = offset + 4 if k < 999 else 0
+        data[offset + span:offset + span + 4] = struct.pack("<I", following)
+    start = time.perf_counter()
+    assert imagesize.pages(bytes(data), "TIFF") == 1000 and imagesize.image_size(bytes(data), "TIFF") is None
+    assert time.perf_counter() - start < 2
+
+
+def test_bigtiff_is_a_tiff_left_to_opencvs_limit():
+    assert images.image_format(b"II+\x00\x08\x00\x00\x00") == images.image_format(b"MM\x00+\x00\x08") == "TIFF"
+    assert imagesize.image_size(b"II+\x00\x08\x00\x00\x00" + bytes(32), "TIFF") is None
+
+
 def test_a_tiff_bomb_is_refused_from_its_header_without_decoding():
     data = tiff_bytes((20000, 20000), compression="group4")  # 25 KB that would decode to 1.1 GiB of BGR
     assert len(data) < 100_000
@@ -85,6 +108,12 @@ def test_junk_between_jpeg_segments_does_not_hide_the_size():
     junk = data[:app0_end] + b"\x00\x00" + data[app0_end:]
     assert cv2.imdecode(np.frombuffer(junk, np.uint8), cv2.IMREAD_COLOR).shape == (90, 120, 3)
     assert imagesize.image_size(junk, "JPEG") == (120, 90)
+    # FF00 is a stuffed zero, not a segment with a length: a fake frame header after it must not be read
+    fake_sof = b"\xff\xc0\x00\x11\x08\xff\xff\xff\xff\x03" + bytes(9)
+    comment = b"\xff\xfe" + (2 + len(fake_sof)).to_bytes(2, "big") + fake_sof
+    tricky = data[:app0_end] + b"\xff\x00\x00\x04" + comment + data[app0_end:]
+    assert cv2.imdecode(np.frombuffer(tricky, np.uint8), cv2.IMREAD_COLOR).shape == (90, 120, 3)
+    assert imagesize.image_size(tricky, "JPEG") == (120, 90)
 
 
 def test_opencv_gets_the_pixel_limit_before_it_loads():
@@ -97,6 +126,11 @@ def test_opencv_gets_the_pixel_limit_before_it_loads():
     proc = subprocess.run([sys.executable, "-c", code], input=tiff_bytes((12000, 9000), compression="group4"),
                           capture_output=True, cwd=ROOT, timeout=120)
     assert proc.stdout.decode().strip() == "refused True", proc.stderr.decode()[-500:]
+
+
+def test_an_endless_stream_that_is_no_image_is_refused_from_its_first_bytes():
+    with pytest.raises(images.BadImage, match="not an image file"):
+        images.read_bytes("/dev/zero")
 
 
 def test_a_file_larger_than_any_photo_is_refused_before_it_is_read(tmp_path, monkeypatch):
@@ -138,6 +172,20 @@ def test_window_boxes_are_marked_and_o_net_drops_those_it_does_not_call_faces():
     kept = landmarker.add(np.zeros((1000, 1000, 3), np.uint8), found)
     assert kept == whole and kept[0].landmarks is None  # not a face to O-Net, but the whole photo's pass found it
 
+    photo = np.zeros((1000, 1000, 3), np.uint8)
+    photo[280:330, 280:330] = 255
+
+    def white_square(bgr, min_face):  # the same face, scored higher in a window than in the whole photo
+        ys, xs = np.nonzero(bgr[..., 0])
+        if not len(xs):
+            return []
+        return [detectors.Detection((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1),
+                                    0.9 if bgr.shape == photo.shape else 0.95)]
+
+    found = detectors.Detector(detectors.REGISTRY["ultraface"], white_square, "test").detect(photo, 24)
+    assert len(found) == 1 and found[0].box == pytest.approx((280, 280, 330, 330), abs=2) and found[0].score == 0.95
+    assert not found[0].windowed and landmarker.add(photo, found) == found  # the whole pass saw it: kept
+
 
 # ------------------------------------------------------------------------------------------ folders
 
@@ -152,16 +200,24 @@ def test_a_folder_goes_on_past_a_photo_too_large_for_the_min_face_asked_and_name
     records = {r["image"]: r for r in map(json.loads, proc.stdout.splitlines())}
     assert "wide.jpg: --min-face 12 on a 8000x4696 photo needs over 1024" in records["wide.jpg"]["error"]
     assert all(len(records[chip.name]["faces"]) == 1 for chip in chips[:2])
+    for chip in chips[:2]:
+        (folder / chip.name).unlink()
+    proc = infer(graph, "--image_path", folder, "--detector", "haar", "--min-face", "12")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "could be used (JPEG, PNG, BMP, GIF, TIFF or WebP); the first skipped: wide.jpg: --min-face 12 on a " \
+           "8000x4696 photo" in proc.stderr.splitlines()[-1]
 
 
 def test_annotated_copies_of_images_opencv_cannot_write_get_jpg_added(graph, chips, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
-    for name, chip in zip(("a.jpg", "no_suffix", "phone.jfif"), chips):
+    for name, chip in zip(("a.jpg", "no_suffix", "phone.jfif", "IMG", "IMG.jpg"), chips):
         (folder / name).write_bytes(chip.read_bytes())
     proc = infer(graph, "--image_path", folder, "--output", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "no_suffix.jpg", "phone.jfif.jpg"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["IMG.1.jpg", "IMG.jpg", "a.jpg", "no_suffix.jpg",
+                                                                    "phone.jfif.jpg"]
+    assert cv2.imread(str(tmp_path / "out" / "IMG.jpg")).shape == cv2.imread(str(chips[4])).shape
 
 
 def test_only_the_first_tiff_page_is_read_and_the_user_is_told(graph, chips, tmp_path):
@@ -222,6 +278,8 @@ def test_an_interrupted_video_file_is_not_exit_0_and_its_output_is_marked_partia
     (["--cache-dir", "{chip}"], "cannot be used"),
     (["--detector-dir", "{tmp}/nowhere"], "no such folder"),
     (["--output", "{tmp}"], "is a folder; for one image give a file name"),
+    (["--json", "{chip}"], "is the input image itself"),
+    (["--json", "{tmp}/same.jpg", "--output", "{tmp}/same.jpg"], "is also the --output file"),
 ])
 def test_flags_that_would_fail_late_are_refused_before_any_work(graph, chips, tmp_path, args, message):
     args = [a.format(tmp=tmp_path, chip=chips[0]) for a in args]
@@ -230,6 +288,13 @@ def test_flags_that_would_fail_late_are_refused_before_any_work(graph, chips, tm
 
 def test_an_empty_image_path_is_refused_not_read_as_the_current_folder(graph):
     assert_one_line_error(infer(graph, "--image_path", ""), "--image_path is empty")
+
+
+def test_bad_flags_create_no_folders(graph, tmp_path):
+    proc = infer(graph, "--image_path", tmp_path / "absent.jpg", "--json", tmp_path / "a" / "b.json",
+                 "--cache-dir", tmp_path / "c" / "d")
+    assert_one_line_error(proc, "image path not found")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_faces_none_reports_no_detection(graph, chips):

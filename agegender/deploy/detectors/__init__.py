@@ -9,14 +9,14 @@ Each CNN detector is a real Caffe model compiled to OpenVINO IR by agegender's c
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import cv2
 import numpy as np
 
-from agegender.deploy.detectors.boxes import nms
+from agegender.deploy.detectors.boxes import iou, nms
 from agegender.errors import AgegenderError
 
 Margins = tuple[float, float, float, float]  # left, top, right, bottom, as fractions of the box's width/height
@@ -112,7 +112,10 @@ class Detector(Built):
         keep = nms(boxes, scores, WINDOW_NMS)  # one face seen by several windows
         areas = (boxes[keep, 2] - boxes[keep, 0]) * (boxes[keep, 3] - boxes[keep, 1])
         keep = keep[nms(boxes[keep], areas, NESTED, method="min")]  # a part of a face seen in a window
-        return sorted((found[i] for i in keep), key=lambda d: (d.box[0], d.box[1]))
+        whole = boxes[[not d.windowed for d in found]]  # the pass over the whole photo saw these too
+        kept = [replace(found[i], windowed=False) if found[i].windowed and len(whole)
+                and iou(boxes[i:i + 1], whole).max() > WINDOW_NMS else found[i] for i in keep]
+        return sorted(kept, key=lambda d: (d.box[0], d.box[1]))
 
     def _once(self, bgr: np.ndarray) -> list[Detection]:
         height, width = bgr.shape[:2]
