@@ -7,7 +7,7 @@
 # <task>_val_lmdb (else <task>_test_lmdb), and kept in the sidecar; run_inference.py uses it on a CPU when it loses
 # at most 1 point there: the keep-or-refuse choice is never made on the test split when a validation split exists).
 # INT8=0 skips it.
-# Extra arguments go to `python -m agegender compile` untouched, e.g. --check none; with --precision or --target
+# Extra arguments go to `python -m agegender compile` untouched, e.g. --check none; with --precision, --target or --device
 # (FP32, --target myriad, INT8 calibrated on data/lmdb/<task>_train_lmdb) only that one build is made.
 # AgeNet's IRs carry the class prior of the training faces (compile --prior data/DEF/age_train_natural.txt
 # --trained-on data/DEF/age_train.txt, at the task's weight; PRIOR=0 compiles the nets as trained).
@@ -22,7 +22,7 @@ calibrate=false
 if [[ "$(value --precision "$@")" == INT8 ]] && ! given --calibration "$@"; then
   calibrate=true
 fi
-int8_build=false  # the default build (no --precision, no --target) adds the INT8 CPU build
+int8_build=false  # the default build (no --precision, --target or --device) adds the INT8 CPU build
 if [[ "${INT8:-1}" != 0 ]] && ! given --precision "$@" && ! given --target "$@" && ! given --device "$@"; then
   int8_build=true
 fi

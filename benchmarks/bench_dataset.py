@@ -37,13 +37,15 @@ def main() -> int:
     parser.add_argument("source", nargs="?", default=str(ROOT.parent / "shared/datasets/utkface-asian"))
     parser.add_argument("--resize", default="256", help="create_lmdb.sh --resize (default 256)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and print its path")
-    parser.add_argument("--balanced", nargs="*", choices=("age", "gender"), default=[],
-                        help="build_dataset.py --balanced (the original's oversampled lists: age gender)")
+    parser.add_argument("--balanced", nargs="+", choices=("age", "gender", "none"),
+                        help="build_dataset.py --balanced (default: its own, the original's oversampled lists; "
+                             "none: each face once)")
     args = parser.parse_args()
     source = str(Path(args.source).resolve()) if "://" not in args.source else args.source
     work = Path(tempfile.mkdtemp(prefix="bench_dataset."))
     stages = [("download", [str(ROOT / "download.sh"), source]),
-              ("lists", [sys.executable, str(ROOT / "build_dataset.py"), "--balanced", *args.balanced]),
+              ("lists", [sys.executable, str(ROOT / "build_dataset.py"),
+                         *(["--balanced", *args.balanced] if args.balanced else [])]),
               ("lmdb", [str(ROOT / "create_lmdb.sh"), "--resize", args.resize]),
               ("mean", [str(ROOT / "create_mean.sh")])]
     seconds = {}
