@@ -4,8 +4,8 @@ decodes to 25000x25000, 1.9 GB of BGR) is refused in one line instead of taking 
 Reads what each format's specification puts first: PNG's IHDR, JPEG's SOFn segment, GIF's logical screen,
 BMP's BITMAPINFOHEADER (or BITMAPCOREHEADER), WebP's VP8/VP8L/VP8X chunk, TIFF's first image file
 directory. Whatever a header does not say (a BigTIFF, a JPEG without a frame header before its scan) is left
-to OpenCV's own limit, OPENCV_IO_MAX_IMAGE_PIXELS, set to the same cap by agegender/__init__.py before any
-module imports cv2 (OpenCV reads it once, when it loads).
+to OpenCV's own limit, OPENCV_IO_MAX_IMAGE_PIXELS, set to the same cap here; agegender/__init__.py imports
+this module first, before any module imports cv2 (OpenCV reads it once, when it loads).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import struct
 import zlib
 
 MAX_PIXELS = 100_000_000  # 100 MP: larger than any camera photo most people take (a 12000x8000 sensor is 96 MP)
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))  # (agegender/__init__.py sets it first)
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))  # imported by agegender/__init__.py
 
 _NO_LENGTH = {0x00, 0x01, *range(0xD0, 0xD8)}  # stuffed zero, TEM, RSTn: no segment length follows
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}

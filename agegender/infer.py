@@ -741,13 +741,12 @@ def output_names(names: Iterable[str]) -> dict[str, str]:
     """Each image's annotated copy's name in an --output folder: its own, or with .jpg added when OpenCV cannot
     write its suffix (a photo saved without one, .jfif), then .1.jpg, .2.jpg ... where that is another's."""
     names = list(names)
-    writable = {name for name in names if Path(name).suffix and cv2.haveImageWriter(name)}
-    taken, out = set(writable), {}
-    for name in names:
-        candidate, k = name, 0
-        while name not in writable and (k == 0 or candidate in taken):
-            k += 1
-            candidate = f"{name}.jpg" if k == 1 else f"{name}.{k - 1}.jpg"
+    out = {name: name for name in names if Path(name).suffix and cv2.haveImageWriter(name)}
+    taken = set(out)
+    for name in (name for name in names if name not in out):
+        candidate, k = f"{name}.jpg", 1
+        while candidate in taken:
+            candidate, k = f"{name}.{k}.jpg", k + 1
         taken.add(candidate)
         out[name] = candidate
     return out

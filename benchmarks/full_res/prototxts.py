@@ -27,15 +27,19 @@ def without_pool0(src: Path, dst: Path) -> None:
     write_prototxt(net, dst)
 
 
+def retarget_solver(text: str, out: Path) -> str:
+    """A committed solver's text training the net copy in ``out`` and snapshotting under models/full_res/
+    (beside, never over, the pool0 nets' models/NAME/)."""
+    text = re.sub(r'^net: "prototxt/', f'net: "{out.as_posix()}/', text, flags=re.M)
+    return re.sub(r'^snapshot_prefix: "models/', 'snapshot_prefix: "models/full_res/', text, flags=re.M)
+
+
 def main() -> int:
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
     for src in sorted((ROOT / "prototxt").glob("*.prototxt")):
         if "solver" in src.name:
-            text = re.sub(r'^net: "prototxt/', f'net: "{out.as_posix()}/', src.read_text(), flags=re.M)
-            # snapshots of their own, beside (never over) the pool0 nets' models/NAME/
-            text = re.sub(r'^snapshot_prefix: "models/', 'snapshot_prefix: "models/full_res/', text, flags=re.M)
-            (out / src.name).write_text(text)
+            (out / src.name).write_text(retarget_solver(src.read_text(), out))
         else:
             without_pool0(src, out / src.name)
     print(f"{out}: {len(list(out.glob('*.prototxt')))} prototxts without pool0")

@@ -8,11 +8,12 @@ OUT_DIR/AgeGenderNet_pretrain_solver.prototxt pointing at it, snapshotting under
 """
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from prototxts import retarget_solver  # noqa: E402  (beside this script)
+
 from agegender.caffe.net import read_net, write_prototxt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,9 +46,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     n = strong(ROOT / "prototxt/AgeGenderNet_train_test.prototxt", out / "AgeGenderNet_train_test.prototxt")
     solver = (ROOT / "prototxt/AgeGenderNet_pretrain_solver.prototxt").read_text()
-    solver = re.sub(r'^net: "prototxt/', f'net: "{out.as_posix()}/', solver, flags=re.M)
-    solver = re.sub(r'^snapshot_prefix: "models/', 'snapshot_prefix: "models/full_res/', solver, flags=re.M)
-    (out / "AgeGenderNet_pretrain_solver.prototxt").write_text(solver)
+    (out / "AgeGenderNet_pretrain_solver.prototxt").write_text(retarget_solver(solver, out))
     print(f"{out}: AgeGenderNet with the stronger augmentation in {n} Data layers")
     return 0
 
