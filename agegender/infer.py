@@ -27,7 +27,7 @@ import numpy as np
 
 from agegender import images as dataset_images
 from agegender.deploy import detectors
-from agegender.deploy.faces import FACE_MODES, Box, FaceFinder, Faces, draw
+from agegender.deploy.faces import FACE_MODES, NEAR_PROFILE, Box, FaceFinder, Faces, draw, head_turn
 from agegender.deploy.faces import make_finder as faces_finder
 from agegender.deploy.tracking import Tracker
 from agegender.devices import add_device_argument
@@ -346,6 +346,7 @@ def _joint_nets(joint: Classifier) -> Nets:
 @dataclass
 class FaceResult:
     box: Box
+    landmarks: np.ndarray | None = None  # 5 x 2, image pixels (MTCNN's order), when the crop was aligned
     age: np.ndarray | None = None
     gender: np.ndarray | None = None
     ms: float | None = None
@@ -403,7 +404,7 @@ class Report:
         print(f"{record.name}: {_count(len(record.results), 'face')}{_source_note(record.faces)}")
         for number, face in enumerate(record.results, 1):
             if record.faces.source == "detected":
-                print(f"Face {number} at x={face.box.x} y={face.box.y} {face.box.w}x{face.box.h}:")
+                print(f"Face {number} at x={face.box.x} y={face.box.y} {face.box.w}x{face.box.h}{_turn_note(face)}:")
             age, gender = self.top(face)
             print(f"Age predicted: {age[0]}, {100 * age[1]:.2f}%")
             print(f"Gender predicted: {self.gender_text(gender)}")
@@ -417,6 +418,9 @@ class Report:
         faces = []
         for face in record.results:
             entry = {"box": face.box.as_list()}
+            if face.landmarks is not None:
+                entry["landmarks"] = [[round(float(x), 1), round(float(y), 1)] for x, y in face.landmarks]
+                entry["head_turn"] = round(head_turn(face.landmarks), 3)
             for task, net, probs in (("age", self.nets.age, face.age), ("gender", self.nets.gender, face.gender)):
                 label, p = _top(net.classes, probs)
                 entry[task] = {"label": label, "probability": round(float(p), 6),
@@ -459,6 +463,13 @@ class Report:
         print(line, file=sys.stderr if self.as_json else sys.stdout)
 
 
+def _turn_note(face: FaceResult) -> str:
+    """" (near profile: age least reliable)" for a face turned NEAR_PROFILE or more, else ""."""
+    if face.landmarks is None or head_turn(face.landmarks) < NEAR_PROFILE:
+        return ""
+    return " (near profile: its age is the least reliable)"
+
+
 def _top(classes: list[str], probs: np.ndarray) -> tuple[str, float]:
     best = int(np.argmax(probs))
     return classes[best], float(probs[best])
@@ -477,11 +488,17 @@ def _source_note(faces: Faces) -> str:
 
 # ---------------------------------------------------------------------------------------------- running
 
+def face_results(faces: Faces) -> list[FaceResult]:
+    """One empty result per face, with its box and landmarks."""
+    landmarks = faces.landmarks or [None] * len(faces.boxes)
+    return [FaceResult(box, points) for box, points in zip(faces.boxes, landmarks)]
+
+
 def predict_faces(nets: Nets, image: np.ndarray, faces: Faces, jobs: int = 0) -> list[FaceResult]:
     """Every face of one image through the nets' async queues at once, so a face's age and gender (and the
     next faces) run side by side on the cores (AgeGenderNet: one request per face gives both); each face timed
     from its crop to its last result."""
-    results = [FaceResult(box) for box in faces.boxes]
+    results = face_results(faces)
     started: dict[int, float] = {}
     lock = threading.Lock()
 
@@ -512,7 +529,7 @@ def prepare(nets: Nets, finder: FaceFinder, name: str, load: Loader, keep_image:
         except AgegenderError as exc:  # e.g. --min-face too fine for this photo: this image is skipped, named
             record.error = f"{name}: {exc}"
             return record, inputs
-        record.results = [FaceResult(box) for box in record.faces.boxes]
+        record.results = face_results(record.faces)
         inputs = [nets.inputs(crop) for crop in record.faces.crops(image)]
         record.pending = nets.requests_per_face * len(inputs)
         record.image = image if keep_image else None

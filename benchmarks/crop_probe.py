@@ -9,8 +9,8 @@ UTKFace template); the framed detector box (--align none); the aligned chip re-c
 (its rotation and scale kept), fully and half-way; and that re-centred chip zoomed out by 10%. A turned
 head's landmarks sit to one side of it, so the aligned chip of a profile pushes the head to the chip's edge:
 the re-centred crops test whether that costs the nets accuracy. Figures by head turn (the nose's sideways
-offset from between the eyes, in eye distances: measure_margins.head_turn) and over the East/Southeast Asian
-and all faces with landmarks (faces without any are left out, unlike bench_wild.py).
+offset from between the eyes, in eye distances: agegender.deploy.faces.head_turn) and over the East/Southeast
+Asian and all faces with landmarks (faces without any are left out, unlike bench_wild.py).
 """
 from __future__ import annotations
 
@@ -26,12 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from measure_margins import TURNS  # noqa: E402
+
 from agegender.deploy import detectors  # noqa: E402
-from agegender.deploy.faces import CHIP_SIZE, Box, align, largest, make_finder, similarity  # noqa: E402
+from agegender.deploy.faces import CHIP_SIZE, Box, align, head_turn, largest, make_finder, similarity  # noqa: E402
 from agegender.deploy.runtime import Classifier  # noqa: E402
 from agegender.preprocess import resize_like_lmdb, to_bgr, transform  # noqa: E402
 from agegender.wild import EAST_SOUTHEAST_ASIAN, age_exact, age_one_off, fairface_targets  # noqa: E402
-from measure_margins import TURNS, head_turn  # noqa: E402
 
 FAIRFACE = ROOT.parent / "shared" / "datasets" / "fairface-dev"
 CROPS = ("aligned (run_inference)", "framed box", "aligned, box centre", "aligned, half-way to it",

@@ -71,15 +71,8 @@ def main() -> int:
 TURNS = ((0, 0.05), (0.05, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, float("inf")))
 
 
-def head_turn(points: np.ndarray) -> float:
-    """The nose's sideways offset from the point between the eyes, in eye distances, along the eye line."""
-    left, right, nose = points[0], points[1], points[2]
-    eye = right - left
-    return abs(float(np.dot(nose - (left + right) / 2, eye) / np.dot(eye, eye)))
-
-
 def fidelity(name: str, detector_dir: Path, chips: list[Path]) -> None:
-    from agegender.deploy.faces import make_finder, similarity
+    from agegender.deploy.faces import head_turn, make_finder, similarity
 
     finder = make_finder("detect", name, [detector_dir], align="auto")
     template = np.asarray(detectors.REGISTRY["mtcnn"].template, np.float64)

@@ -19,7 +19,7 @@ from agegender.deploy import detectors
 from agegender.deploy.detectors import ultraface
 from agegender.deploy.detectors.boxes import iou, nms
 from agegender.deploy.detectors.command import fetch
-from agegender.deploy.faces import FaceFinder, align, make_finder, similarity
+from agegender.deploy.faces import NEAR_PROFILE, FaceFinder, align, head_turn, make_finder, similarity
 from agegender.errors import AgegenderError
 
 from conftest import SHARED, UTKFACE, need_shared
@@ -68,6 +68,21 @@ def test_ultraface_priors_fit_its_4420_outputs_and_zero_offsets_decode_to_the_pr
     assert anchors[0].tolist() == pytest.approx([4 / 320, 4 / 240, 10 / 320, 10 / 240])
     boxes = ultraface.decode(np.zeros((2, 4), np.float32), anchors[:2])
     assert boxes[0] == pytest.approx([-1 / 320, -1 / 240, 9 / 320, 9 / 240], abs=1e-6)
+
+
+def test_head_turn_is_the_noses_sideways_offset_in_eye_distances_whatever_the_roll_scale_or_side():
+    frontal = np.array([[60, 58], [138, 58], [99, 105], [66, 140], [132, 140]], np.float64)
+    assert head_turn(frontal) == pytest.approx(0.0)
+    turned = frontal.copy()
+    turned[2, 0] += 0.35 * 78  # the nose 0.35 eye distances towards the right eye
+    assert head_turn(turned) == pytest.approx(0.35) and head_turn(turned) >= NEAR_PROFILE
+    mirrored = turned * [-1, 1]
+    mirrored[[0, 1]] = mirrored[[1, 0]]  # a mirror swaps the eyes: the same turn, to the other side
+    assert head_turn(mirrored) == pytest.approx(0.35)
+    angle = np.deg2rad(30)
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    assert head_turn(2.5 * turned @ rotation.T + [40, -7]) == pytest.approx(0.35)
+    assert head_turn(np.zeros((5, 2))) == 0.0  # both eyes on one point: no turn to measure, not a division by 0
 
 
 def test_similarity_recovers_a_rotation_scale_and_shift_and_align_puts_landmarks_on_the_template():

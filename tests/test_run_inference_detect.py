@@ -52,6 +52,34 @@ def test_each_detector_finds_the_three_faces_of_a_photo(graph, photo, detector):
     assert "notice" not in proc.stderr
 
 
+def test_json_gives_each_aligned_face_its_landmarks_and_head_turn_and_a_framed_one_neither(graph, photo):
+    fixtures = need_shared(FIXTURES)
+    aligned = infer(graph, "--image_path", photo, "--detector-dir", fixtures, "--detector", "mtcnn", "--json")
+    framed = infer(graph, "--image_path", photo, "--detector-dir", fixtures, "--detector", "ultraface",
+                   "--align", "none", "--json")
+    assert aligned.returncode == 0 and framed.returncode == 0, aligned.stderr + framed.stderr
+    faces = json.loads(aligned.stdout)["faces"]
+    assert len(faces) == 3
+    for face in faces:
+        x, y, w, h = face["box"]
+        points = np.array(face["landmarks"])
+        assert points.shape == (5, 2)
+        assert ((points >= [x, y]) & (points <= [x + w, y + h])).all()  # eyes, nose, mouth inside the face
+        assert points[0, 0] < points[1, 0] and points[:2, 1].max() < points[2, 1] < points[3:, 1].min()
+        assert 0 <= face["head_turn"] < 0.3  # UTKFace's chips face the camera
+    assert all("landmarks" not in f and "head_turn" not in f for f in json.loads(framed.stdout)["faces"])
+
+
+def test_a_near_profile_face_is_said_to_have_the_least_reliable_age_and_a_frontal_or_framed_one_is_not():
+    from agegender.deploy.faces import Box
+    from agegender.infer import FaceResult, _turn_note
+    frontal = np.array([[60, 58], [138, 58], [99, 105], [66, 140], [132, 140]], np.float64)
+    profile = frontal + [[0, 0], [0, 0], [30, 0], [0, 0], [0, 0]]  # nose 0.38 eye distances aside
+    assert _turn_note(FaceResult(Box(0, 0, 200, 200), frontal)) == ""
+    assert _turn_note(FaceResult(Box(0, 0, 200, 200))) == ""
+    assert "near profile" in _turn_note(FaceResult(Box(0, 0, 200, 200), profile))
+
+
 def test_detector_in_the_graph_folder_is_the_default_and_without_one_haar_says_how_to_get_it(graph, photo, tmp_path):
     plain = infer(graph, "--image_path", photo, "--json")
     assert plain.returncode == 0
