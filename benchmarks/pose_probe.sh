@@ -32,8 +32,11 @@ for net in AgeNet_finetune GenderNet; do
 done
 nets="${NETS:-GenderNet AgeNet}"
 for seed in "${@:-42}"; do
-  [[ " $nets " == *" GenderNet "* ]] && SEED=$seed benchmarks/finetune_probe.sh GenderNet "g_${name}_$seed" \
-    "net: \"$out/GenderNet_train_test.prototxt\""
-  [[ " $nets " == *" AgeNet "* ]] && SEED=$seed TRAINED_ON="$out/lists/age_train.txt" \
-    benchmarks/finetune_probe.sh AgeNet "a_${name}_$seed" "net: \"$out/AgeNet_finetune_train_test.prototxt\""
+  if [[ " $nets " == *" GenderNet "* ]]; then
+    SEED=$seed benchmarks/finetune_probe.sh GenderNet "g_${name}_$seed" "net: \"$out/GenderNet_train_test.prototxt\""
+  fi
+  if [[ " $nets " == *" AgeNet "* ]]; then
+    SEED=$seed TRAINED_ON="$out/lists/age_train.txt" benchmarks/finetune_probe.sh AgeNet "a_${name}_$seed" \
+      "net: \"$out/AgeNet_finetune_train_test.prototxt\""
+  fi
 done
