@@ -14,8 +14,6 @@ Asian and all faces with landmarks (faces without any are left out, unlike bench
 """
 from __future__ import annotations
 
-import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -27,14 +25,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from measure_margins import TURNS  # noqa: E402
+from views_probe import FAIRFACE, probe_setup  # noqa: E402
 
 from agegender.deploy import detectors  # noqa: E402
-from agegender.deploy.faces import CHIP_SIZE, Box, align, head_turn, largest, make_finder, similarity  # noqa: E402
+from agegender.deploy.faces import CHIP_SIZE, Box, align, head_turn, largest, similarity  # noqa: E402
 from agegender.deploy.runtime import Classifier  # noqa: E402
 from agegender.preprocess import resize_like_lmdb, to_bgr, transform  # noqa: E402
 from agegender.wild import EAST_SOUTHEAST_ASIAN, age_exact, age_one_off, fairface_targets  # noqa: E402
 
-FAIRFACE = ROOT.parent / "shared" / "datasets" / "fairface-dev"
 CROPS = ("aligned (run_inference)", "framed box", "aligned, box centre", "aligned, half-way to it",
          "box centre, zoomed out 10%")
 
@@ -71,16 +69,7 @@ def table(rows: list[dict], label: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--graph_dir", type=Path, default=ROOT / "graph")
-    parser.add_argument("--detector-dir", type=Path, default=ROOT.parent / "shared" / "caffe-fixtures")
-    args = parser.parse_args()
-    if not FAIRFACE.is_dir():
-        sys.exit(f"{FAIRFACE} is absent: the probe reads FairFace dev from ../shared")
-    age = Classifier(args.graph_dir / "AgeNet.xml", "CPU")
-    gender = Classifier(args.graph_dir / "GenderNet.xml", "CPU")
-    finder = make_finder("detect", "ultraface", [args.detector_dir], align="auto")
-    labels = list(csv.DictReader(open(FAIRFACE / "labels.tsv"), delimiter="\t"))
+    args, age, gender, finder, labels = probe_setup(__doc__)
     rows = []
     for label in labels:
         image = cv2.imread(str(FAIRFACE / "images" / label["file"]))

@@ -56,8 +56,10 @@ def views(net: Classifier, crops: list[np.ndarray]) -> list[np.ndarray]:
     return [plain[0], (plain[0] + flipped[0]) / 2, ten, plain.mean(0), (plain.mean(0) + flipped.mean(0)) / 2]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def probe_setup(doc: str) -> tuple[argparse.Namespace, Classifier, Classifier, object, list[dict]]:
+    """A FairFace probe's command line (--graph_dir, --detector-dir), its two nets (FP16 IRs), run_inference's
+    face finder (UltraFace + O-Net alignment) and FairFace dev's label rows."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--graph_dir", type=Path, default=ROOT / "graph")
     parser.add_argument("--detector-dir", type=Path, default=ROOT.parent / "shared" / "caffe-fixtures")
     args = parser.parse_args()
@@ -66,7 +68,11 @@ def main() -> int:
     age = Classifier(args.graph_dir / "AgeNet.xml", "CPU")
     gender = Classifier(args.graph_dir / "GenderNet.xml", "CPU")
     finder = make_finder("detect", "ultraface", [args.detector_dir], align="auto")
-    rows = list(csv.DictReader(open(FAIRFACE / "labels.tsv"), delimiter="\t"))
+    return args, age, gender, finder, list(csv.DictReader(open(FAIRFACE / "labels.tsv"), delimiter="\t"))
+
+
+def main() -> int:
+    args, age, gender, finder, rows = probe_setup(__doc__)
     rng = np.random.default_rng(0)
     right = {view: {"all": np.zeros(3), "asian": np.zeros(3)} for view in VIEWS}
     for row in rows:
