@@ -18,17 +18,7 @@ source benchmarks/solver.sh
 iterations="$1" seed="$2" name="it$1_$2"
 [ -d data/lmdb/age_pretrain_lmdb ] || {
   echo "pretrain_probe.sh: no data/lmdb/age_pretrain_lmdb; run ./run_pipeline.sh SOURCE --extra DIR first" >&2; exit 2; }
-models="models/pretrain/$name" out="data/pretrain/$name"
-mkdir -p "$models" "$out"
-solver="$out/AgeGenderNet_pretrain_solver.prototxt"
-solver_copy prototxt/AgeGenderNet_pretrain_solver.prototxt "$solver" "max_iter: $iterations" "random_seed: $seed" \
-  "snapshot_prefix: \"$models/AgeGenderNet_pretrain\""
-if [ -f "$(final_snapshot "$solver")" ]; then
-  echo "pretrain $name: $(final_snapshot "$solver") exists, not trained again"
-else
-  start=$(date +%s)
-  "$python" -m agegender train --solver "$solver" > "$out/train.log" 2>&1
-  echo "AgeGenderNet_pretrain $(( $(date +%s) - start ))" > "$out/wall_seconds.txt"
-fi
+pretrain_once "$name" "max_iter: $iterations" "random_seed: $seed"
+models="models/pretrain/$name"
 SEED="$seed" PRETRAIN="$models" benchmarks/finetune_probe.sh AgeNet "a_pre${iterations}_$seed"
 SEED="$seed" PRETRAIN="$models" benchmarks/finetune_probe.sh GenderNet "g_pre${iterations}_$seed"

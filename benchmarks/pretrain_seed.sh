@@ -14,19 +14,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=".venv/bin/python"; [ -x "$python" ] || python=python3
 source benchmarks/solver.sh
 [ $# -eq 1 ] || { echo "usage: benchmarks/pretrain_seed.sh SEED" >&2; exit 2; }
-seed="$1" models="models/pretrain/$1" out="data/pretrain/$1"
+seed="$1" models="models/pretrain/$1"
 [ -d data/lmdb/age_pretrain_lmdb ] || {
   echo "pretrain_seed.sh: no data/lmdb/age_pretrain_lmdb; run ./run_pipeline.sh SOURCE --extra DIR first" >&2; exit 2; }
-mkdir -p "$models" "$out"
-solver="$out/AgeGenderNet_pretrain_solver.prototxt"
-solver_copy prototxt/AgeGenderNet_pretrain_solver.prototxt "$solver" "random_seed: $seed" \
-  "snapshot_prefix: \"$models/AgeGenderNet_pretrain\""
-if [ -f "$(final_snapshot "$solver")" ]; then
-  echo "pretrain seed $seed: $(final_snapshot "$solver") exists, not trained again"
-else
-  start=$(date +%s)
-  "$python" -m agegender train --solver "$solver" > "$out/train.log" 2>&1
-  echo "AgeGenderNet_pretrain $(( $(date +%s) - start ))" > "$out/wall_seconds.txt"
-  echo "pretrain seed $seed: $(cat "$out/wall_seconds.txt") s"
-fi
+pretrain_once "$seed" "random_seed: $seed"
 PRETRAIN="$models" PREFIX="pretrain$seed-" benchmarks/finetune_seeds.sh "$seed"

@@ -25,3 +25,23 @@ final_snapshot() {
 solver_net() {
   sed -n 's/^net: *"\([^"]*\)".*/\1/p' "$1"
 }
+
+# pretrain_once NAME "field: value" ...: the shared pre-training's solver copied into data/pretrain/NAME/ with the
+# given fields and snapshots into models/pretrain/NAME/, then trained there (train.log, wall_seconds.txt) unless
+# its last snapshot exists. Needs $python.
+pretrain_once() {
+  local name="$1" models="models/pretrain/$1" out="data/pretrain/$1" solver start
+  shift
+  mkdir -p "$models" "$out"
+  solver="$out/AgeGenderNet_pretrain_solver.prototxt"
+  solver_copy prototxt/AgeGenderNet_pretrain_solver.prototxt "$solver" "$@" \
+    "snapshot_prefix: \"$models/AgeGenderNet_pretrain\""
+  if [ -f "$(final_snapshot "$solver")" ]; then
+    echo "pretrain $name: $(final_snapshot "$solver") exists, not trained again"
+    return
+  fi
+  start=$(date +%s)
+  "$python" -m agegender train --solver "$solver" > "$out/train.log" 2>&1
+  echo "AgeGenderNet_pretrain $(( $(date +%s) - start ))" > "$out/wall_seconds.txt"
+  echo "pretrain $name: $(cat "$out/wall_seconds.txt") s"
+}
