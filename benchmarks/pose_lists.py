@@ -51,7 +51,10 @@ def turns(paths: list[str], cache: Path, detector_dir: Path) -> dict[str, float]
         with open(cache, "a") as out:
             for path in todo:
                 image = cv2.imread(str(ROOT / path))
-                found = finder.detector.detect(image) if image is not None else []
+                if image is None:
+                    sys.exit(f"pose_lists.py: cannot read {ROOT / path}; run the benchmark from the checkout the "
+                             "lists were built in")
+                found = finder.detector.detect(image)
                 found = finder.landmarker.add(image, found) if found else found
                 turn = head_turn(np.asarray(found[0].landmarks)) if (
                     len(found) == 1 and found[0].landmarks is not None) else 0.0
