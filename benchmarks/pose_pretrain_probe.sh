@@ -4,7 +4,8 @@
 # are near profile far more often than the pre-training's chips (23% against 1.7%, benchmarks/crop_probe.py and
 # pose_lists.py), and repeating them in the fine-tunings alone gave no reliable gain (benchmarks/pose_probe.sh).
 #
-#   REPEAT=0.2:2,0.3:4 benchmarks/pose_pretrain_probe.sh NAME SEED
+#   REPEAT=0.2:2,0.3:4 [RESUME=models/AgeGenderNet_pretrain/AgeGenderNet_pretrain_iter_5000.solverstate] \
+#     benchmarks/pose_pretrain_probe.sh NAME SEED
 #
 # Needs the pipeline run with --extra (data/DEF/*_pretrain.txt, the LMDBs, graph/). Writes data/probe/NAME/: the
 # two pre-training lists with each face repeated by its head turn (benchmarks/pose_lists.py --repeat REPEAT,
@@ -13,6 +14,9 @@
 # with that net and random_seed SEED (solver.sh's pretrain_once: models/pretrain/NAME_SEED/, skipped when its
 # last snapshot exists) and SEED=SEED benchmarks/finetune_probe.sh for AgeNet and GenderNet from it
 # (data/probe/{a,g}_NAME_SEED/). Compare with benchmarks/pretrain_probe.sh 10000 SEED (data/probe/{a,g}_pre10000_SEED).
+# RESUME: only the pre-training's later part on the repeated lists, from a snapshot of the default one (its
+# solverstate: iteration, learning rate and Adam's history; the same SEED), at half the cost; compare with the
+# default of that seed (for seed 42, the pipeline's own nets: graph/).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=".venv/bin/python"; [ -x "$python" ] || python=python3

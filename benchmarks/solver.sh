@@ -28,10 +28,11 @@ solver_net() {
 
 # pretrain_once NAME "field: value" ...: the shared pre-training's solver copied into data/pretrain/NAME/ with the
 # given fields and snapshots into models/pretrain/NAME/, then trained there (train.log, wall_seconds.txt) unless
-# its last snapshot exists. Needs $python.
+# its last snapshot exists; RESUME=X.solverstate continues that snapshot instead of starting anew. Needs $python.
 pretrain_once() {
-  local name="$1" models="models/pretrain/$1" out="data/pretrain/$1" solver start
+  local name="$1" models="models/pretrain/$1" out="data/pretrain/$1" solver start resume=()
   shift
+  [ -n "${RESUME:-}" ] && resume=(--snapshot "$RESUME")
   mkdir -p "$models" "$out"
   solver="$out/AgeGenderNet_pretrain_solver.prototxt"
   solver_copy prototxt/AgeGenderNet_pretrain_solver.prototxt "$solver" "$@" \
@@ -41,7 +42,7 @@ pretrain_once() {
     return
   fi
   start=$(date +%s)
-  "$python" -m agegender train --solver "$solver" > "$out/train.log" 2>&1
+  "$python" -m agegender train --solver "$solver" "${resume[@]}" > "$out/train.log" 2>&1
   echo "AgeGenderNet_pretrain $(( $(date +%s) - start ))" > "$out/wall_seconds.txt"
   echo "pretrain $name: $(cat "$out/wall_seconds.txt") s"
 }
