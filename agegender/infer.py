@@ -463,11 +463,14 @@ class Report:
         print(line, file=sys.stderr if self.as_json else sys.stdout)
 
 
+def _near_profile(face: FaceResult) -> bool:
+    """The face was aligned by landmarks that show its head turned NEAR_PROFILE or more."""
+    return face.landmarks is not None and head_turn(face.landmarks) >= NEAR_PROFILE
+
+
 def _turn_note(face: FaceResult) -> str:
     """" (near profile: age least reliable)" for a face turned NEAR_PROFILE or more, else ""."""
-    if face.landmarks is None or head_turn(face.landmarks) < NEAR_PROFILE:
-        return ""
-    return " (near profile: its age is the least reliable)"
+    return " (near profile: its age is the least reliable)" if _near_profile(face) else ""
 
 
 def _top(classes: list[str], probs: np.ndarray) -> tuple[str, float]:
@@ -687,11 +690,13 @@ def run_video(args: argparse.Namespace, source: str | int, finder: FaceFinder) -
 
 
 def follow(tracker: Tracker, record: Record) -> None:
-    """--track: each face of a frame continues its track (or starts one); its answer becomes the track's mean."""
+    """--track: each face of a frame continues its track (or starts one); its answer becomes the track's mean,
+    in which a near-profile frame weighs nothing while its track has a better one in the window."""
     results = record.results
     boxes = [(r.box.x, r.box.y, r.box.x + r.box.w, r.box.y + r.box.h) for r in results]
-    for result, (track, frames, age, gender) in zip(results, tracker.update(boxes, [r.age for r in results],
-                                                                              [r.gender for r in results])):
+    weights = [0.0 if _near_profile(r) else 1.0 for r in results]
+    for result, (track, frames, age, gender) in zip(results, tracker.update(
+            boxes, [r.age for r in results], [r.gender for r in results], weights)):
         result.track, result.frames, result.age, result.gender = track, frames, age, gender
 
 

@@ -66,3 +66,43 @@ def test_each_track_takes_one_box_the_best_overlapping_one():
     assert [track for track, *_ in out] == [2, 1]
     with pytest.raises(ValueError):
         Tracker(window=0)
+
+
+def test_frames_weighing_nothing_leave_the_mean_while_the_window_has_others():
+    tracker = Tracker(window=4)
+    box = (0, 0, 50, 50)
+    tracker.update([box], [probs(0.9, 0.1)], [probs(0.8, 0.2)], [1.0])          # frontal
+    (_, frames, age, gender), = tracker.update([box], [probs(0.1, 0.9)], [probs(0.2, 0.8)], [0.0])  # profile
+    assert frames == 1
+    np.testing.assert_allclose(age, probs(0.9, 0.1))
+    np.testing.assert_allclose(gender, probs(0.8, 0.2))
+    (_, frames, age, _), = tracker.update([box], [probs(0.5, 0.5)], [probs(0.5, 0.5)], [1.0])
+    assert frames == 2
+    np.testing.assert_allclose(age, probs(0.7, 0.3))   # (0.9 + 0.5) / 2: the profile frame left out
+
+
+def test_a_window_of_only_weightless_frames_is_averaged_alike():
+    tracker = Tracker(window=3)
+    box = (0, 0, 50, 50)
+    tracker.update([box], [probs(1.0, 0.0)], [probs(1.0, 0.0)], [0.0])
+    (_, frames, age, _), = tracker.update([box], [probs(0.0, 1.0)], [probs(0.0, 1.0)], [0.0])
+    assert frames == 2
+    np.testing.assert_allclose(age, probs(0.5, 0.5))
+    with pytest.raises(ValueError):
+        tracker.update([box], [probs(0.5, 0.5)], [probs(0.5, 0.5)], [float("nan")])
+
+
+def test_run_inference_gives_near_profile_frames_no_weight_in_their_track():
+    from agegender.deploy.faces import Box
+    from agegender.infer import FaceResult, Record, follow
+
+    frontal = np.array([[60, 58], [138, 58], [99, 105], [66, 140], [132, 140]], np.float64)
+    profile = frontal.copy()
+    profile[2, 0] += 0.4 * 78   # the nose 0.4 eye distances to one side: near profile
+    tracker = Tracker(window=15)
+    answers = []
+    for landmarks, male in ((frontal, 0.9), (profile, 0.1), (None, 0.7)):  # None: a framed (unaligned) crop
+        face = FaceResult(Box(40, 40, 120, 120), landmarks, age=probs(0.5, 0.5), gender=probs(male, 1 - male))
+        follow(tracker, Record("frame", results=[face]))
+        answers.append((face.track, face.frames, face.gender[0]))
+    assert answers == [(1, 1, pytest.approx(0.9)), (1, 1, pytest.approx(0.9)), (1, 2, pytest.approx(0.8))]

@@ -4,8 +4,11 @@ answer is the mean of up to N frames' predictions, as an ensemble over views of 
 
 Association as in SORT (Bewley et al. 2016) without its motion model: each frame's boxes are matched to the
 tracks seen in the last ``max_missed`` frames, greedily by IoU (highest first, at least ``min_iou``); an
-unmatched box starts a new track. A track's answer is the arithmetic mean of the probability vectors of its
-last N frames (N = 1: tracks without averaging). Runtime side: NumPy only.
+unmatched box starts a new track. A track's answer is the mean of the probability vectors of its last N
+frames (N = 1: tracks without averaging), each weighted by how far it can be trusted: run_inference gives a
+near-profile frame weight 0 (its exact age is right half as often as a frontal face's on FairFace dev,
+docs/inference.md "Turned heads in the wild"), so a turned head does not pull the answer while frontal frames
+of the same face are in the window; a window of only such frames is averaged alike. Runtime side: NumPy only.
 """
 from __future__ import annotations
 
@@ -25,12 +28,12 @@ class Track:
     id: int
     box: np.ndarray | None = None     # x0, y0, x1, y1 in the last frame it was seen
     last: int = -1                    # the frame it was last seen in
-    history: collections.deque = field(default_factory=collections.deque)  # (age, gender) probabilities
+    history: collections.deque = field(default_factory=collections.deque)  # (age, gender, weight)
 
 
 class Tracker:
-    """``update(boxes, ages, genders)`` for each frame in order -> per face (track id, frames averaged,
-    averaged age probabilities, averaged gender probabilities)."""
+    """``update(boxes, ages, genders[, weights])`` for each frame in order -> per face (track id, frames
+    averaged, averaged age probabilities, averaged gender probabilities)."""
 
     def __init__(self, window: int, min_iou: float = MIN_IOU, max_missed: int = MAX_MISSED):
         if window < 1:
@@ -41,22 +44,30 @@ class Tracker:
         self.next_id = 1
 
     def update(self, boxes: list[tuple[float, float, float, float]], ages: list[np.ndarray],
-               genders: list[np.ndarray]) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+               genders: list[np.ndarray], weights: list[float] | None = None,
+               ) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
+        """``weights`` (default 1 each, at least 0): how much each face's frame counts in its track's mean; a
+        track whose window weighs 0 in all averages its frames alike. "frames averaged" counts those that weigh."""
         self.frame += 1
         self.tracks = [t for t in self.tracks if self.frame - t.last - 1 <= self.max_missed]  # frames missed
         assigned = self._match(np.asarray(boxes, np.float64).reshape(-1, 4))
+        weights = [1.0] * len(boxes) if weights is None else weights
         out = []
-        for index, (box, age, gender) in enumerate(zip(boxes, ages, genders)):
+        for index, (box, age, gender, weight) in enumerate(zip(boxes, ages, genders, weights)):
             track = assigned.get(index)
             if track is None:
                 track = Track(self.next_id, history=collections.deque(maxlen=self.window))
                 self.next_id += 1
                 self.tracks.append(track)
             track.box, track.last = np.asarray(box, np.float64), self.frame
-            track.history.append((np.asarray(age, np.float64), np.asarray(gender, np.float64)))
-            mean_age = np.mean([a for a, _ in track.history], axis=0)
-            mean_gender = np.mean([g for _, g in track.history], axis=0)
-            out.append((track.id, len(track.history), mean_age, mean_gender))
+            if not weight >= 0:
+                raise ValueError(f"a frame's weight is at least 0, not {weight}")
+            track.history.append((np.asarray(age, np.float64), np.asarray(gender, np.float64), float(weight)))
+            w = np.array([h[2] for h in track.history])
+            w = w if w.sum() > 0 else np.ones_like(w)
+            mean_age = np.average([h[0] for h in track.history], axis=0, weights=w)
+            mean_gender = np.average([h[1] for h in track.history], axis=0, weights=w)
+            out.append((track.id, int(np.count_nonzero(w)), mean_age, mean_gender))
         return out
 
     def _match(self, boxes: np.ndarray) -> dict[int, Track]:
