@@ -90,6 +90,8 @@ def test_a_window_of_only_weightless_frames_is_averaged_alike():
     np.testing.assert_allclose(age, probs(0.5, 0.5))
     with pytest.raises(ValueError):
         tracker.update([box], [probs(0.5, 0.5)], [probs(0.5, 0.5)], [float("nan")])
+    with pytest.raises(ValueError):  # a face without its weight would silently drop out of the frame's answers
+        tracker.update([box, (100, 0, 150, 50)], [probs(0.5, 0.5)] * 2, [probs(0.5, 0.5)] * 2, [1.0])
 
 
 def test_run_inference_gives_near_profile_frames_no_weight_in_their_track():

@@ -52,6 +52,8 @@ class Tracker:
         self.tracks = [t for t in self.tracks if self.frame - t.last - 1 <= self.max_missed]  # frames missed
         assigned = self._match(np.asarray(boxes, np.float64).reshape(-1, 4))
         weights = [1.0] * len(boxes) if weights is None else weights
+        if not len(boxes) == len(ages) == len(genders) == len(weights):
+            raise ValueError("one age, gender and weight per box")
         out = []
         for index, (box, age, gender, weight) in enumerate(zip(boxes, ages, genders, weights)):
             track = assigned.get(index)
