@@ -5,7 +5,7 @@ faces are far more often turned than UTKFace's chips (benchmarks/crop_probe.py),
 
 Each image of each LIST (build_dataset.py's "path label" lines) is given its head turn
 (agegender.deploy.faces.head_turn) from UltraFace + O-Net landmarks, found as run_inference.py finds them and
-cached in OUT_DIR/turns.tsv (a chip without exactly one face keeps turn 0; an oversampled copy takes its
+cached in OUT_DIR/turns.tsv or --cache FILE (a chip without exactly one face keeps turn 0; an oversampled copy takes its
 chip's). OUT_DIR/NAME of each LIST then holds its lines, each repeated by the --repeat of the largest turn
 threshold it reaches (default: 2 times from 0.2, 4 times from 0.3), shuffled with seed 42. Only lines of the
 given lists are repeated, so no face enters a split it was not in.
@@ -70,11 +70,15 @@ def main() -> int:
     parser.add_argument("lists", type=Path, nargs="+")
     parser.add_argument("--repeat", default="0.2:2,0.3:4", help="THRESHOLD:TIMES,... (default %(default)s)")
     parser.add_argument("--detector-dir", type=Path, default=ROOT.parent / "shared" / "caffe-fixtures")
+    parser.add_argument("--cache", type=Path, help="the head turns' cache, shared between runs "
+                        "(default OUT_DIR/turns.tsv)")
     args = parser.parse_args()
     repeats = sorted((float(t), int(n)) for t, n in (item.split(":") for item in args.repeat.split(",")))
     args.out.mkdir(parents=True, exist_ok=True)
     lines = {path: open(path).read().splitlines() for path in args.lists}
-    turn = turns([line.split()[0] for ls in lines.values() for line in ls], args.out / "turns.tsv", args.detector_dir)
+    cache = args.cache or args.out / "turns.tsv"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    turn = turns([line.split()[0] for ls in lines.values() for line in ls], cache, args.detector_dir)
     for path, ls in lines.items():
         out = []
         for line in ls:

@@ -26,18 +26,12 @@ name="$1" seed="$2" out="data/probe/$1"
 [ -f data/DEF/gender_pretrain.txt ] || {
   echo "pose_pretrain_probe.sh: no data/DEF/gender_pretrain.txt; run ./run_pipeline.sh SOURCE --extra DIR first" >&2
   exit 2; }
-mkdir -p "$out/lists"
-[ -f data/probe/posebal_turns.tsv ] && cp data/probe/posebal_turns.tsv "$out/lists/turns.tsv"
-"$python" benchmarks/pose_lists.py "$out/lists" --repeat "${REPEAT:-0.2:2,0.3:4}" data/DEF/{age,gender}_pretrain.txt
-cp "$out/lists/turns.tsv" data/probe/posebal_turns.tsv
+"$python" benchmarks/pose_lists.py "$out/lists" --repeat "${REPEAT:-0.2:2,0.3:4}" --cache data/probe/posebal_turns.tsv \
+  data/DEF/{age,gender}_pretrain.txt
 [ -d "$out/lmdb/gender_pretrain_lmdb" ] ||
   "$python" -m agegender lmdb --lists "$out/lists" --out "$out/lmdb" --splits pretrain | tail -1
 net="$out/AgeGenderNet_train_test.prototxt"
-sed -e "s#source: \"data/lmdb/\(age\|gender\)_pretrain_lmdb\"#source: \"$out/lmdb/\1_pretrain_lmdb\"#" \
-  prototxt/AgeGenderNet_train_test.prototxt > "$net"
-[ "$(grep -c "$out/lmdb/" "$net")" = 2 ] || {
-  echo "pose_pretrain_probe.sh: prototxt/AgeGenderNet_train_test.prototxt no longer reads data/lmdb/*_pretrain_lmdb" >&2
-  exit 1; }
+lmdb_copy prototxt/AgeGenderNet_train_test.prototxt "$net" "$out/lmdb" age_pretrain_lmdb gender_pretrain_lmdb
 pretrain_once "${name}_$seed" "net: \"$net\"" "random_seed: $seed"
 models="models/pretrain/${name}_$seed"
 SEED="$seed" PRETRAIN="$models" benchmarks/finetune_probe.sh AgeNet "a_${name}_$seed"

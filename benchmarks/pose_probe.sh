@@ -13,23 +13,19 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=".venv/bin/python"; [ -x "$python" ] || python=python3
+source benchmarks/solver.sh
 [ $# -ge 1 ] || { echo "usage: benchmarks/pose_probe.sh NAME [SEED ...]" >&2; exit 2; }
 name="$1"; shift
 out="data/probe/$name"
 [ -f data/DEF/gender_pretrain.txt ] || {
   echo "pose_probe.sh: no data/DEF/gender_pretrain.txt; run ./run_pipeline.sh SOURCE --extra DIR first" >&2; exit 2; }
-mkdir -p "$out/lists"
-[ -f data/probe/posebal_turns.tsv ] && cp data/probe/posebal_turns.tsv "$out/lists/turns.tsv"
-"$python" benchmarks/pose_lists.py "$out/lists" --repeat "${REPEAT:-0.2:2,0.3:4}" \
+"$python" benchmarks/pose_lists.py "$out/lists" --repeat "${REPEAT:-0.2:2,0.3:4}" --cache data/probe/posebal_turns.tsv \
   data/DEF/{age,gender}_pretrain.txt data/DEF/{age,gender}_train.txt
-cp "$out/lists/turns.tsv" data/probe/posebal_turns.tsv
 "$python" -m agegender lmdb --lists "$out/lists" --out "$out/lmdb" --splits train pretrain | tail -1
-for net in AgeNet_finetune GenderNet; do
-  sed -e "s#source: \"data/lmdb/\(age\|gender\)_\(train\|pretrain\)_lmdb\"#source: \"$out/lmdb/\1_\2_lmdb\"#" \
-    "prototxt/${net}_train_test.prototxt" > "$out/${net}_train_test.prototxt"
-  [ "$(grep -c "$out/lmdb/" "$out/${net}_train_test.prototxt")" = 2 ] || {
-    echo "pose_probe.sh: prototxt/${net}_train_test.prototxt no longer reads data/lmdb/*_{train,pretrain}_lmdb" >&2; exit 1; }
-done
+lmdb_copy prototxt/AgeNet_finetune_train_test.prototxt "$out/AgeNet_finetune_train_test.prototxt" "$out/lmdb" \
+  age_train_lmdb age_pretrain_lmdb
+lmdb_copy prototxt/GenderNet_train_test.prototxt "$out/GenderNet_train_test.prototxt" "$out/lmdb" \
+  gender_train_lmdb gender_pretrain_lmdb
 nets="${NETS:-GenderNet AgeNet}"
 for seed in "${@:-42}"; do
   if [[ " $nets " == *" GenderNet "* ]]; then

@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=".venv/bin/python"; [ -x "$python" ] || python=python3
+source benchmarks/solver.sh
 out=data/probe/racebal
 [ -f data/DEF/gender_pretrain.txt ] || {
   echo "race_balanced_probe.sh: no data/DEF/gender_pretrain.txt; run ./run_pipeline.sh SOURCE --extra DIR first" >&2; exit 2; }
@@ -35,10 +36,7 @@ open(f"{sys.argv[1]}/gender_pretrain.txt", "w").writelines(lines)
 open(f"{sys.argv[1]}/age_pretrain.txt", "w").writelines(f"{l.split()[0]} {ages[l.split()[0]]}\n" for l in lines)
 PY
 "$python" -m agegender lmdb --lists "$out/lists" --out "$out/lmdb" --splits pretrain | tail -1
-sed "s#source: \"data/lmdb/gender_pretrain_lmdb\"#source: \"$out/lmdb/gender_pretrain_lmdb\"#" \
-  prototxt/GenderNet_train_test.prototxt > "$out/GenderNet_train_test.prototxt"
-grep -q "$out/lmdb/gender_pretrain_lmdb" "$out/GenderNet_train_test.prototxt" || {
-  echo "race_balanced_probe.sh: GenderNet_train_test.prototxt no longer reads data/lmdb/gender_pretrain_lmdb" >&2; exit 1; }
+lmdb_copy prototxt/GenderNet_train_test.prototxt "$out/GenderNet_train_test.prototxt" "$out/lmdb" gender_pretrain_lmdb
 for seed in "${@:-42 7}"; do
   for s in $seed; do
     SEED=$s benchmarks/finetune_probe.sh GenderNet "g_racebal$s" "net: \"$out/GenderNet_train_test.prototxt\""

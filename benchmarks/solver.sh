@@ -46,3 +46,17 @@ pretrain_once() {
   echo "AgeGenderNet_pretrain $(( $(date +%s) - start ))" > "$out/wall_seconds.txt"
   echo "pretrain $name: $(cat "$out/wall_seconds.txt") s"
 }
+
+# lmdb_copy SRC DST DIR NAME...: the train_test prototxt SRC written to DST with each named LMDB
+# (source: "data/lmdb/NAME") read from DIR/NAME instead; exits with one line when SRC does not read one of them.
+lmdb_copy() {
+  local src="$1" dst="$2" dir="$3" lmdb
+  shift 3
+  cp "$src" "$dst.tmp"
+  for lmdb in "$@"; do
+    grep -q "source: \"data/lmdb/$lmdb\"" "$dst.tmp" || {
+      echo "$(basename "$0"): $src no longer reads data/lmdb/$lmdb" >&2; rm -f "$dst.tmp"; exit 1; }
+    sed -i "s#source: \"data/lmdb/$lmdb\"#source: \"$dir/$lmdb\"#" "$dst.tmp"
+  done
+  mv "$dst.tmp" "$dst"
+}

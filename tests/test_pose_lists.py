@@ -56,3 +56,15 @@ def test_unreadable_image_is_refused_not_counted_frontal(tmp_path, fixtures):
     assert result.returncode != 0
     assert "cannot read" in result.stderr and "no/such/chip.jpg" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cache_elsewhere_is_read_and_out_gets_no_copy(tmp_path):
+    lists, out = write_lists(tmp_path, {"a/front.jpg": 0.0, "a/profile.jpg": 0.5})
+    cache = tmp_path / "shared" / "turns.tsv"
+    cache.parent.mkdir()
+    (out / "turns.tsv").rename(cache)
+    result = run(out, lists / "age_pretrain.txt", "--cache", cache)
+    assert result.returncode == 0, result.stderr
+    assert Counter(line.split()[0] for line in (out / "age_pretrain.txt").read_text().splitlines()) == {
+        "a/front.jpg": 1, "a/profile.jpg": 4}
+    assert not (out / "turns.tsv").exists()
