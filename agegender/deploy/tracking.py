@@ -48,12 +48,14 @@ class Tracker:
                ) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
         """``weights`` (default 1 each, at least 0): how much each face's frame counts in its track's mean; a
         track whose window weighs 0 in all averages its frames alike. "frames averaged" counts those that weigh."""
-        self.frame += 1
-        self.tracks = [t for t in self.tracks if self.frame - t.last - 1 <= self.max_missed]  # frames missed
-        assigned = self._match(np.asarray(boxes, np.float64).reshape(-1, 4))
         weights = [1.0] * len(boxes) if weights is None else weights
         if not len(boxes) == len(ages) == len(genders) == len(weights):
             raise ValueError("one age, gender and weight per box")
+        if not all(w >= 0 for w in weights):
+            raise ValueError(f"a frame's weight is at least 0, not {weights}")
+        self.frame += 1
+        self.tracks = [t for t in self.tracks if self.frame - t.last - 1 <= self.max_missed]  # frames missed
+        assigned = self._match(np.asarray(boxes, np.float64).reshape(-1, 4))
         out = []
         for index, (box, age, gender, weight) in enumerate(zip(boxes, ages, genders, weights)):
             track = assigned.get(index)
@@ -62,8 +64,6 @@ class Tracker:
                 self.next_id += 1
                 self.tracks.append(track)
             track.box, track.last = np.asarray(box, np.float64), self.frame
-            if not weight >= 0:
-                raise ValueError(f"a frame's weight is at least 0, not {weight}")
             track.history.append((np.asarray(age, np.float64), np.asarray(gender, np.float64), float(weight)))
             w = np.array([h[2] for h in track.history])
             w = w if w.sum() > 0 else np.ones_like(w)
